@@ -1,0 +1,70 @@
+//! The error type of the core, with a stable machine-readable code per variant.
+//!
+//! Bindings map [`Error::code`] onto their own error types (Python exception
+//! classes, Node `err.code`), so codes never change once published.
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every way the core can fail. Messages name the thing that is wrong (the
+/// JSON path of a field, the disk and offset of a chunk, the rule ID), and
+/// never carry secrets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input that is not valid JSON/TOML or does not match the model's shape.
+    #[error("malformed input at {path}: {message}")]
+    Parse {
+        /// JSON path of the offending field (`$` for the document itself).
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// Input that parsed but breaks a rule of the model (a size, a name, an ID).
+    #[error("invalid input at {path}: {message}")]
+    Invalid {
+        /// JSON path of the offending field.
+        path: String,
+        /// Why it is invalid.
+        message: String,
+    },
+    /// A profile name that the library does not know.
+    #[error("unknown profile '{0}' (known: commvault, veeam, azure-backup@2016, azure-backup)")]
+    UnknownProfile(String),
+    /// A custom rule that cannot be loaded (syntax error, unknown field, bad outcome).
+    #[error("custom rule {rule}: {message}")]
+    Rule {
+        /// The rule's ID, or its position when it has none.
+        rule: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A custom rule that failed while it was evaluated against one input.
+    #[error("custom rule {rule} failed to evaluate: {message}")]
+    RuleEvaluation {
+        /// The rule's ID.
+        rule: String,
+        /// The evaluator's message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// A stable code for this variant, for bindings and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Parse { .. } => "E_PARSE",
+            Error::Invalid { .. } => "E_INVALID",
+            Error::UnknownProfile(_) => "E_UNKNOWN_PROFILE",
+            Error::Rule { .. } => "E_RULE",
+            Error::RuleEvaluation { .. } => "E_RULE_EVAL",
+        }
+    }
+
+    pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

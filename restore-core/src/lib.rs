@@ -1,0 +1,14 @@
+//! # restore-core
+//!
+//! The core of vmrestore: a data model of backed-up virtual machines and
+//! restore requests ([`model`]), vendor policies as rules ([`policy`]), and a
+//! pure, deterministic planner ([`plan`]) whose plans explain every decision
+//! with the rule ID that caused it.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod plan;
+pub mod policy;
+
+pub use error::{Error, Result};

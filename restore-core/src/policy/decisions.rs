@@ -1,0 +1,352 @@
+//! The outcome accumulator rules write to, and the fixed vocabulary of
+//! transformations and step changes.
+//!
+//! The planner seeds a [`Decisions`] with the target as requested; rules then
+//! add findings and change the target only through the methods here, so that
+//! every change is recorded with the rule that made it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::{Ctx, Rule};
+use crate::model::*;
+use crate::plan::*;
+
+/// What happens about the network security group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NsgPlan {
+    /// No NSG.
+    None,
+    /// Attach an NSG that exists (the request named it).
+    Existing(String),
+    /// Configure an NSG of the source's name (Commvault CV-15).
+    CopySource(String),
+    /// Create a new NSG opening these ports (Veeam VE-20).
+    Create { name: String, ports: Vec<u16> },
+}
+
+pub(crate) struct Decisions {
+    pub findings: Vec<Finding>,
+    pub transformations: Vec<Transformation>,
+    pub post_actions: Vec<PostAction>,
+    pub rules_applied: BTreeSet<String>,
+    /// Optional steps requested, with the rules that asked for them; rule IDs
+    /// listed for default steps are attached to those steps.
+    pub steps: BTreeMap<StepKind, Vec<String>>,
+    pub target: Target,
+    pub zone_decided: bool,
+    pub nsg: NsgPlan,
+    /// Create the key vault (else: restore into an existing/named vault).
+    pub create_key_vault: bool,
+    /// Expected transfer rate in bytes per second.
+    pub throughput: u64,
+}
+
+impl Decisions {
+    pub fn new(target: Target, nsg: NsgPlan) -> Self {
+        Decisions {
+            findings: Vec::new(),
+            transformations: Vec::new(),
+            post_actions: Vec::new(),
+            rules_applied: BTreeSet::new(),
+            steps: BTreeMap::new(),
+            target,
+            zone_decided: false,
+            nsg,
+            create_key_vault: false,
+            throughput: 100 << 20,
+        }
+    }
+
+    fn finding(&mut self, rule: &Rule, severity: Severity, kind: OutcomeKind, path: &str, message: String) {
+        self.rules_applied.insert(rule.id.clone());
+        self.findings.push(Finding {
+            rule_id: rule.id.clone(),
+            severity,
+            kind,
+            message,
+            source: rule.source.clone(),
+            path: path.to_string(),
+        });
+    }
+
+    /// The restore cannot run as requested.
+    pub fn block(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
+        self.finding(rule, Severity::Block, OutcomeKind::Block, path, message.into());
+    }
+
+    /// The restore runs but the user should know.
+    pub fn warn(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
+        self.finding(rule, Severity::Warning, OutcomeKind::Warn, path, message.into());
+    }
+
+    /// Information (a rule that confirms something is supported).
+    pub fn info(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
+        self.finding(rule, Severity::Info, OutcomeKind::Info, path, message.into());
+    }
+
+    /// Something to do after the restore.
+    pub fn post(&mut self, rule: &Rule, message: impl Into<String>) {
+        self.rules_applied.insert(rule.id.clone());
+        let message = message.into();
+        if !self.post_actions.iter().any(|p| p.rule_id == rule.id && p.message == message) {
+            self.post_actions.push(PostAction {
+                rule_id: rule.id.clone(),
+                message,
+                source: rule.source.clone(),
+            });
+        }
+    }
+
+    /// Adds a step of `kind` (or marks an existing one) as caused by `rule`.
+    pub fn step(&mut self, rule: &Rule, kind: StepKind) {
+        self.rules_applied.insert(rule.id.clone());
+        let ids = self.steps.entry(kind).or_default();
+        if !ids.contains(&rule.id) {
+            ids.push(rule.id.clone());
+        }
+    }
+
+    pub fn has_step(&self, kind: StepKind) -> bool {
+        self.steps.contains_key(&kind)
+    }
+
+    fn transform(&mut self, rule: &Rule, kind: TransformKind, path: &str, before: Value, after: Value, message: String) {
+        self.rules_applied.insert(rule.id.clone());
+        self.transformations.push(Transformation {
+            rule_id: rule.id.clone(),
+            kind,
+            path: path.to_string(),
+            before,
+            after,
+            message,
+        });
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Block)
+    }
+
+    // --- the transformation vocabulary -----------------------------------
+
+    /// Removes the availability zone.
+    pub fn drop_zone(&mut self, rule: &Rule, message: impl Into<String>) {
+        self.zone_decided = true;
+        if let Some(z) = self.target.zone.take() {
+            self.transform(rule, TransformKind::DropZone, "$.restore_point.vm.zone", json!(z), Value::Null, message.into());
+        }
+    }
+
+    /// Places the VM in `zone`.
+    pub fn set_zone(&mut self, rule: &Rule, source: Option<u8>, zone: u8, message: impl Into<String>) {
+        self.zone_decided = true;
+        self.target.zone = Some(zone);
+        if source != Some(zone) {
+            self.transform(rule, TransformKind::ChangeZone, "$.request.destination.zone", json!(source), json!(zone), message.into());
+        }
+    }
+
+    /// Removes the availability set.
+    pub fn drop_availability_set(&mut self, rule: &Rule, source: &Option<String>, message: impl Into<String>) {
+        if source.is_some() || self.target.availability_set.is_some() {
+            let before = self.target.availability_set.take().or_else(|| source.clone());
+            self.transform(rule, TransformKind::DropAvailabilitySet, "$.restore_point.vm.availability_set", json!(before), Value::Null, message.into());
+        }
+    }
+
+    /// A UEFI system becomes a BIOS Generation 1 VM.
+    pub fn efi_to_bios(&mut self, rule: &Rule, message: impl Into<String>) {
+        let before = json!({"generation": self.target.generation, "firmware": self.target.firmware});
+        self.target.generation = Generation::Gen1;
+        self.target.firmware = Firmware::Bios;
+        self.transform(rule, TransformKind::EfiToBios, "$.restore_point.vm.firmware", before, json!({"generation": "gen1", "firmware": "bios"}), message.into());
+    }
+
+    /// The system disk's GPT becomes MBR.
+    pub fn gpt_to_mbr(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
+        self.transform(rule, TransformKind::GptToMbr, path, json!("gpt"), json!("mbr"), message.into());
+    }
+
+    /// Each LVM volume group becomes an extra data disk (the original disks stay).
+    pub fn split_lvm(&mut self, rule: &Rule, ctx: &Ctx) {
+        let mut next_lun = self.next_lun();
+        for (i, d) in ctx.vm.disks.iter().enumerate() {
+            for (j, vg) in d.lvm_volume_groups.iter().enumerate() {
+                let name = disk_name(&self.target.vm_name, &format!("{}-{}", d.name, vg.name));
+                if self.target.disks.iter().any(|t| t.name == name) {
+                    continue;
+                }
+                let sku = self.target.disks.iter().find(|t| t.source_disk == d.name).map_or(d.sku, |t| t.sku);
+                self.target.disks.push(TargetDisk {
+                    name: name.clone(),
+                    source_disk: d.name.clone(),
+                    volume_group: Some(vg.name.clone()),
+                    role: DiskRole::Data,
+                    lun: Some(next_lun),
+                    size_bytes: round_up_mib(vg.size_bytes),
+                    bytes_to_write: vg.size_bytes,
+                    sku,
+                    disk_encryption_set: None,
+                });
+                self.transform(
+                    rule,
+                    TransformKind::SplitLvm,
+                    &format!("$.restore_point.vm.disks[{i}].lvm_volume_groups[{j}]"),
+                    json!({"disk": d.name, "volume_group": vg.name}),
+                    json!({"extra_disk": name, "lun": next_lun, "size_bytes": round_up_mib(vg.size_bytes)}),
+                    format!("volume group '{}' on disk '{}' is restored as a separate disk '{name}' (LUN {next_lun})", vg.name, d.name),
+                );
+                next_lun += 1;
+            }
+        }
+    }
+
+    fn next_lun(&self) -> u32 {
+        self.target.disks.iter().filter_map(|d| d.lun).max().map_or(0, |l| l + 1)
+    }
+
+    /// Static private IPs become dynamic.
+    pub fn static_to_dynamic(&mut self, rule: &Rule, message: &str) {
+        let mut changed = Vec::new();
+        for (i, n) in self.target.nics.iter_mut().enumerate() {
+            if let Some(ip) = n.static_ip.take() {
+                changed.push((i, ip));
+            }
+        }
+        for (i, ip) in changed {
+            self.transform(rule, TransformKind::StaticToDynamicIp, &format!("$.restore_point.vm.nics[{i}].private_ip"), json!(ip), json!("dynamic"), message.to_string());
+        }
+    }
+
+    /// A Spot VM becomes a regular VM.
+    pub fn spot_to_regular(&mut self, rule: &Rule, message: impl Into<String>) {
+        self.transform(rule, TransformKind::SpotToRegular, "$.restore_point.vm.spot", json!(true), json!(false), message.into());
+    }
+
+    /// Restores disks and a template instead of creating the VM.
+    pub fn restore_disks_instead(&mut self, rule: &Rule, message: impl Into<String>) {
+        if self.target.create_vm {
+            self.target.create_vm = false;
+            self.target.power_on = false;
+            self.transform(rule, TransformKind::RestoreDisksInstead, "$.request.restore_type", json!("full_vm"), json!("restore_disks"), message.into());
+        }
+        self.step(rule, StepKind::Template);
+    }
+
+    /// The restored disks do not get the source's disk encryption set.
+    pub fn drop_cmk(&mut self, rule: &Rule, message: impl Into<String>) {
+        let mut any = None;
+        for d in &mut self.target.disks {
+            if let Some(des) = d.disk_encryption_set.take() {
+                any = Some(des);
+            }
+        }
+        if let Some(des) = any {
+            self.transform(rule, TransformKind::DropCustomerManagedKeys, "$.restore_point.vm.disks", json!(des), Value::Null, message.into());
+        }
+    }
+
+    /// A disk is left out of the restore.
+    pub fn omit_disk(&mut self, rule: &Rule, index: usize, source: &Disk, message: impl Into<String>) {
+        let before = self.target.disks.len();
+        self.target.disks.retain(|t| t.source_disk != source.name);
+        if self.target.disks.len() != before {
+            self.transform(rule, TransformKind::OmitDisk, &format!("$.restore_point.vm.disks[{index}]"), json!(source.name), Value::Null, message.into());
+        }
+    }
+
+    /// Only the first virtual network's NICs are kept.
+    pub fn keep_first_vnet(&mut self, rule: &Rule, message: impl Into<String>) {
+        let Some(first) = self.target.nics.first().map(|n| n.virtual_network.clone()) else {
+            return;
+        };
+        let dropped: Vec<String> = self.target.nics.iter().filter(|n| n.virtual_network != first).map(|n| n.virtual_network.clone()).collect();
+        if !dropped.is_empty() {
+            self.target.nics.retain(|n| n.virtual_network == first);
+            self.transform(rule, TransformKind::KeepFirstVirtualNetwork, "$.restore_point.vm.nics", json!(dropped), json!(first), message.into());
+        }
+    }
+
+    /// The failover-cluster node becomes its own VM; shared disks become regular.
+    pub fn cluster_to_vm(&mut self, rule: &Rule, ctx: &Ctx, message: impl Into<String>) {
+        let shared: Vec<&str> = ctx.vm.disks.iter().filter(|d| d.shared).map(|d| d.name.as_str()).collect();
+        self.transform(rule, TransformKind::ClusterNodeToVm, "$.restore_point.vm.failover_cluster_node", json!({"cluster_node": true, "shared_disks": shared}), json!({"cluster_node": false, "shared_disks": []}), message.into());
+    }
+
+    /// The VM gets `size`.
+    pub fn set_vm_size(&mut self, rule: &Rule, size: &str, message: impl Into<String>) {
+        if self.target.vm_size != size {
+            let before = std::mem::replace(&mut self.target.vm_size, size.to_string());
+            self.transform(rule, TransformKind::ChangeVmSize, "$.request.destination.vm_size", json!(before), json!(size), message.into());
+        }
+    }
+
+    /// The VM goes to another region (Azure Backup's paired-region restore).
+    pub fn paired_region(&mut self, rule: &Rule, region: &str, message: impl Into<String>) {
+        let before = std::mem::replace(&mut self.target.region, region.to_string());
+        self.transform(rule, TransformKind::PairedRegion, "$.request.destination.region", json!(before), json!(region), message.into());
+    }
+
+    /// A new key vault is created at the destination.
+    pub fn new_key_vault(&mut self, rule: &Rule, source: &str, name: &str, message: impl Into<String>) {
+        self.create_key_vault = true;
+        self.target.key_vault = Some(name.to_string());
+        self.step(rule, StepKind::KeyVault);
+        self.transform(rule, TransformKind::NewKeyVault, "$.restore_point.key_vaults", json!(source), json!(name), message.into());
+    }
+
+    /// Public IPs are not restored.
+    pub fn drop_public_ip(&mut self, rule: &Rule, message: impl Into<String>) {
+        let mut dropped = Vec::new();
+        for n in &mut self.target.nics {
+            if let Some(p) = n.public_ip.take() {
+                dropped.push(p);
+            }
+        }
+        if !dropped.is_empty() {
+            self.transform(rule, TransformKind::DropPublicIp, "$.restore_point.vm.nics", json!(dropped), Value::Null, message.into());
+        }
+    }
+
+    /// Applies a transformation named by a custom rule.
+    pub fn apply_named(&mut self, kind: TransformKind, rule: &Rule, ctx: &Ctx, message: &str) {
+        match kind {
+            TransformKind::DropZone => self.drop_zone(rule, message),
+            TransformKind::DropAvailabilitySet => self.drop_availability_set(rule, &ctx.vm.availability_set, message),
+            TransformKind::EfiToBios => self.efi_to_bios(rule, message),
+            TransformKind::GptToMbr => self.gpt_to_mbr(rule, "$.restore_point.vm.disks", message),
+            TransformKind::SplitLvm => self.split_lvm(rule, ctx),
+            TransformKind::StaticToDynamicIp => self.static_to_dynamic(rule, message),
+            TransformKind::SpotToRegular => self.spot_to_regular(rule, message),
+            TransformKind::RestoreDisksInstead => self.restore_disks_instead(rule, message),
+            TransformKind::DropCustomerManagedKeys => self.drop_cmk(rule, message),
+            TransformKind::ClusterNodeToVm => self.cluster_to_vm(rule, ctx, message),
+            TransformKind::KeepFirstVirtualNetwork => self.keep_first_vnet(rule, message),
+            TransformKind::DropPublicIp => self.drop_public_ip(rule, message),
+            TransformKind::PairedRegion => {
+                if let Some(p) = ctx.facts.source_paired_region.clone() {
+                    self.paired_region(rule, &p, message)
+                }
+            }
+            // These need an argument a custom rule cannot give; the loader
+            // rejects them (see custom::NAMED_TRANSFORMS).
+            TransformKind::ChangeZone | TransformKind::NewKeyVault | TransformKind::OmitDisk | TransformKind::ChangeVmSize => {}
+        }
+    }
+}
+
+/// Rounds a size up to a whole MiB, as Azure requires of disk sizes.
+pub(crate) fn round_up_mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20).saturating_mul(1 << 20)
+}
+
+/// Name of a restored disk: `<vm>-<disk>`, at most 80 characters.
+pub(crate) fn disk_name(vm: &str, disk: &str) -> String {
+    let full = format!("{vm}-{disk}");
+    if full.len() <= 80 {
+        return full;
+    }
+    let digest = crate::plan::short_digest(full.as_bytes());
+    format!("{}-{digest}", &full[..71])
+}

@@ -1,0 +1,2 @@
+//! Thin re-export of `restore-core`; see that crate.
+pub use restore_core::*;
