@@ -22,17 +22,27 @@ fn shared_vectors() {
         }
     }
     assert!(n > 0);
-    assert!(failures.is_empty(), "{} of {n} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn rule_ids_of_catalog() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/RULES.md")).unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/RULES.md"),
+    )
+    .unwrap();
     text.lines()
         .filter_map(|l| l.strip_prefix("| "))
         .filter_map(|l| l.split(' ').next())
         .filter(|id| {
             let (p, n) = id.rsplit_once('-').unwrap_or(("", ""));
-            ["CV", "VE", "AB16", "AB"].contains(&p) && n.len() == 2 && n.bytes().all(|c| c.is_ascii_digit())
+            ["CV", "VE", "AB16", "AB"].contains(&p)
+                && n.len() == 2
+                && n.bytes().all(|c| c.is_ascii_digit())
         })
         .map(String::from)
         .collect()
@@ -44,14 +54,29 @@ fn every_rule_has_a_firing_and_a_quiet_case() {
     assert_eq!(ids.len(), 18 + 23 + 6 + 13, "RULES.md rule count changed");
     let cases = load("cases.json");
     let collect = |key: &str| -> BTreeSet<String> {
-        cases.as_array().unwrap().iter().flat_map(|c| c["expect"][key].as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_str().map(String::from)).collect()
+        cases
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["expect"][key].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
     };
-    let fired: BTreeSet<String> = collect("fired").union(&collect("blocked_by")).cloned().collect();
+    let fired: BTreeSet<String> = collect("fired")
+        .union(&collect("blocked_by"))
+        .cloned()
+        .collect();
     let quiet = collect("not_fired");
     let missing_fire: Vec<&String> = ids.iter().filter(|id| !fired.contains(*id)).collect();
     let missing_quiet: Vec<&String> = ids.iter().filter(|id| !quiet.contains(*id)).collect();
-    assert!(missing_fire.is_empty(), "rules without a firing case: {missing_fire:?}");
-    assert!(missing_quiet.is_empty(), "rules without a quiet case: {missing_quiet:?}");
+    assert!(
+        missing_fire.is_empty(),
+        "rules without a firing case: {missing_fire:?}"
+    );
+    assert!(
+        missing_quiet.is_empty(),
+        "rules without a quiet case: {missing_quiet:?}"
+    );
 }
 
 #[test]
@@ -64,7 +89,12 @@ fn every_rule_of_the_catalog_is_implemented_in_its_profile() {
             _ => "azure-backup",
         };
         let p = vmrestore::policy::Profile::builtin(profile).unwrap();
-        let rule = p.rule(&id).unwrap_or_else(|| panic!("{id} missing from {profile}"));
-        assert!(!rule.source.is_empty() && !rule.summary.is_empty() && !rule.kinds.is_empty(), "{id} lacks metadata");
+        let rule = p
+            .rule(&id)
+            .unwrap_or_else(|| panic!("{id} missing from {profile}"));
+        assert!(
+            !rule.source.is_empty() && !rule.summary.is_empty() && !rule.kinds.is_empty(),
+            "{id} lacks metadata"
+        );
     }
 }

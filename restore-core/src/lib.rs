@@ -10,5 +10,6 @@ pub mod error;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod schema;
 
 pub use error::{Error, Result};

@@ -18,7 +18,11 @@ pub fn load(name: &str) -> Value {
 /// Sets `value` at JSON pointer `ptr`, creating objects on the way; an array
 /// index equal to the length appends.
 pub fn set_pointer(doc: &mut Value, ptr: &str, value: Value) {
-    let parts: Vec<String> = ptr.split('/').skip(1).map(|p| p.replace("~1", "/").replace("~0", "~")).collect();
+    let parts: Vec<String> = ptr
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
     let mut cur = doc;
     for (i, part) in parts.iter().enumerate() {
         let last = i == parts.len() - 1;
@@ -81,22 +85,32 @@ pub fn plan_case(case: &Value, bases: &Value) -> Result<Plan, (String, String)> 
     let req: RestoreRequest = from_value(doc["request"].clone()).map_err(e)?;
     let cat: Catalog = from_value(doc["catalog"].clone()).map_err(e)?;
     let profiles = profiles_of(case).map_err(e)?;
-    Planner::new(&cat).map_err(e)?.plan(&rp, &req, &profiles).map_err(e)
+    Planner::new(&cat)
+        .map_err(e)?
+        .plan(&rp, &req, &profiles)
+        .map_err(e)
 }
 
 /// Checks a plan (or error) against a case's `expect`; returns the failures.
 pub fn check_case(case: &Value, result: &Result<Plan, (String, String)>) -> Vec<String> {
     let exp = &case["expect"];
     let mut fails = Vec::new();
-    let strs = |k: &str| -> Vec<String> { exp.get(k).and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect() };
+    let strs = |k: &str| -> Vec<String> {
+        exp.get(k)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
     match result {
         Err((code, msg)) => {
             if exp.get("error").and_then(Value::as_str) != Some(code.as_str()) {
                 fails.push(format!("unexpected error {code}: {msg}"));
-            } else if let Some(path) = exp.get("error_contains").and_then(Value::as_str) {
-                if !msg.contains(path) {
-                    fails.push(format!("error '{msg}' does not contain '{path}'"));
-                }
+            } else if let Some(path) = exp.get("error_contains").and_then(Value::as_str)
+                && !msg.contains(path)
+            {
+                fails.push(format!("error '{msg}' does not contain '{path}'"));
             }
         }
         Ok(plan) => {
@@ -110,7 +124,10 @@ pub fn check_case(case: &Value, result: &Result<Plan, (String, String)>) -> Vec<
             }
             for id in strs("fired") {
                 if !plan.rules_applied.contains(&id) {
-                    fails.push(format!("rule {id} did not fire (applied: {:?})", plan.rules_applied));
+                    fails.push(format!(
+                        "rule {id} did not fire (applied: {:?})",
+                        plan.rules_applied
+                    ));
                 }
             }
             for id in strs("not_fired") {
@@ -124,7 +141,11 @@ pub fn check_case(case: &Value, result: &Result<Plan, (String, String)>) -> Vec<
                 }
             }
             for k in strs("transformations") {
-                if !plan.transformations.iter().any(|t| serde_json::to_value(t.kind).unwrap() == Value::String(k.clone())) {
+                if !plan
+                    .transformations
+                    .iter()
+                    .any(|t| serde_json::to_value(t.kind).unwrap() == Value::String(k.clone()))
+                {
                     fails.push(format!("no transformation {k}"));
                 }
             }
@@ -135,7 +156,10 @@ pub fn check_case(case: &Value, result: &Result<Plan, (String, String)>) -> Vec<
             }
             for id in strs("steps") {
                 if plan.step(&id).is_none() {
-                    fails.push(format!("no step {id} (steps: {:?})", plan.steps.iter().map(|s| &s.id).collect::<Vec<_>>()));
+                    fails.push(format!(
+                        "no step {id} (steps: {:?})",
+                        plan.steps.iter().map(|s| &s.id).collect::<Vec<_>>()
+                    ));
                 }
             }
             for id in strs("no_steps") {
@@ -143,15 +167,18 @@ pub fn check_case(case: &Value, result: &Result<Plan, (String, String)>) -> Vec<
                     fails.push(format!("unexpected step {id}"));
                 }
             }
-            if let Some(n) = exp.get("disks").and_then(Value::as_u64) {
-                if plan.target.disks.len() as u64 != n {
-                    fails.push(format!("{} target disks, expected {n}", plan.target.disks.len()));
-                }
+            if let Some(n) = exp.get("disks").and_then(Value::as_u64)
+                && plan.target.disks.len() as u64 != n
+            {
+                fails.push(format!(
+                    "{} target disks, expected {n}",
+                    plan.target.disks.len()
+                ));
             }
-            if let Some(z) = exp.get("zone") {
-                if &serde_json::to_value(plan.target.zone).unwrap() != z {
-                    fails.push(format!("target zone {:?}, expected {z}", plan.target.zone));
-                }
+            if let Some(z) = exp.get("zone")
+                && &serde_json::to_value(plan.target.zone).unwrap() != z
+            {
+                fails.push(format!("target zone {:?}, expected {z}", plan.target.zone));
             }
         }
     }

@@ -170,7 +170,12 @@ impl<'a> CatalogIndex<'a> {
                     )
                 })
                 .collect(),
-            vaults: c.existing.key_vaults.iter().map(|k| k.name.as_str()).collect(),
+            vaults: c
+                .existing
+                .key_vaults
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect(),
         }
     }
 

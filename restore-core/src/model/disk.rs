@@ -58,7 +58,9 @@ fn default_sector() -> u32 {
 impl Disk {
     /// Bytes that must be moved to restore this disk.
     pub fn allocated(&self) -> u64 {
-        self.allocated_bytes.unwrap_or(self.size_bytes).min(self.size_bytes)
+        self.allocated_bytes
+            .unwrap_or(self.size_bytes)
+            .min(self.size_bytes)
     }
     /// Whether this is a managed disk.
     pub fn is_managed(&self) -> bool {

@@ -78,12 +78,19 @@ fn name(path: String, s: &str, max: usize, what: &str) -> Result<()> {
 }
 
 fn region(path: String, s: &str) -> Result<()> {
-    if !s.is_empty() && s.len() <= 40 && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+    if !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
         Ok(())
     } else {
         err(
             path,
-            format!("'{}' is not a region name (lowercase letters and digits, e.g. 'westeurope')", clip(s)),
+            format!(
+                "'{}' is not a region name (lowercase letters and digits, e.g. 'westeurope')",
+                clip(s)
+            ),
         )
     }
 }
@@ -92,7 +99,10 @@ fn zone(path: String, z: u8) -> Result<()> {
     if (1..=3).contains(&z) {
         Ok(())
     } else {
-        err(path, format!("zone {z} does not exist: Azure zones are 1, 2 and 3"))
+        err(
+            path,
+            format!("zone {z} does not exist: Azure zones are 1, 2 and 3"),
+        )
     }
 }
 
@@ -104,13 +114,26 @@ fn is_rfc3339(s: &str) -> bool {
     }
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap_or(99);
-    if !(digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)
+    if !(digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
         && matches!(b[10], b'T' | b't' | b' ')
-        && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19))
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19))
     {
         return false;
     }
-    if !((1..=12).contains(&num(5..7)) && (1..=31).contains(&num(8..10)) && num(11..13) < 24 && num(14..16) < 60 && num(17..19) < 61) {
+    if !((1..=12).contains(&num(5..7))
+        && (1..=31).contains(&num(8..10))
+        && num(11..13) < 24
+        && num(14..16) < 60
+        && num(17..19) < 61)
+    {
         return false;
     }
     let mut rest = &s[19..];
@@ -135,18 +158,29 @@ impl Validate for RestorePoint {
             || id.len() > 128
             || id == "."
             || id == ".."
-            || !id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            || !id
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         {
             return err(
                 format!("{p}.id"),
-                format!("'{}' is not a restore point ID: 1-128 letters, digits, '-', '_' or '.'", clip(id)),
+                format!(
+                    "'{}' is not a restore point ID: 1-128 letters, digits, '-', '_' or '.'",
+                    clip(id)
+                ),
             );
         }
         if !is_rfc3339(&self.time) {
-            return err(format!("{p}.time"), format!("'{}' is not an RFC 3339 date-time", clip(&self.time)));
+            return err(
+                format!("{p}.time"),
+                format!("'{}' is not an RFC 3339 date-time", clip(&self.time)),
+            );
         }
         if self.backup.kind == BackupKind::VeeamAgent && self.backup.agent_level.is_none() {
-            return err(format!("{p}.backup.agent_level"), "a Veeam Agent backup needs its level (entire_computer, volume or file)");
+            return err(
+                format!("{p}.backup.agent_level"),
+                "a Veeam Agent backup needs its level (entire_computer, volume or file)",
+            );
         }
         if let Some(v) = &self.vault {
             region(format!("{p}.vault.region"), &v.region)?;
@@ -157,18 +191,23 @@ impl Validate for RestorePoint {
         }
         for (i, des) in self.disk_encryption_sets.iter().enumerate() {
             let q = format!("{p}.disk_encryption_sets[{i}]");
-            name(format!("{q}.name"), &des.name, 80, "disk encryption set name")?;
+            name(
+                format!("{q}.name"),
+                &des.name,
+                80,
+                "disk encryption set name",
+            )?;
             region(format!("{q}.region"), &des.region)?;
             guid(format!("{q}.subscription_id"), &des.subscription_id)?;
         }
         for (i, d) in self.vm.disks.iter().enumerate() {
-            if let Some(kv) = &d.encryption.ade_key_vault {
-                if !self.key_vaults.iter().any(|k| &k.name == kv) {
-                    return err(
-                        format!("{p}.vm.disks[{i}].encryption.ade_key_vault"),
-                        format!("key vault '{}' is not described in key_vaults", clip(kv)),
-                    );
-                }
+            if let Some(kv) = &d.encryption.ade_key_vault
+                && !self.key_vaults.iter().any(|k| &k.name == kv)
+            {
+                return err(
+                    format!("{p}.vm.disks[{i}].encryption.ade_key_vault"),
+                    format!("key vault '{}' is not described in key_vaults", clip(kv)),
+                );
             }
         }
         Ok(())
@@ -178,8 +217,18 @@ impl Validate for RestorePoint {
 impl Validate for KeyVault {
     fn validate_at(&self, p: &str) -> Result<()> {
         let n = &self.name;
-        if n.len() < 3 || n.len() > 24 || !n.as_bytes()[0].is_ascii_alphabetic() || !n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
-            return err(format!("{p}.name"), format!("'{}' is not a key vault name: 3-24 letters, digits and '-', starting with a letter", clip(n)));
+        if n.len() < 3
+            || n.len() > 24
+            || !n.as_bytes()[0].is_ascii_alphabetic()
+            || !n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            return err(
+                format!("{p}.name"),
+                format!(
+                    "'{}' is not a key vault name: 3-24 letters, digits and '-', starting with a letter",
+                    clip(n)
+                ),
+            );
         }
         region(format!("{p}.region"), &self.region)?;
         guid(format!("{p}.subscription_id"), &self.subscription_id)
@@ -198,17 +247,29 @@ impl Validate for VirtualMachine {
             zone(format!("{p}.zone"), z)?;
         }
         if self.size.is_empty() || self.size.len() > 64 {
-            return err(format!("{p}.size"), "VM size must be 1-64 characters, e.g. 'Standard_D4s_v5'");
+            return err(
+                format!("{p}.size"),
+                "VM size must be 1-64 characters, e.g. 'Standard_D4s_v5'",
+            );
         }
         if self.disks.is_empty() {
             return err(format!("{p}.disks"), "a VM needs at least its OS disk");
         }
         if self.disks.len() > 256 {
-            return err(format!("{p}.disks"), format!("{} disks is more than any Azure VM can have", self.disks.len()));
+            return err(
+                format!("{p}.disks"),
+                format!(
+                    "{} disks is more than any Azure VM can have",
+                    self.disks.len()
+                ),
+            );
         }
         let os = self.disks.iter().filter(|d| d.role == DiskRole::Os).count();
         if os != 1 {
-            return err(format!("{p}.disks"), format!("exactly one disk must have role 'os' (found {os})"));
+            return err(
+                format!("{p}.disks"),
+                format!("exactly one disk must have role 'os' (found {os})"),
+            );
         }
         let mut names = HashSet::new();
         let mut luns = HashSet::new();
@@ -216,23 +277,34 @@ impl Validate for VirtualMachine {
             let q = format!("{p}.disks[{i}]");
             d.validate_at(&q)?;
             if !names.insert(d.name.to_ascii_lowercase()) {
-                return err(format!("{q}.name"), format!("disk name '{}' is used twice", d.name));
+                return err(
+                    format!("{q}.name"),
+                    format!("disk name '{}' is used twice", d.name),
+                );
             }
-            if let Some(l) = d.lun {
-                if !luns.insert(l) {
-                    return err(format!("{q}.lun"), format!("LUN {l} is used by two disks"));
-                }
+            if let Some(l) = d.lun
+                && !luns.insert(l)
+            {
+                return err(format!("{q}.lun"), format!("LUN {l} is used by two disks"));
             }
         }
         for (i, n) in self.nics.iter().enumerate() {
             let q = format!("{p}.nics[{i}]");
             name(format!("{q}.name"), &n.name, 80, "NIC name")?;
-            name(format!("{q}.virtual_network"), &n.virtual_network, 64, "virtual network name")?;
+            name(
+                format!("{q}.virtual_network"),
+                &n.virtual_network,
+                64,
+                "virtual network name",
+            )?;
             name(format!("{q}.subnet"), &n.subnet, 80, "subnet name")?;
-            if let IpAllocation::Static { address } = &n.private_ip {
-                if address.parse::<std::net::IpAddr>().is_err() {
-                    return err(format!("{q}.private_ip.address"), format!("'{}' is not an IP address", clip(address)));
-                }
+            if let IpAllocation::Static { address } = &n.private_ip
+                && address.parse::<std::net::IpAddr>().is_err()
+            {
+                return err(
+                    format!("{q}.private_ip.address"),
+                    format!("'{}' is not an IP address", clip(address)),
+                );
             }
         }
         Ok(())
@@ -243,38 +315,86 @@ impl Validate for Disk {
     fn validate_at(&self, p: &str) -> Result<()> {
         name(format!("{p}.name"), &self.name, 80, "disk name")?;
         if self.size_bytes == 0 {
-            return err(format!("{p}.size_bytes"), format!("disk '{}' has size 0", self.name));
+            return err(
+                format!("{p}.size_bytes"),
+                format!("disk '{}' has size 0", self.name),
+            );
         }
         if self.size_bytes > MAX_DISK_BYTES {
             return err(
                 format!("{p}.size_bytes"),
-                format!("disk '{}': {} bytes is larger than any Azure disk (64 TiB)", self.name, self.size_bytes),
+                format!(
+                    "disk '{}': {} bytes is larger than any Azure disk (64 TiB)",
+                    self.name, self.size_bytes
+                ),
             );
         }
-        if self.size_bytes % 512 != 0 {
-            return err(format!("{p}.size_bytes"), format!("disk '{}': {} bytes is not a whole number of 512-byte sectors", self.name, self.size_bytes));
+        if !self.size_bytes.is_multiple_of(512) {
+            return err(
+                format!("{p}.size_bytes"),
+                format!(
+                    "disk '{}': {} bytes is not a whole number of 512-byte sectors",
+                    self.name, self.size_bytes
+                ),
+            );
         }
-        if let Some(a) = self.allocated_bytes {
-            if a > self.size_bytes {
-                return err(format!("{p}.allocated_bytes"), format!("disk '{}': {a} allocated bytes exceed its size of {} bytes", self.name, self.size_bytes));
-            }
+        if let Some(a) = self.allocated_bytes
+            && a > self.size_bytes
+        {
+            return err(
+                format!("{p}.allocated_bytes"),
+                format!(
+                    "disk '{}': {a} allocated bytes exceed its size of {} bytes",
+                    self.name, self.size_bytes
+                ),
+            );
         }
         if !matches!(self.logical_sector_size, 512 | 4096) {
-            return err(format!("{p}.logical_sector_size"), format!("{} is not a sector size (512 or 4096)", self.logical_sector_size));
+            return err(
+                format!("{p}.logical_sector_size"),
+                format!(
+                    "{} is not a sector size (512 or 4096)",
+                    self.logical_sector_size
+                ),
+            );
         }
         match (self.role, self.lun) {
-            (DiskRole::Data, None) => return err(format!("{p}.lun"), format!("data disk '{}' needs a LUN", self.name)),
-            (_, Some(l)) if l > 63 => return err(format!("{p}.lun"), format!("LUN {l} is out of range 0-63")),
+            (DiskRole::Data, None) => {
+                return err(
+                    format!("{p}.lun"),
+                    format!("data disk '{}' needs a LUN", self.name),
+                );
+            }
+            (_, Some(l)) if l > 63 => {
+                return err(format!("{p}.lun"), format!("LUN {l} is out of range 0-63"));
+            }
             _ => {}
         }
-        if let DiskStorage::Unmanaged { storage_account, blob, .. } = &self.storage {
+        if let DiskStorage::Unmanaged {
+            storage_account,
+            blob,
+            ..
+        } = &self.storage
+        {
             storage_account_name(format!("{p}.storage.storage_account"), storage_account)?;
-            if blob.is_empty() || blob.split('/').any(|s| s == ".." || s == ".") || blob.starts_with('/') {
-                return err(format!("{p}.storage.blob"), format!("'{}' is not a blob path (container/name.vhd)", clip(blob)));
+            if blob.is_empty()
+                || blob.split('/').any(|s| s == ".." || s == ".")
+                || blob.starts_with('/')
+            {
+                return err(
+                    format!("{p}.storage.blob"),
+                    format!("'{}' is not a blob path (container/name.vhd)", clip(blob)),
+                );
             }
         }
         if self.partition_count > 128 {
-            return err(format!("{p}.partition_count"), format!("{} partitions is more than a GPT disk holds", self.partition_count));
+            return err(
+                format!("{p}.partition_count"),
+                format!(
+                    "{} partitions is more than a GPT disk holds",
+                    self.partition_count
+                ),
+            );
         }
         for (i, vg) in self.lvm_volume_groups.iter().enumerate() {
             let q = format!("{p}.lvm_volume_groups[{i}]");
@@ -282,7 +402,10 @@ impl Validate for Disk {
             if vg.size_bytes == 0 || vg.size_bytes > self.size_bytes {
                 return err(
                     format!("{q}.size_bytes"),
-                    format!("volume group '{}' of {} bytes does not fit disk '{}' of {} bytes", vg.name, vg.size_bytes, self.name, self.size_bytes),
+                    format!(
+                        "volume group '{}' of {} bytes does not fit disk '{}' of {} bytes",
+                        vg.name, vg.size_bytes, self.name, self.size_bytes
+                    ),
                 );
             }
         }
@@ -291,10 +414,19 @@ impl Validate for Disk {
 }
 
 fn storage_account_name(path: String, s: &str) -> Result<()> {
-    if (3..=24).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+    if (3..=24).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
         Ok(())
     } else {
-        err(path, format!("'{}' is not a storage account name: 3-24 lowercase letters and digits", clip(s)))
+        err(
+            path,
+            format!(
+                "'{}' is not a storage account name: 3-24 lowercase letters and digits",
+                clip(s)
+            ),
+        )
     }
 }
 
@@ -308,16 +440,28 @@ impl Validate for RestoreRequest {
         guid(format!("{q}.subscription_id"), &d.subscription_id)?;
         region(format!("{q}.region"), &d.region)?;
         let rg = &d.resource_group;
-        if rg.is_empty() || rg.len() > 90 || rg.ends_with('.') || !rg.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')')) {
-            return err(format!("{q}.resource_group"), format!("'{}' is not a resource group name: 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending with '.'", clip(rg)));
+        if rg.is_empty()
+            || rg.len() > 90
+            || rg.ends_with('.')
+            || !rg
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
+        {
+            return err(
+                format!("{q}.resource_group"),
+                format!(
+                    "'{}' is not a resource group name: 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending with '.'",
+                    clip(rg)
+                ),
+            );
         }
         if let Some(n) = &d.vm_name {
             name(format!("{q}.vm_name"), n, 64, "VM name")?;
         }
-        if let Some(s) = &d.vm_size {
-            if s.is_empty() || s.len() > 64 {
-                return err(format!("{q}.vm_size"), "VM size must be 1-64 characters");
-            }
+        if let Some(s) = &d.vm_size
+            && (s.is_empty() || s.len() > 64)
+        {
+            return err(format!("{q}.vm_size"), "VM size must be 1-64 characters");
         }
         if let Some(sa) = &d.staging_storage_account {
             storage_account_name(format!("{q}.staging_storage_account.name"), &sa.name)?;
@@ -326,7 +470,12 @@ impl Validate for RestoreRequest {
             }
         }
         if let Some(v) = &d.virtual_network {
-            name(format!("{q}.virtual_network.name"), &v.name, 64, "virtual network name")?;
+            name(
+                format!("{q}.virtual_network.name"),
+                &v.name,
+                64,
+                "virtual network name",
+            )?;
             if let Some(s) = &v.subscription_id {
                 guid(format!("{q}.virtual_network.subscription_id"), s)?;
             }
@@ -338,13 +487,23 @@ impl Validate for RestoreRequest {
             name(format!("{q}.subnet"), s, 80, "subnet name")?;
         }
         if let Some(n) = &d.network_security_group {
-            name(format!("{q}.network_security_group"), n, 80, "network security group name")?;
+            name(
+                format!("{q}.network_security_group"),
+                n,
+                80,
+                "network security group name",
+            )?;
         }
         if let ZoneChoice::Zone(z) = d.zone {
             zone(format!("{q}.zone"), z)?;
         }
         if let Some(a) = &d.availability_set {
-            name(format!("{q}.availability_set"), a, 80, "availability set name")?;
+            name(
+                format!("{q}.availability_set"),
+                a,
+                80,
+                "availability set name",
+            )?;
         }
         Ok(())
     }
@@ -356,31 +515,51 @@ impl Validate for Catalog {
         for (i, r) in self.regions.iter().enumerate() {
             region(format!("{p}.regions[{i}].name"), &r.name)?;
             if !seen.insert(r.name.as_str()) {
-                return err(format!("{p}.regions[{i}].name"), format!("region '{}' is listed twice", r.name));
+                return err(
+                    format!("{p}.regions[{i}].name"),
+                    format!("region '{}' is listed twice", r.name),
+                );
             }
             for (j, z) in r.zones.iter().enumerate() {
                 zone(format!("{p}.regions[{i}].zones[{j}]"), *z)?;
             }
         }
         for (i, r) in self.regions.iter().enumerate() {
-            if let Some(pair) = &r.paired_region {
-                if !seen.contains(pair.as_str()) {
-                    return err(format!("{p}.regions[{i}].paired_region"), format!("paired region '{}' is not in the catalog", clip(pair)));
-                }
+            if let Some(pair) = &r.paired_region
+                && !seen.contains(pair.as_str())
+            {
+                return err(
+                    format!("{p}.regions[{i}].paired_region"),
+                    format!("paired region '{}' is not in the catalog", clip(pair)),
+                );
             }
         }
         let mut sizes = HashSet::new();
         for (i, s) in self.vm_sizes.iter().enumerate() {
             if s.name.is_empty() || !sizes.insert(s.name.as_str()) {
-                return err(format!("{p}.vm_sizes[{i}].name"), format!("VM size '{}' is empty or listed twice", clip(&s.name)));
+                return err(
+                    format!("{p}.vm_sizes[{i}].name"),
+                    format!("VM size '{}' is empty or listed twice", clip(&s.name)),
+                );
             }
             if !s.gen1 && !s.gen2 {
-                return err(format!("{p}.vm_sizes[{i}]"), format!("VM size '{}' supports neither generation", s.name));
+                return err(
+                    format!("{p}.vm_sizes[{i}]"),
+                    format!("VM size '{}' supports neither generation", s.name),
+                );
             }
         }
         for (i, v) in self.existing.vms.iter().enumerate() {
-            guid(format!("{p}.existing.vms[{i}].subscription_id"), &v.subscription_id)?;
-            name(format!("{p}.existing.vms[{i}].name"), &v.name, 64, "VM name")?;
+            guid(
+                format!("{p}.existing.vms[{i}].subscription_id"),
+                &v.subscription_id,
+            )?;
+            name(
+                format!("{p}.existing.vms[{i}].name"),
+                &v.name,
+                64,
+                "VM name",
+            )?;
         }
         for (i, kv) in self.existing.key_vaults.iter().enumerate() {
             kv.validate_at(&format!("{p}.existing.key_vaults[{i}]"))?;
@@ -391,7 +570,10 @@ impl Validate for Catalog {
 
 /// The closest of `candidates` to `word`, when it is close enough to be a
 /// plausible typo (for "did you mean" hints).
-pub(crate) fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = levenshtein(word, c);
@@ -408,7 +590,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -433,7 +617,10 @@ mod tests {
         assert!(is_valid_resource_name("web-01", 64));
         assert!(!is_valid_resource_name("-web", 64));
         assert!(!is_valid_resource_name("a/../b", 64));
-        assert_eq!(suggest("westeuropa", ["westeurope", "eastus"].into_iter()), Some("westeurope"));
+        assert_eq!(
+            suggest("westeuropa", ["westeurope", "eastus"].into_iter()),
+            Some("westeurope")
+        );
         assert_eq!(suggest("mars", ["westeurope", "eastus"].into_iter()), None);
     }
 

@@ -132,7 +132,10 @@ pub enum Authentication {
 impl Authentication {
     /// Whether a password can be used to sign in.
     pub fn uses_password(self) -> bool {
-        matches!(self, Authentication::Password | Authentication::SshKeyAndPassword)
+        matches!(
+            self,
+            Authentication::Password | Authentication::SshKeyAndPassword
+        )
     }
 }
 

@@ -58,11 +58,18 @@ pub(crate) fn policy_digest(profiles: &[Profile]) -> String {
 }
 
 impl Fingerprint {
-    pub(crate) fn compute(rp: &RestorePoint, req: &RestoreRequest, catalog: &str, profiles: &[Profile]) -> Fingerprint {
+    pub(crate) fn compute(
+        rp: &RestorePoint,
+        req: &RestoreRequest,
+        catalog: &str,
+        profiles: &[Profile],
+    ) -> Fingerprint {
         let restore_point = digest_json(rp);
         let request = digest_json(req);
         let policy = policy_digest(profiles);
-        let combined = hex::encode(Sha256::digest(format!("{restore_point}:{request}:{catalog}:{policy}")));
+        let combined = hex::encode(Sha256::digest(format!(
+            "{restore_point}:{request}:{catalog}:{policy}"
+        )));
         Fingerprint {
             combined,
             restore_point,

@@ -45,24 +45,58 @@ impl<'c> Planner<'c> {
     /// gives the stage order. Errors are for input that cannot be planned at
     /// all (invalid fields, an unknown destination region, a custom rule that
     /// fails to evaluate); anything a rule objects to is a blocking finding.
-    pub fn plan(&self, rp: &RestorePoint, req: &RestoreRequest, profiles: &[Profile]) -> Result<Plan> {
+    pub fn plan(
+        &self,
+        rp: &RestorePoint,
+        req: &RestoreRequest,
+        profiles: &[Profile],
+    ) -> Result<Plan> {
         rp.validate_at("$.restore_point")?;
         req.validate_at("$.request")?;
         if profiles.is_empty() {
-            return Err(Error::invalid("$.profiles", "at least one profile or custom rule set is needed"));
+            return Err(Error::invalid(
+                "$.profiles",
+                "at least one profile or custom rule set is needed",
+            ));
         }
         let in_place = req.placement == Placement::InPlace;
-        let region_name = if in_place { rp.vm.region.as_str() } else { req.destination.region.as_str() };
-        let region = self.index.regions.get(region_name).copied().ok_or_else(|| {
-            let hint = suggest(region_name, self.index.regions.keys().copied())
-                .map(|s| format!("; did you mean '{s}'?"))
-                .unwrap_or_default();
-            let path = if in_place { "$.restore_point.vm.region" } else { "$.request.destination.region" };
-            Error::invalid(path, format!("unknown region '{}': not in the destination catalog{hint}", region_name.chars().take(64).collect::<String>()))
-        })?;
+        let region_name = if in_place {
+            rp.vm.region.as_str()
+        } else {
+            req.destination.region.as_str()
+        };
+        let region = self
+            .index
+            .regions
+            .get(region_name)
+            .copied()
+            .ok_or_else(|| {
+                let hint = suggest(region_name, self.index.regions.keys().copied())
+                    .map(|s| format!("; did you mean '{s}'?"))
+                    .unwrap_or_default();
+                let path = if in_place {
+                    "$.restore_point.vm.region"
+                } else {
+                    "$.request.destination.region"
+                };
+                Error::invalid(
+                    path,
+                    format!(
+                        "unknown region '{}': not in the destination catalog{hint}",
+                        region_name.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?;
 
         let target = build::initial_target(rp, req, &self.index);
-        let exists = self.index.existing_vm(&target.subscription_id, &target.resource_group, &target.vm_name).is_some();
+        let exists = self
+            .index
+            .existing_vm(
+                &target.subscription_id,
+                &target.resource_group,
+                &target.vm_name,
+            )
+            .is_some();
         let ctx = Ctx::new(rp, req, &self.index, region, exists);
         let nsg = match &req.destination.network_security_group {
             Some(n) => NsgPlan::Existing(n.clone()),
@@ -90,18 +124,22 @@ impl<'c> Planner<'c> {
             }
         }
 
-        let stages = profiles
-            .iter()
-            .find(|p| !p.stages.is_empty())
-            .map(|p| p.stages.clone())
-            .unwrap_or_else(crate::policy::default_stages);
+        let stages: &[crate::policy::Stage] = match profiles.iter().find(|p| !p.stages.is_empty()) {
+            Some(p) => &p.stages,
+            None => crate::policy::default_stages(),
+        };
         let fingerprint = Fingerprint::compute(rp, req, &self.catalog_digest, profiles);
-        Ok(build::finish(&ctx, d, &stages, profiles, fingerprint))
+        Ok(build::finish(&ctx, d, stages, profiles, fingerprint))
     }
 }
 
 /// Plans one restore against `catalog` (see [`Planner::plan`]). To plan many
 /// restores against one catalog, build a [`Planner`] once instead.
-pub fn plan(rp: &RestorePoint, req: &RestoreRequest, profiles: &[Profile], catalog: &Catalog) -> Result<Plan> {
+pub fn plan(
+    rp: &RestorePoint,
+    req: &RestoreRequest,
+    profiles: &[Profile],
+    catalog: &Catalog,
+) -> Result<Plan> {
     Planner::new(catalog)?.plan(rp, req, profiles)
 }

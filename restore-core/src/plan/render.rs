@@ -36,9 +36,21 @@ fn brief(v: &serde_json::Value) -> String {
 pub fn render_text(plan: &Plan) -> String {
     let t = &plan.target;
     let mut o = String::new();
-    let _ = writeln!(o, "vmrestore plan: restore VM '{}' from restore point '{}' under {}", t.source_vm, t.restore_point_id, plan.profiles.join(" + "));
-    let zone = t.zone.map_or("no zone".to_string(), |z| format!("zone {z}"));
-    let _ = writeln!(o, "  target: {} in {}/{} ({}), {}, {}", t.vm_name, t.subscription_id, t.resource_group, t.region, t.vm_size, zone);
+    let _ = writeln!(
+        o,
+        "vmrestore plan: restore VM '{}' from restore point '{}' under {}",
+        t.source_vm,
+        t.restore_point_id,
+        plan.profiles.join(" + ")
+    );
+    let zone = t
+        .zone
+        .map_or("no zone".to_string(), |z| format!("zone {z}"));
+    let _ = writeln!(
+        o,
+        "  target: {} in {}/{} ({}), {}, {}",
+        t.vm_name, t.subscription_id, t.resource_group, t.region, t.vm_size, zone
+    );
     let _ = writeln!(o);
     match plan.verdict {
         Verdict::Ready => {
@@ -49,30 +61,63 @@ pub fn render_text(plan: &Plan) -> String {
                     stage = &s.stage;
                     let _ = writeln!(o, "\n  # {stage}");
                 }
-                let rules = if s.rule_ids.is_empty() { String::new() } else { format!("  [{}]", s.rule_ids.join(", ")) };
-                let _ = writeln!(o, "  {} {}.{}{}", s.action.symbol(), s.kind.resource_type(), s.resource, rules);
+                let rules = if s.rule_ids.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", s.rule_ids.join(", "))
+                };
+                let _ = writeln!(
+                    o,
+                    "  {} {}.{}{}",
+                    s.action.symbol(),
+                    s.kind.resource_type(),
+                    s.resource,
+                    rules
+                );
                 let _ = writeln!(o, "      {}", s.detail);
             }
         }
         Verdict::Blocked => {
             let n = plan.blocking().count();
             let ids: Vec<&str> = plan.blocking().map(|f| f.rule_id.as_str()).collect();
-            let _ = writeln!(o, "The restore is blocked by {n} finding{}: {}. Nothing will be changed.", if n == 1 { "" } else { "s" }, ids.join(", "));
+            let _ = writeln!(
+                o,
+                "The restore is blocked by {n} finding{}: {}. Nothing will be changed.",
+                if n == 1 { "" } else { "s" },
+                ids.join(", ")
+            );
         }
     }
     if !plan.transformations.is_empty() {
-        let _ = writeln!(o, "\nTransformations (the restored VM differs from the source):");
+        let _ = writeln!(
+            o,
+            "\nTransformations (the restored VM differs from the source):"
+        );
         for tr in &plan.transformations {
-            let _ = writeln!(o, "  ~ {} {:?}: {} -> {}", tr.rule_id, tr.kind, brief(&tr.before), brief(&tr.after));
+            let _ = writeln!(
+                o,
+                "  ~ {} {:?}: {} -> {}",
+                tr.rule_id,
+                tr.kind,
+                brief(&tr.before),
+                brief(&tr.after)
+            );
             let _ = writeln!(o, "      {}", tr.message);
         }
     }
     if !plan.findings.is_empty() {
         let _ = writeln!(o, "\nFindings:");
         let mut sorted: Vec<&Finding> = plan.findings.iter().collect();
-        sorted.sort_by(|a, b| b.severity.cmp(&a.severity));
+        sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
         for f in sorted {
-            let _ = writeln!(o, "  {} {} [{}] {}", severity_symbol(f.severity), f.rule_id, format!("{:?}", f.severity).to_lowercase(), f.message);
+            let _ = writeln!(
+                o,
+                "  {} {} [{}] {}",
+                severity_symbol(f.severity),
+                f.rule_id,
+                format!("{:?}", f.severity).to_lowercase(),
+                f.message
+            );
             let _ = writeln!(o, "      at {} (source: {})", f.path, f.source);
         }
     }
@@ -105,13 +150,24 @@ pub fn render_text(plan: &Plan) -> String {
 }
 
 fn label(s: &Step) -> String {
-    format!("{} {} {}", s.action.symbol(), s.kind.resource_type(), s.resource).replace('"', "'")
+    format!(
+        "{} {} {}",
+        s.action.symbol(),
+        s.kind.resource_type(),
+        s.resource
+    )
+    .replace('"', "'")
 }
 
 /// The step graph as a Mermaid flowchart, one subgraph per stage.
 pub fn to_mermaid(plan: &Plan) -> String {
     let mut o = String::from("flowchart TD\n");
-    let ids: std::collections::HashMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let ids: std::collections::HashMap<&str, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let mut stage = None;
     let mut n_stage = 0;
     for (i, s) in plan.steps.iter().enumerate() {
@@ -120,7 +176,11 @@ pub fn to_mermaid(plan: &Plan) -> String {
                 o.push_str("  end\n");
             }
             stage = Some(s.stage.as_str());
-            let _ = writeln!(o, "  subgraph stage{n_stage}[\"{}\"]", s.stage.replace('"', "'"));
+            let _ = writeln!(
+                o,
+                "  subgraph stage{n_stage}[\"{}\"]",
+                s.stage.replace('"', "'")
+            );
             n_stage += 1;
         }
         let _ = writeln!(o, "    s{i}[\"{}\"]", label(s));
@@ -140,8 +200,15 @@ pub fn to_mermaid(plan: &Plan) -> String {
 
 /// The step graph in Graphviz DOT, one cluster per stage.
 pub fn to_dot(plan: &Plan) -> String {
-    let mut o = String::from("digraph plan {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];\n");
-    let ids: std::collections::HashMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let mut o = String::from(
+        "digraph plan {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+    );
+    let ids: std::collections::HashMap<&str, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let mut stage = None;
     let mut n_stage = 0;
     for (i, s) in plan.steps.iter().enumerate() {
@@ -150,7 +217,11 @@ pub fn to_dot(plan: &Plan) -> String {
                 o.push_str("  }\n");
             }
             stage = Some(s.stage.as_str());
-            let _ = writeln!(o, "  subgraph cluster_{n_stage} {{\n    label=\"{}\";", s.stage.replace('"', "'"));
+            let _ = writeln!(
+                o,
+                "  subgraph cluster_{n_stage} {{\n    label=\"{}\";",
+                s.stage.replace('"', "'")
+            );
             n_stage += 1;
         }
         let _ = writeln!(o, "    s{i} [label=\"{}\"];", label(s));

@@ -43,7 +43,9 @@ impl Plan {
     }
     /// The findings that block the plan.
     pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| f.severity == Severity::Block)
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Block)
     }
     /// A step by ID.
     pub fn step(&self, id: &str) -> Option<&Step> {
@@ -77,7 +79,9 @@ pub enum Verdict {
 }
 
 /// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Informational.
@@ -89,7 +93,9 @@ pub enum Severity {
 }
 
 /// The kind of outcome a rule has (RULES.md's outcome kinds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     /// The restore cannot run.
@@ -231,7 +237,9 @@ impl Action {
 }
 
 /// The fixed vocabulary of steps the executor knows how to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// Check that the restore point's data is present and readable.

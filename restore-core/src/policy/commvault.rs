@@ -18,38 +18,170 @@ pub(super) fn profile() -> Profile {
         description: "Commvault Virtual Server Agent, Azure Resource Manager restores".into(),
         // The restore stages of seed 000, in order.
         stages: stages(&[
-            ("engage the Virtual Server file system driver", &[VerifyRestorePoint]),
+            (
+                "engage the Virtual Server file system driver",
+                &[VerifyRestorePoint],
+            ),
             ("delete the existing VM", &[DeleteExistingVm]),
-            ("mount VM disks", &[ResourceGroup, KeyVault, KeyVaultAccess, StagingAccount, CreateDisk]),
+            (
+                "mount VM disks",
+                &[
+                    ResourceGroup,
+                    KeyVault,
+                    KeyVaultAccess,
+                    StagingAccount,
+                    CreateDisk,
+                ],
+            ),
             ("write data from the library", &[WriteDisk, FinalizeDisk]),
             (
                 "create the VM",
                 &[
-                    ConvertToManaged, SnapshotExistingDisks, HelperAppliance, BootFix, PublicIp,
-                    NetworkInterface, VirtualMachine, Template, SwapDisks, PowerOn, DeleteExistingDisks,
+                    ConvertToManaged,
+                    SnapshotExistingDisks,
+                    HelperAppliance,
+                    BootFix,
+                    PublicIp,
+                    NetworkInterface,
+                    VirtualMachine,
+                    Template,
+                    SwapDisks,
+                    PowerOn,
+                    DeleteExistingDisks,
                 ],
             ),
-            ("configure the network security group", &[NetworkSecurityGroup]),
+            (
+                "configure the network security group",
+                &[NetworkSecurityGroup],
+            ),
         ]),
         rules: vec![
-            Rule::builtin("CV-12", &[Step, Block], "in-place restores delete the existing VM, only after the user confirms overwrite", "seed 000; Commvault REST model (OverwriteVM)", cv12),
-            Rule::builtin("CV-14", &[Step], "out-of-place restores create a new VM from the destination given", SEED, cv14),
-            Rule::builtin("CV-01", &[Block], "Classic VMs cannot be recovered to Premium storage", SEED, cv01),
-            Rule::builtin("CV-02", &[Block], "managed disks up to 8 TB can be restored", SEED, cv02),
-            Rule::builtin("CV-16", &[Warn, Transform], "Ultra disks are not backed up: they are missing from the restore (inferred)", "Commvault 2022e backup page", cv16),
-            Rule::builtin("CV-03", &[Block], "Key-Vault-encrypted VMs cannot be restored to another subscription", SEED, cv03),
-            Rule::builtin("CV-04", &[Transform, Step, Warn], "Key-Vault-encrypted VM to another region: a new key vault is created (KB AZR0002)", SEED, cv04),
-            Rule::builtin("CV-05", &[Post], "a restored or created key vault grants access to the application's service principal only", SEED, cv05),
-            Rule::builtin("CV-06", &[Post, Transform], "CMK / disk encryption sets are not applied to VMs restored from streaming backups", SEED, cv06),
-            Rule::builtin("CV-07", &[Block], "guest file recovery of VMs with encrypted blobs is not supported", SEED, cv07),
-            Rule::builtin("CV-18", &[Transform, Block], "zone option: auto (the source's), none, or a zone number the region has", "Commvault REST model", cv18),
-            Rule::builtin("CV-08", &[Info], "the zone is restored where the destination region has zones", SEED, cv08),
-            Rule::builtin("CV-09", &[Transform], "the zone is dropped where the destination region has none", SEED, cv09),
-            Rule::builtin("CV-10", &[Info], "encryption at host is supported; it applies to data at rest only", SEED, cv10),
-            Rule::builtin("CV-11", &[Info], "restores from another hypervisor of VMs with customer-managed keys are supported", SEED, cv11),
-            Rule::builtin("CV-13", &[Step], "managed disks are written through a staging account as an unmanaged VM, then converted", SEED, cv13),
-            Rule::builtin("CV-15", &[Step, Post], "the source's network security group is configured on the restored VM", SEED, cv15),
-            Rule::builtin("CV-17", &[Transform, Warn], "availability sets are read at backup only: the restored VM has none (inferred)", "Commvault Azure resource provider usage page", cv17),
+            Rule::builtin(
+                "CV-12",
+                &[Step, Block],
+                "in-place restores delete the existing VM, only after the user confirms overwrite",
+                "seed 000; Commvault REST model (OverwriteVM)",
+                cv12,
+            ),
+            Rule::builtin(
+                "CV-14",
+                &[Step],
+                "out-of-place restores create a new VM from the destination given",
+                SEED,
+                cv14,
+            ),
+            Rule::builtin(
+                "CV-01",
+                &[Block],
+                "Classic VMs cannot be recovered to Premium storage",
+                SEED,
+                cv01,
+            ),
+            Rule::builtin(
+                "CV-02",
+                &[Block],
+                "managed disks up to 8 TB can be restored",
+                SEED,
+                cv02,
+            ),
+            Rule::builtin(
+                "CV-16",
+                &[Warn, Transform],
+                "Ultra disks are not backed up: they are missing from the restore (inferred)",
+                "Commvault 2022e backup page",
+                cv16,
+            ),
+            Rule::builtin(
+                "CV-03",
+                &[Block],
+                "Key-Vault-encrypted VMs cannot be restored to another subscription",
+                SEED,
+                cv03,
+            ),
+            Rule::builtin(
+                "CV-04",
+                &[Transform, Step, Warn],
+                "Key-Vault-encrypted VM to another region: a new key vault is created (KB AZR0002)",
+                SEED,
+                cv04,
+            ),
+            Rule::builtin(
+                "CV-05",
+                &[Post],
+                "a restored or created key vault grants access to the application's service principal only",
+                SEED,
+                cv05,
+            ),
+            Rule::builtin(
+                "CV-06",
+                &[Post, Transform],
+                "CMK / disk encryption sets are not applied to VMs restored from streaming backups",
+                SEED,
+                cv06,
+            ),
+            Rule::builtin(
+                "CV-07",
+                &[Block],
+                "guest file recovery of VMs with encrypted blobs is not supported",
+                SEED,
+                cv07,
+            ),
+            Rule::builtin(
+                "CV-18",
+                &[Transform, Block],
+                "zone option: auto (the source's), none, or a zone number the region has",
+                "Commvault REST model",
+                cv18,
+            ),
+            Rule::builtin(
+                "CV-08",
+                &[Info],
+                "the zone is restored where the destination region has zones",
+                SEED,
+                cv08,
+            ),
+            Rule::builtin(
+                "CV-09",
+                &[Transform],
+                "the zone is dropped where the destination region has none",
+                SEED,
+                cv09,
+            ),
+            Rule::builtin(
+                "CV-10",
+                &[Info],
+                "encryption at host is supported; it applies to data at rest only",
+                SEED,
+                cv10,
+            ),
+            Rule::builtin(
+                "CV-11",
+                &[Info],
+                "restores from another hypervisor of VMs with customer-managed keys are supported",
+                SEED,
+                cv11,
+            ),
+            Rule::builtin(
+                "CV-13",
+                &[Step],
+                "managed disks are written through a staging account as an unmanaged VM, then converted",
+                SEED,
+                cv13,
+            ),
+            Rule::builtin(
+                "CV-15",
+                &[Step, Post],
+                "the source's network security group is configured on the restored VM",
+                SEED,
+                cv15,
+            ),
+            Rule::builtin(
+                "CV-17",
+                &[Transform, Warn],
+                "availability sets are read at backup only: the restored VM has none (inferred)",
+                "Commvault Azure resource provider usage page",
+                cv17,
+            ),
         ],
     }
 }
@@ -58,11 +190,11 @@ fn cv01(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.vm.deployment_model != DeploymentModel::Classic {
         return;
     }
-    if let Some(sa) = &c.dest.staging_storage_account {
-        if sa.sku.is_premium() {
-            d.block(r, "$.request.destination.staging_storage_account.sku", format!("VM '{}' was deployed with Azure Classic: data recovery to the Premium storage account '{}' is not supported", c.vm.name, sa.name));
-            return;
-        }
+    if let Some(sa) = &c.dest.staging_storage_account
+        && sa.sku.is_premium()
+    {
+        d.block(r, "$.request.destination.staging_storage_account.sku", format!("VM '{}' was deployed with Azure Classic: data recovery to the Premium storage account '{}' is not supported", c.vm.name, sa.name));
+        return;
     }
     if d.target.disks.iter().any(|t| t.sku.is_premium()) {
         d.block(r, "$.request.destination.disk_sku", format!("VM '{}' was deployed with Azure Classic: data recovery to Premium storage is not supported; choose a Standard disk SKU", c.vm.name));
@@ -75,7 +207,12 @@ fn cv02(r: &Rule, c: &Ctx, d: &mut Decisions) {
             d.block(
                 r,
                 &format!("$.restore_point.vm.disks[{i}].size_bytes"),
-                format!("disk '{}'{}: {} exceeds the 8 TiB limit of profile commvault, rule CV-02", disk.name, lun_text(disk), human_bytes(disk.size_bytes)),
+                format!(
+                    "disk '{}'{}: {} exceeds the 8 TiB limit of profile commvault, rule CV-02",
+                    disk.name,
+                    lun_text(disk),
+                    human_bytes(disk.size_bytes)
+                ),
             );
         }
     }
@@ -93,7 +230,15 @@ fn cv04(r: &Rule, c: &Ctx, d: &mut Decisions) {
     }
     let source = ade_vault(c).unwrap_or("key-vault");
     let name = new_vault_name(source, &c.dest.region);
-    d.new_key_vault(r, source, &name, format!("a new key vault '{name}' is created in {} before the disks are restored", c.dest.region));
+    d.new_key_vault(
+        r,
+        source,
+        &name,
+        format!(
+            "a new key vault '{name}' is created in {} before the disks are restored",
+            c.dest.region
+        ),
+    );
     d.step(r, KeyVaultAccess);
     d.warn(r, "$.request.destination.region", format!("out-of-place restore of encrypted VM '{}' to another region ({} to {}) might fail (Commvault KB AZR0002)", c.vm.name, c.vm.region, c.dest.region));
 }
@@ -119,33 +264,57 @@ fn cv05(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn cv06(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if c.facts.cmk && c.req.restore_type == RestoreType::FullVm && c.rp.backup.method == BackupMethod::Streaming {
+    if c.facts.cmk
+        && c.req.restore_type == RestoreType::FullVm
+        && c.rp.backup.method == BackupMethod::Streaming
+    {
         d.drop_cmk(r, "customer-managed key settings are not applied to a VM restored from a streaming backup");
-        d.post(r, format!("apply the disk encryption set to the disks of VM '{}' manually", d.target.vm_name));
+        d.post(
+            r,
+            format!(
+                "apply the disk encryption set to the disks of VM '{}' manually",
+                d.target.vm_name
+            ),
+        );
     }
 }
 
 fn cv07(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if c.req.restore_type == RestoreType::GuestFiles && c.vm.disks.iter().any(|x| x.encryption.encrypted_blob) {
+    if c.req.restore_type == RestoreType::GuestFiles
+        && c.vm.disks.iter().any(|x| x.encryption.encrypted_blob)
+    {
         d.block(r, "$.request.restore_type", format!("VM '{}' has encrypted blobs: guest file recovery is not supported; restore the full VM", c.vm.name));
     }
 }
 
 fn cv08(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if let (Some(z), ZoneChoice::Auto) = (c.vm.zone, c.dest.zone) {
-        if c.dst_region.zones.contains(&z) {
-            d.zone_decided = true;
-            d.target.zone = Some(z);
-            d.info(r, "$.restore_point.vm.zone", format!("zone {z} is restored: {} has availability zones", d.target.region));
-        }
+    if let (Some(z), ZoneChoice::Auto) = (c.vm.zone, c.dest.zone)
+        && c.dst_region.zones.contains(&z)
+    {
+        d.zone_decided = true;
+        d.target.zone = Some(z);
+        d.info(
+            r,
+            "$.restore_point.vm.zone",
+            format!(
+                "zone {z} is restored: {} has availability zones",
+                d.target.region
+            ),
+        );
     }
 }
 
 fn cv09(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if let (Some(z), ZoneChoice::Auto) = (c.vm.zone, c.dest.zone) {
-        if c.dst_region.zones.is_empty() {
-            d.drop_zone(r, format!("zone {z} is dropped: {} has no availability zones; the restore completes", d.target.region));
-        }
+    if let (Some(z), ZoneChoice::Auto) = (c.vm.zone, c.dest.zone)
+        && c.dst_region.zones.is_empty()
+    {
+        d.drop_zone(
+            r,
+            format!(
+                "zone {z} is dropped: {} has no availability zones; the restore completes",
+                d.target.region
+            ),
+        );
     }
 }
 
@@ -156,8 +325,17 @@ fn cv10(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn cv11(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if c.facts.cmk && matches!(c.rp.backup.kind, BackupKind::Vmware | BackupKind::HyperV | BackupKind::Physical) {
-        d.info(r, "$.restore_point.backup.kind", "restore from another hypervisor of a VM with customer-managed keys is supported");
+    if c.facts.cmk
+        && matches!(
+            c.rp.backup.kind,
+            BackupKind::Vmware | BackupKind::HyperV | BackupKind::Physical
+        )
+    {
+        d.info(
+            r,
+            "$.restore_point.backup.kind",
+            "restore from another hypervisor of a VM with customer-managed keys is supported",
+        );
     }
 }
 
@@ -176,7 +354,12 @@ fn cv12(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn cv13(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if c.facts.target_managed && matches!(c.req.restore_type, RestoreType::FullVm | RestoreType::RestoreDisks) {
+    if c.facts.target_managed
+        && matches!(
+            c.req.restore_type,
+            RestoreType::FullVm | RestoreType::RestoreDisks
+        )
+    {
         d.step(r, StagingAccount);
         d.step(r, ConvertToManaged);
     }
@@ -196,7 +379,13 @@ fn cv15(r: &Rule, c: &Ctx, d: &mut Decisions) {
             d.target.network_security_group = Some(nsg.clone());
             d.step(r, NetworkSecurityGroup);
         }
-        (None, None) => d.post(r, format!("VM '{}' had no network security group: add one to the restored VM if it needs one", c.vm.name)),
+        (None, None) => d.post(
+            r,
+            format!(
+                "VM '{}' had no network security group: add one to the restored VM if it needs one",
+                c.vm.name
+            ),
+        ),
     }
 }
 
@@ -204,14 +393,23 @@ fn cv16(r: &Rule, c: &Ctx, d: &mut Decisions) {
     for (i, disk) in c.vm.disks.iter().enumerate() {
         if disk.sku == DiskSku::Ultra {
             d.warn(r, &format!("$.restore_point.vm.disks[{i}].sku"), format!("disk '{}'{} is an Ultra disk: Ultra disks are not backed up, so it is missing from the restore", disk.name, lun_text(disk)));
-            d.omit_disk(r, i, disk, format!("Ultra disk '{}' is not part of the backup", disk.name));
+            d.omit_disk(
+                r,
+                i,
+                disk,
+                format!("Ultra disk '{}' is not part of the backup", disk.name),
+            );
         }
     }
 }
 
 fn cv17(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if let Some(set) = &c.vm.availability_set {
-        d.drop_availability_set(r, &c.vm.availability_set, format!("availability set '{set}' is not restored"));
+        d.drop_availability_set(
+            r,
+            &c.vm.availability_set,
+            format!("availability set '{set}' is not restored"),
+        );
         d.warn(r, "$.restore_point.vm.availability_set", format!("availability-set details are read at backup only: the restored VM is not in availability set '{set}'"));
     }
 }
@@ -221,6 +419,9 @@ fn cv18(r: &Rule, c: &Ctx, d: &mut Decisions) {
         ZoneChoice::Auto => {}
         ZoneChoice::None => {
             if c.vm.zone.is_some() {
+                // The target is seeded without a zone already: put the
+                // source's back so that dropping it is recorded.
+                d.target.zone = c.vm.zone;
                 d.drop_zone(r, "zone option None: the VM is restored without a zone");
             } else {
                 d.zone_decided = true;
@@ -228,24 +429,43 @@ fn cv18(r: &Rule, c: &Ctx, d: &mut Decisions) {
         }
         ZoneChoice::Zone(z) => {
             if c.dst_region.zones.contains(&z) {
-                d.set_zone(r, c.vm.zone, z, format!("zone option {z}: the VM is restored in zone {z}"));
+                d.set_zone(
+                    r,
+                    c.vm.zone,
+                    z,
+                    format!("zone option {z}: the VM is restored in zone {z}"),
+                );
             } else {
                 d.zone_decided = true;
-                d.block(r, "$.request.destination.zone", format!("zone {z} does not exist in {}", d.target.region));
+                d.block(
+                    r,
+                    "$.request.destination.zone",
+                    format!("zone {z} does not exist in {}", d.target.region),
+                );
             }
         }
     }
 }
 
 pub(crate) fn ade_vault<'a>(c: &Ctx<'a>) -> Option<&'a str> {
-    c.vm.disks.iter().find_map(|d| d.encryption.ade_key_vault.as_deref())
+    c.vm.disks
+        .iter()
+        .find_map(|d| d.encryption.ade_key_vault.as_deref())
 }
 
 /// A deterministic, valid name (3-24 characters) for a key vault created in `region`.
 pub(crate) fn new_vault_name(source: &str, region: &str) -> String {
     let digest = crate::plan::short_digest(format!("{source}/{region}").as_bytes());
-    let head: String = source.chars().filter(|c| c.is_ascii_alphanumeric()).take(14).collect();
-    let head = if head.starts_with(|c: char| c.is_ascii_alphabetic()) { head } else { format!("kv{head}") };
+    let head: String = source
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(14)
+        .collect();
+    let head = if head.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        head
+    } else {
+        format!("kv{head}")
+    };
     format!("{}-{}", &head[..head.len().min(14)], &digest[..8])
 }
 

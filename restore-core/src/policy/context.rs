@@ -100,8 +100,14 @@ impl<'a> Ctx<'a> {
                 && matches!((&dest.tenant_id, &vm.tenant_id), (Some(a), Some(b)) if a != b),
             in_place,
             target_managed,
-            ade: vm.disks.iter().any(|d| d.encryption.ade_key_vault.is_some()),
-            cmk: vm.disks.iter().any(|d| d.encryption.disk_encryption_set.is_some()),
+            ade: vm
+                .disks
+                .iter()
+                .any(|d| d.encryption.ade_key_vault.is_some()),
+            cmk: vm
+                .disks
+                .iter()
+                .any(|d| d.encryption.disk_encryption_set.is_some()),
             encrypted: vm.disks.iter().any(|d| d.encryption.is_encrypted()),
             disk_count: vm.disks.len() as u32,
             data_disk_count: vm.disks.iter().filter(|d| d.role == DiskRole::Data).count() as u32,
@@ -163,10 +169,13 @@ impl<'a> Ctx<'a> {
 pub(crate) fn nt_version(v: &str) -> Option<(u32, u32)> {
     let s = v.trim().to_ascii_lowercase();
     let mut parts = s.split('.');
-    if let (Some(a), Some(b)) = (parts.next(), parts.next()) {
-        if let (Ok(a), Ok(b)) = (a.parse(), b.trim_end_matches(|c: char| !c.is_ascii_digit()).parse()) {
-            return Some((a, b));
-        }
+    if let (Some(a), Some(b)) = (parts.next(), parts.next())
+        && let (Ok(a), Ok(b)) = (
+            a.parse(),
+            b.trim_end_matches(|c: char| !c.is_ascii_digit()).parse(),
+        )
+    {
+        return Some((a, b));
     }
     // Product names, newest first so that "2008 r2" matches before "2008".
     const NAMES: &[(&str, (u32, u32))] = &[
@@ -199,7 +208,10 @@ mod tests {
         assert_eq!(super::nt_version("Windows Server 2003 R2"), Some((5, 2)));
         assert_eq!(super::nt_version("Windows Server 2008 R2"), Some((6, 1)));
         assert_eq!(super::nt_version("10.0"), Some((10, 0)));
-        assert_eq!(super::nt_version("Windows Server 2019 Datacenter"), Some((10, 0)));
+        assert_eq!(
+            super::nt_version("Windows Server 2019 Datacenter"),
+            Some((10, 0))
+        );
         assert_eq!(super::nt_version("unknown"), None);
     }
 }

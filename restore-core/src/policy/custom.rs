@@ -98,7 +98,13 @@ struct RuleSpec {
 /// `{`). `default_name` names the rule set when the document does not.
 pub fn load(text: &str, default_name: &str) -> Result<Profile> {
     if text.len() > MAX_RULES_BYTES {
-        return Err(rule_err("(document)", format!("rules document of {} bytes exceeds the limit of {MAX_RULES_BYTES}", text.len())));
+        return Err(rule_err(
+            "(document)",
+            format!(
+                "rules document of {} bytes exceeds the limit of {MAX_RULES_BYTES}",
+                text.len()
+            ),
+        ));
     }
     let file: RuleFile = if text.trim_start().starts_with('{') {
         let de = &mut serde_json::Deserializer::from_str(text);
@@ -113,13 +119,23 @@ pub fn load(text: &str, default_name: &str) -> Result<Profile> {
         })?
     };
     if file.rules.len() > MAX_RULES {
-        return Err(rule_err("(document)", format!("{} rules is more than the limit of {MAX_RULES}", file.rules.len())));
+        return Err(rule_err(
+            "(document)",
+            format!(
+                "{} rules is more than the limit of {MAX_RULES}",
+                file.rules.len()
+            ),
+        ));
     }
     let name = file.name.unwrap_or_else(|| default_name.to_string());
     let mut seen = HashSet::new();
     let mut rules = Vec::with_capacity(file.rules.len());
     for (i, spec) in file.rules.into_iter().enumerate() {
-        let label = if spec.id.is_empty() { format!("#{}", i + 1) } else { spec.id.clone() };
+        let label = if spec.id.is_empty() {
+            format!("#{}", i + 1)
+        } else {
+            spec.id.clone()
+        };
         let rule = compile(spec, &name).map_err(|m| rule_err(&label, m))?;
         if !seen.insert(rule.id.clone()) {
             return Err(rule_err(&label, "the ID is used twice".into()));
@@ -135,7 +151,10 @@ pub fn load_file(path: &std::path::Path) -> Result<Profile> {
         rule: "(file)".into(),
         message: format!("cannot read {}: {e}", path.display()),
     })?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("custom");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("custom");
     load(&text, stem)
 }
 
@@ -148,11 +167,21 @@ fn rule_err(rule: &str, message: String) -> Error {
 
 fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
     let id = spec.id.trim().to_string();
-    if id.is_empty() || id.len() > 32 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+    if id.is_empty()
+        || id.len() > 32
+        || !id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
         return Err("the ID must be 1-32 letters, digits, '-', '_' or '.'".into());
     }
-    if let Some(p) = RESERVED.iter().find(|p| id.to_ascii_uppercase().starts_with(*p)) {
-        return Err(format!("IDs starting with '{p}' are reserved for built-in rules"));
+    if let Some(p) = RESERVED
+        .iter()
+        .find(|p| id.to_ascii_uppercase().starts_with(*p))
+    {
+        return Err(format!(
+            "IDs starting with '{p}' are reserved for built-in rules"
+        ));
     }
     if spec.message.trim().is_empty() {
         return Err("'message' is empty".into());
@@ -166,17 +195,27 @@ fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
         "info" => OutcomeKind::Info,
         "post" => OutcomeKind::Post,
         "transform" => OutcomeKind::Transform,
-        other => return Err(format!("unknown outcome '{other}' (block, warn, info, post or transform)")),
+        other => {
+            return Err(format!(
+                "unknown outcome '{other}' (block, warn, info, post or transform)"
+            ));
+        }
     };
     let transform = match (&outcome, spec.transform.as_deref()) {
-        (OutcomeKind::Transform, None) => return Err("outcome 'transform' needs 'transform' naming one of the transformations".into()),
+        (OutcomeKind::Transform, None) => {
+            return Err(
+                "outcome 'transform' needs 'transform' naming one of the transformations".into(),
+            );
+        }
         (OutcomeKind::Transform, Some(t)) => Some(parse_transform(t)?),
         (_, Some(_)) => return Err("'transform' is only allowed with outcome 'transform'".into()),
         (_, None) => None,
     };
     let path = spec.path.unwrap_or_else(|| "$".into());
     if !path.starts_with('$') {
-        return Err(format!("path '{path}' must be a JSON path starting with '$'"));
+        return Err(format!(
+            "path '{path}' must be a JSON path starting with '$'"
+        ));
     }
     let program = std::panic::catch_unwind(|| Program::compile(&spec.when))
         .map_err(|_| "the CEL parser failed on this expression".to_string())?
@@ -186,7 +225,9 @@ fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
         id,
         kinds: vec![outcome],
         summary: spec.summary.unwrap_or_else(|| spec.message.clone()),
-        source: spec.source.unwrap_or_else(|| format!("custom rules '{set}'")),
+        source: spec
+            .source
+            .unwrap_or_else(|| format!("custom rules '{set}'")),
         eval: Eval::Custom(Arc::new(CustomCondition {
             expression: spec.when,
             program,
@@ -199,17 +240,28 @@ fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
 }
 
 fn parse_transform(t: &str) -> std::result::Result<TransformKind, String> {
-    let names: Vec<String> = NAMED_TRANSFORMS.iter().map(|k| transform_name(*k)).collect();
+    let names: Vec<String> = NAMED_TRANSFORMS
+        .iter()
+        .map(|k| transform_name(*k))
+        .collect();
     NAMED_TRANSFORMS
         .iter()
         .zip(&names)
         .find(|(_, n)| n.as_str() == t)
         .map(|(k, _)| *k)
-        .ok_or_else(|| format!("unknown transformation '{t}' (one of: {})", names.join(", ")))
+        .ok_or_else(|| {
+            format!(
+                "unknown transformation '{t}' (one of: {})",
+                names.join(", ")
+            )
+        })
 }
 
 fn transform_name(k: TransformKind) -> String {
-    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 // --- field checking -------------------------------------------------------
@@ -220,7 +272,10 @@ fn transform_name(k: TransformKind) -> String {
 enum Shape {
     Any,
     Leaf,
-    Object { fields: BTreeMap<String, Shape>, values: Option<Box<Shape>> },
+    Object {
+        fields: BTreeMap<String, Shape>,
+        values: Option<Box<Shape>>,
+    },
     Array(Box<Shape>),
 }
 
@@ -240,7 +295,9 @@ fn shape_of_schema(s: &Json, defs: &Json, depth: u32) -> Shape {
     }
     if let Some(r) = s.get("$ref").and_then(Json::as_str) {
         let name = r.rsplit('/').next().unwrap_or_default();
-        return defs.get(name).map_or(Shape::Any, |d| shape_of_schema(d, defs, depth + 1));
+        return defs
+            .get(name)
+            .map_or(Shape::Any, |d| shape_of_schema(d, defs, depth + 1));
     }
     for key in ["anyOf", "oneOf", "allOf"] {
         if let Some(branches) = s.get(key).and_then(Json::as_array) {
@@ -264,7 +321,10 @@ fn shape_of_schema(s: &Json, defs: &Json, depth: u32) -> Shape {
     if types.contains(&"object") || s.get("properties").is_some() {
         object_shape(s, defs, depth)
     } else if types.contains(&"array") {
-        Shape::Array(Box::new(s.get("items").map_or(Shape::Any, |i| shape_of_schema(i, defs, depth + 1))))
+        Shape::Array(Box::new(
+            s.get("items")
+                .map_or(Shape::Any, |i| shape_of_schema(i, defs, depth + 1)),
+        ))
     } else if types.is_empty() && s.as_object().is_some_and(|o| o.is_empty()) {
         Shape::Any
     } else {
@@ -276,7 +336,11 @@ fn object_shape(s: &Json, defs: &Json, depth: u32) -> Shape {
     let fields = s
         .get("properties")
         .and_then(Json::as_object)
-        .map(|p| p.iter().map(|(k, v)| (k.clone(), shape_of_schema(v, defs, depth + 1))).collect())
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (k.clone(), shape_of_schema(v, defs, depth + 1)))
+                .collect()
+        })
         .unwrap_or_default();
     let values = match s.get("additionalProperties") {
         Some(Json::Bool(false)) | None => None,
@@ -290,7 +354,16 @@ fn merge(a: Shape, b: Shape) -> Shape {
     match (a, b) {
         (Shape::Any, _) | (_, Shape::Any) => Shape::Any,
         (Shape::Leaf, x) | (x, Shape::Leaf) => x,
-        (Shape::Object { fields: mut f1, values: v1 }, Shape::Object { fields: f2, values: v2 }) => {
+        (
+            Shape::Object {
+                fields: mut f1,
+                values: v1,
+            },
+            Shape::Object {
+                fields: f2,
+                values: v2,
+            },
+        ) => {
             for (k, v) in f2 {
                 let merged = match f1.remove(&k) {
                     Some(old) => merge(old, v),
@@ -298,7 +371,10 @@ fn merge(a: Shape, b: Shape) -> Shape {
                 };
                 f1.insert(k, merged);
             }
-            Shape::Object { fields: f1, values: v1.or(v2) }
+            Shape::Object {
+                fields: f1,
+                values: v1.or(v2),
+            }
         }
         (Shape::Array(a), Shape::Array(b)) => Shape::Array(Box::new(merge(*a, *b))),
         _ => Shape::Any,
@@ -309,12 +385,19 @@ fn scope() -> HashMap<String, (Shape, String)> {
     let Shape::Object { fields, .. } = input_shape() else {
         return HashMap::new();
     };
-    fields.iter().map(|(k, v)| (k.clone(), (v.clone(), k.clone()))).collect()
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), (v.clone(), k.clone())))
+        .collect()
 }
 
 /// Walks the expression and checks every field selection against the shape
 /// of the input; returns the shape of the expression's value and its name.
-fn check_fields(e: &IdedExpr, scope: &mut HashMap<String, (Shape, String)>, depth: u32) -> std::result::Result<(Shape, String), String> {
+fn check_fields(
+    e: &IdedExpr,
+    scope: &mut HashMap<String, (Shape, String)>,
+    depth: u32,
+) -> std::result::Result<(Shape, String), String> {
     if depth > 200 {
         return Err("the expression is nested too deeply".into());
     }
@@ -322,8 +405,12 @@ fn check_fields(e: &IdedExpr, scope: &mut HashMap<String, (Shape, String)>, dept
         Expr::Ident(name) => match scope.get(name) {
             Some(s) => Ok(s.clone()),
             None => {
-                let known: Vec<&str> = ["restore_point", "vm", "request", "destination", "facts"].to_vec();
-                Err(format!("unknown variable '{name}' (variables: {})", known.join(", ")))
+                let known: Vec<&str> =
+                    ["restore_point", "vm", "request", "destination", "facts"].to_vec();
+                Err(format!(
+                    "unknown variable '{name}' (variables: {})",
+                    known.join(", ")
+                ))
             }
         },
         Expr::Select(sel) => {
@@ -336,14 +423,19 @@ fn check_fields(e: &IdedExpr, scope: &mut HashMap<String, (Shape, String)>, dept
                     None => match values {
                         Some(v) => Ok((*v, path)),
                         None => {
-                            let hint = crate::model::suggest(&sel.field, fields.keys().map(String::as_str))
-                                .map(|s| format!(" (did you mean '{s}'?)"))
-                                .unwrap_or_default();
+                            let hint = crate::model::suggest(
+                                &sel.field,
+                                fields.keys().map(String::as_str),
+                            )
+                            .map(|s| format!(" (did you mean '{s}'?)"))
+                            .unwrap_or_default();
                             Err(format!("unknown field '{}' in '{name}'{hint}", sel.field))
                         }
                     },
                 },
-                Shape::Leaf | Shape::Array(_) => Err(format!("'{name}' has no field '{}'", sel.field)),
+                Shape::Leaf | Shape::Array(_) => {
+                    Err(format!("'{name}' has no field '{}'", sel.field))
+                }
             }
         }
         Expr::Call(call) => {
@@ -358,7 +450,13 @@ fn check_fields(e: &IdedExpr, scope: &mut HashMap<String, (Shape, String)>, dept
                 if let Some((Shape::Array(item), name)) = arg_shapes.first() {
                     return Ok(((**item).clone(), format!("{name}[]")));
                 }
-                if let Some((Shape::Object { values: Some(v), .. }, name)) = arg_shapes.first() {
+                if let Some((
+                    Shape::Object {
+                        values: Some(v), ..
+                    },
+                    name,
+                )) = arg_shapes.first()
+                {
                     return Ok(((**v).clone(), format!("{name}[]")));
                 }
             }
@@ -439,7 +537,13 @@ impl CelInput {
     }
 }
 
-pub(crate) fn evaluate(rule: &Rule, cond: &CustomCondition, input: &CelInput, ctx: &Ctx, d: &mut Decisions) -> Result<()> {
+pub(crate) fn evaluate(
+    rule: &Rule,
+    cond: &CustomCondition,
+    input: &CelInput,
+    ctx: &Ctx,
+    d: &mut Decisions,
+) -> Result<()> {
     let fired = match cond.program.execute(&input.context) {
         Ok(Value::Bool(b)) => b,
         Ok(other) => {

@@ -59,7 +59,14 @@ impl Decisions {
         }
     }
 
-    fn finding(&mut self, rule: &Rule, severity: Severity, kind: OutcomeKind, path: &str, message: String) {
+    fn finding(
+        &mut self,
+        rule: &Rule,
+        severity: Severity,
+        kind: OutcomeKind,
+        path: &str,
+        message: String,
+    ) {
         self.rules_applied.insert(rule.id.clone());
         self.findings.push(Finding {
             rule_id: rule.id.clone(),
@@ -73,24 +80,46 @@ impl Decisions {
 
     /// The restore cannot run as requested.
     pub fn block(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
-        self.finding(rule, Severity::Block, OutcomeKind::Block, path, message.into());
+        self.finding(
+            rule,
+            Severity::Block,
+            OutcomeKind::Block,
+            path,
+            message.into(),
+        );
     }
 
     /// The restore runs but the user should know.
     pub fn warn(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
-        self.finding(rule, Severity::Warning, OutcomeKind::Warn, path, message.into());
+        self.finding(
+            rule,
+            Severity::Warning,
+            OutcomeKind::Warn,
+            path,
+            message.into(),
+        );
     }
 
     /// Information (a rule that confirms something is supported).
     pub fn info(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
-        self.finding(rule, Severity::Info, OutcomeKind::Info, path, message.into());
+        self.finding(
+            rule,
+            Severity::Info,
+            OutcomeKind::Info,
+            path,
+            message.into(),
+        );
     }
 
     /// Something to do after the restore.
     pub fn post(&mut self, rule: &Rule, message: impl Into<String>) {
         self.rules_applied.insert(rule.id.clone());
         let message = message.into();
-        if !self.post_actions.iter().any(|p| p.rule_id == rule.id && p.message == message) {
+        if !self
+            .post_actions
+            .iter()
+            .any(|p| p.rule_id == rule.id && p.message == message)
+        {
             self.post_actions.push(PostAction {
                 rule_id: rule.id.clone(),
                 message,
@@ -112,7 +141,15 @@ impl Decisions {
         self.steps.contains_key(&kind)
     }
 
-    fn transform(&mut self, rule: &Rule, kind: TransformKind, path: &str, before: Value, after: Value, message: String) {
+    fn transform(
+        &mut self,
+        rule: &Rule,
+        kind: TransformKind,
+        path: &str,
+        before: Value,
+        after: Value,
+        message: String,
+    ) {
         self.rules_applied.insert(rule.id.clone());
         self.transformations.push(Transformation {
             rule_id: rule.id.clone(),
@@ -134,38 +171,89 @@ impl Decisions {
     pub fn drop_zone(&mut self, rule: &Rule, message: impl Into<String>) {
         self.zone_decided = true;
         if let Some(z) = self.target.zone.take() {
-            self.transform(rule, TransformKind::DropZone, "$.restore_point.vm.zone", json!(z), Value::Null, message.into());
+            self.transform(
+                rule,
+                TransformKind::DropZone,
+                "$.restore_point.vm.zone",
+                json!(z),
+                Value::Null,
+                message.into(),
+            );
         }
     }
 
     /// Places the VM in `zone`.
-    pub fn set_zone(&mut self, rule: &Rule, source: Option<u8>, zone: u8, message: impl Into<String>) {
+    pub fn set_zone(
+        &mut self,
+        rule: &Rule,
+        source: Option<u8>,
+        zone: u8,
+        message: impl Into<String>,
+    ) {
         self.zone_decided = true;
         self.target.zone = Some(zone);
         if source != Some(zone) {
-            self.transform(rule, TransformKind::ChangeZone, "$.request.destination.zone", json!(source), json!(zone), message.into());
+            self.transform(
+                rule,
+                TransformKind::ChangeZone,
+                "$.request.destination.zone",
+                json!(source),
+                json!(zone),
+                message.into(),
+            );
         }
     }
 
     /// Removes the availability set.
-    pub fn drop_availability_set(&mut self, rule: &Rule, source: &Option<String>, message: impl Into<String>) {
+    pub fn drop_availability_set(
+        &mut self,
+        rule: &Rule,
+        source: &Option<String>,
+        message: impl Into<String>,
+    ) {
         if source.is_some() || self.target.availability_set.is_some() {
-            let before = self.target.availability_set.take().or_else(|| source.clone());
-            self.transform(rule, TransformKind::DropAvailabilitySet, "$.restore_point.vm.availability_set", json!(before), Value::Null, message.into());
+            let before = self
+                .target
+                .availability_set
+                .take()
+                .or_else(|| source.clone());
+            self.transform(
+                rule,
+                TransformKind::DropAvailabilitySet,
+                "$.restore_point.vm.availability_set",
+                json!(before),
+                Value::Null,
+                message.into(),
+            );
         }
     }
 
     /// A UEFI system becomes a BIOS Generation 1 VM.
     pub fn efi_to_bios(&mut self, rule: &Rule, message: impl Into<String>) {
-        let before = json!({"generation": self.target.generation, "firmware": self.target.firmware});
+        let before =
+            json!({"generation": self.target.generation, "firmware": self.target.firmware});
         self.target.generation = Generation::Gen1;
         self.target.firmware = Firmware::Bios;
-        self.transform(rule, TransformKind::EfiToBios, "$.restore_point.vm.firmware", before, json!({"generation": "gen1", "firmware": "bios"}), message.into());
+        self.transform(
+            rule,
+            TransformKind::EfiToBios,
+            "$.restore_point.vm.firmware",
+            before,
+            json!({"generation": "gen1", "firmware": "bios"}),
+            message.into(),
+        );
     }
 
     /// The system disk's GPT becomes MBR.
     pub fn gpt_to_mbr(&mut self, rule: &Rule, path: &str, message: impl Into<String>) {
-        self.transform(rule, TransformKind::GptToMbr, path, json!("gpt"), json!("mbr"), message.into());
+        self.transform(
+            rule,
+            TransformKind::GptToMbr,
+            path,
+            json!("gpt"),
+            json!("mbr"),
+            message.into(),
+        );
     }
 
     /// Each LVM volume group becomes an extra data disk (the original disks stay).
@@ -177,7 +265,12 @@ impl Decisions {
                 if self.target.disks.iter().any(|t| t.name == name) {
                     continue;
                 }
-                let sku = self.target.disks.iter().find(|t| t.source_disk == d.name).map_or(d.sku, |t| t.sku);
+                let sku = self
+                    .target
+                    .disks
+                    .iter()
+                    .find(|t| t.source_disk == d.name)
+                    .map_or(d.sku, |t| t.sku);
                 self.target.disks.push(TargetDisk {
                     name: name.clone(),
                     source_disk: d.name.clone(),
@@ -203,7 +296,12 @@ impl Decisions {
     }
 
     fn next_lun(&self) -> u32 {
-        self.target.disks.iter().filter_map(|d| d.lun).max().map_or(0, |l| l + 1)
+        self.target
+            .disks
+            .iter()
+            .filter_map(|d| d.lun)
+            .max()
+            .map_or(0, |l| l + 1)
     }
 
     /// Static private IPs become dynamic.
@@ -215,13 +313,27 @@ impl Decisions {
             }
         }
         for (i, ip) in changed {
-            self.transform(rule, TransformKind::StaticToDynamicIp, &format!("$.restore_point.vm.nics[{i}].private_ip"), json!(ip), json!("dynamic"), message.to_string());
+            self.transform(
+                rule,
+                TransformKind::StaticToDynamicIp,
+                &format!("$.restore_point.vm.nics[{i}].private_ip"),
+                json!(ip),
+                json!("dynamic"),
+                message.to_string(),
+            );
         }
     }
 
     /// A Spot VM becomes a regular VM.
     pub fn spot_to_regular(&mut self, rule: &Rule, message: impl Into<String>) {
-        self.transform(rule, TransformKind::SpotToRegular, "$.restore_point.vm.spot", json!(true), json!(false), message.into());
+        self.transform(
+            rule,
+            TransformKind::SpotToRegular,
+            "$.restore_point.vm.spot",
+            json!(true),
+            json!(false),
+            message.into(),
+        );
     }
 
     /// Restores disks and a template instead of creating the VM.
@@ -229,7 +341,14 @@ impl Decisions {
         if self.target.create_vm {
             self.target.create_vm = false;
             self.target.power_on = false;
-            self.transform(rule, TransformKind::RestoreDisksInstead, "$.request.restore_type", json!("full_vm"), json!("restore_disks"), message.into());
+            self.transform(
+                rule,
+                TransformKind::RestoreDisksInstead,
+                "$.request.restore_type",
+                json!("full_vm"),
+                json!("restore_disks"),
+                message.into(),
+            );
         }
         self.step(rule, StepKind::Template);
     }
@@ -243,16 +362,36 @@ impl Decisions {
             }
         }
         if let Some(des) = any {
-            self.transform(rule, TransformKind::DropCustomerManagedKeys, "$.restore_point.vm.disks", json!(des), Value::Null, message.into());
+            self.transform(
+                rule,
+                TransformKind::DropCustomerManagedKeys,
+                "$.restore_point.vm.disks",
+                json!(des),
+                Value::Null,
+                message.into(),
+            );
         }
     }
 
     /// A disk is left out of the restore.
-    pub fn omit_disk(&mut self, rule: &Rule, index: usize, source: &Disk, message: impl Into<String>) {
+    pub fn omit_disk(
+        &mut self,
+        rule: &Rule,
+        index: usize,
+        source: &Disk,
+        message: impl Into<String>,
+    ) {
         let before = self.target.disks.len();
         self.target.disks.retain(|t| t.source_disk != source.name);
         if self.target.disks.len() != before {
-            self.transform(rule, TransformKind::OmitDisk, &format!("$.restore_point.vm.disks[{index}]"), json!(source.name), Value::Null, message.into());
+            self.transform(
+                rule,
+                TransformKind::OmitDisk,
+                &format!("$.restore_point.vm.disks[{index}]"),
+                json!(source.name),
+                Value::Null,
+                message.into(),
+            );
         }
     }
 
@@ -261,39 +400,92 @@ impl Decisions {
         let Some(first) = self.target.nics.first().map(|n| n.virtual_network.clone()) else {
             return;
         };
-        let dropped: Vec<String> = self.target.nics.iter().filter(|n| n.virtual_network != first).map(|n| n.virtual_network.clone()).collect();
+        let dropped: Vec<String> = self
+            .target
+            .nics
+            .iter()
+            .filter(|n| n.virtual_network != first)
+            .map(|n| n.virtual_network.clone())
+            .collect();
         if !dropped.is_empty() {
             self.target.nics.retain(|n| n.virtual_network == first);
-            self.transform(rule, TransformKind::KeepFirstVirtualNetwork, "$.restore_point.vm.nics", json!(dropped), json!(first), message.into());
+            self.transform(
+                rule,
+                TransformKind::KeepFirstVirtualNetwork,
+                "$.restore_point.vm.nics",
+                json!(dropped),
+                json!(first),
+                message.into(),
+            );
         }
     }
 
     /// The failover-cluster node becomes its own VM; shared disks become regular.
     pub fn cluster_to_vm(&mut self, rule: &Rule, ctx: &Ctx, message: impl Into<String>) {
-        let shared: Vec<&str> = ctx.vm.disks.iter().filter(|d| d.shared).map(|d| d.name.as_str()).collect();
-        self.transform(rule, TransformKind::ClusterNodeToVm, "$.restore_point.vm.failover_cluster_node", json!({"cluster_node": true, "shared_disks": shared}), json!({"cluster_node": false, "shared_disks": []}), message.into());
+        let shared: Vec<&str> = ctx
+            .vm
+            .disks
+            .iter()
+            .filter(|d| d.shared)
+            .map(|d| d.name.as_str())
+            .collect();
+        self.transform(
+            rule,
+            TransformKind::ClusterNodeToVm,
+            "$.restore_point.vm.failover_cluster_node",
+            json!({"cluster_node": true, "shared_disks": shared}),
+            json!({"cluster_node": false, "shared_disks": []}),
+            message.into(),
+        );
     }
 
     /// The VM gets `size`.
     pub fn set_vm_size(&mut self, rule: &Rule, size: &str, message: impl Into<String>) {
         if self.target.vm_size != size {
             let before = std::mem::replace(&mut self.target.vm_size, size.to_string());
-            self.transform(rule, TransformKind::ChangeVmSize, "$.request.destination.vm_size", json!(before), json!(size), message.into());
+            self.transform(
+                rule,
+                TransformKind::ChangeVmSize,
+                "$.request.destination.vm_size",
+                json!(before),
+                json!(size),
+                message.into(),
+            );
         }
     }
 
     /// The VM goes to another region (Azure Backup's paired-region restore).
     pub fn paired_region(&mut self, rule: &Rule, region: &str, message: impl Into<String>) {
         let before = std::mem::replace(&mut self.target.region, region.to_string());
-        self.transform(rule, TransformKind::PairedRegion, "$.request.destination.region", json!(before), json!(region), message.into());
+        self.transform(
+            rule,
+            TransformKind::PairedRegion,
+            "$.request.destination.region",
+            json!(before),
+            json!(region),
+            message.into(),
+        );
     }
 
     /// A new key vault is created at the destination.
-    pub fn new_key_vault(&mut self, rule: &Rule, source: &str, name: &str, message: impl Into<String>) {
+    pub fn new_key_vault(
+        &mut self,
+        rule: &Rule,
+        source: &str,
+        name: &str,
+        message: impl Into<String>,
+    ) {
         self.create_key_vault = true;
         self.target.key_vault = Some(name.to_string());
         self.step(rule, StepKind::KeyVault);
-        self.transform(rule, TransformKind::NewKeyVault, "$.restore_point.key_vaults", json!(source), json!(name), message.into());
+        self.transform(
+            rule,
+            TransformKind::NewKeyVault,
+            "$.restore_point.key_vaults",
+            json!(source),
+            json!(name),
+            message.into(),
+        );
     }
 
     /// Public IPs are not restored.
@@ -305,7 +497,14 @@ impl Decisions {
             }
         }
         if !dropped.is_empty() {
-            self.transform(rule, TransformKind::DropPublicIp, "$.restore_point.vm.nics", json!(dropped), Value::Null, message.into());
+            self.transform(
+                rule,
+                TransformKind::DropPublicIp,
+                "$.restore_point.vm.nics",
+                json!(dropped),
+                Value::Null,
+                message.into(),
+            );
         }
     }
 
@@ -313,7 +512,9 @@ impl Decisions {
     pub fn apply_named(&mut self, kind: TransformKind, rule: &Rule, ctx: &Ctx, message: &str) {
         match kind {
             TransformKind::DropZone => self.drop_zone(rule, message),
-            TransformKind::DropAvailabilitySet => self.drop_availability_set(rule, &ctx.vm.availability_set, message),
+            TransformKind::DropAvailabilitySet => {
+                self.drop_availability_set(rule, &ctx.vm.availability_set, message)
+            }
             TransformKind::EfiToBios => self.efi_to_bios(rule, message),
             TransformKind::GptToMbr => self.gpt_to_mbr(rule, "$.restore_point.vm.disks", message),
             TransformKind::SplitLvm => self.split_lvm(rule, ctx),
@@ -331,7 +532,10 @@ impl Decisions {
             }
             // These need an argument a custom rule cannot give; the loader
             // rejects them (see custom::NAMED_TRANSFORMS).
-            TransformKind::ChangeZone | TransformKind::NewKeyVault | TransformKind::OmitDisk | TransformKind::ChangeVmSize => {}
+            TransformKind::ChangeZone
+            | TransformKind::NewKeyVault
+            | TransformKind::OmitDisk
+            | TransformKind::ChangeVmSize => {}
         }
     }
 }

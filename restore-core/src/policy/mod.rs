@@ -2,10 +2,10 @@
 //!
 //! A [`Rule`] is data (ID, outcome kinds, summary, source) plus a condition.
 //! Built-in conditions are Rust functions in one module per product
-//! ([`commvault`], [`veeam`], [`azure_backup`]) because many of them walk the
+//! (`commvault.rs`, `veeam.rs`, `azure_backup.rs`) because many of them walk the
 //! disks, look things up in the catalog and apply transformations that need
 //! code; custom conditions are CEL expressions ([`custom`]) over the same
-//! input. Both produce their outcomes through [`Decisions`], which holds the
+//! input. Both produce their outcomes through one accumulator, which holds the
 //! fixed vocabulary of transformations and step changes.
 
 mod azure_backup;
@@ -16,10 +16,10 @@ pub mod custom;
 mod decisions;
 mod veeam;
 
-pub use context::{Facts, RuleInput};
-pub(crate) use context::Ctx;
-pub(crate) use decisions::{Decisions, NsgPlan, disk_name, round_up_mib};
 pub use commvault::human_bytes;
+pub(crate) use context::Ctx;
+pub use context::{Facts, RuleInput};
+pub(crate) use decisions::{Decisions, NsgPlan, disk_name, round_up_mib};
 
 use crate::error::{Error, Result};
 use crate::plan::{OutcomeKind, StepKind};
@@ -135,18 +135,37 @@ impl Profile {
 }
 
 /// The stage order used when no built-in profile gives one.
-pub(crate) fn default_stages() -> Vec<Stage> {
+pub(crate) fn default_stages() -> &'static [Stage] {
     use StepKind::*;
-    stages(&[
-        ("verify restore point", &[VerifyRestorePoint]),
-        ("prepare destination", &[ResourceGroup, KeyVault, KeyVaultAccess, StagingAccount, HelperAppliance, SnapshotExistingDisks]),
-        ("replace existing VM", &[DeleteExistingVm]),
-        ("create disks", &[CreateDisk]),
-        ("write data", &[WriteDisk, FinalizeDisk, BootFix, ConvertToManaged]),
-        ("network", &[NetworkSecurityGroup, PublicIp, NetworkInterface]),
-        ("create VM", &[VirtualMachine, Template, SwapDisks]),
-        ("finish", &[PowerOn, DeleteExistingDisks]),
-    ])
+    static DEFAULT: std::sync::OnceLock<Vec<Stage>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| {
+        stages(&[
+            ("verify restore point", &[VerifyRestorePoint]),
+            (
+                "prepare destination",
+                &[
+                    ResourceGroup,
+                    KeyVault,
+                    KeyVaultAccess,
+                    StagingAccount,
+                    HelperAppliance,
+                    SnapshotExistingDisks,
+                ],
+            ),
+            ("replace existing VM", &[DeleteExistingVm]),
+            ("create disks", &[CreateDisk]),
+            (
+                "write data",
+                &[WriteDisk, FinalizeDisk, BootFix, ConvertToManaged],
+            ),
+            (
+                "network",
+                &[NetworkSecurityGroup, PublicIp, NetworkInterface],
+            ),
+            ("create VM", &[VirtualMachine, Template, SwapDisks]),
+            ("finish", &[PowerOn, DeleteExistingDisks]),
+        ])
+    })
 }
 
 pub(crate) fn stages(list: &[(&str, &[StepKind])]) -> Vec<Stage> {
