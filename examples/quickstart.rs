@@ -1,5 +1,5 @@
 //! Plans the demo restores from the shared test bases under every profile and
-//! prints the renderings. `cargo run --example plan_demo [-- --json]`
+//! prints the renderings. `cargo run --release --example quickstart [-- --json | --mermaid]`
 
 use vmrestore::model::{Catalog, RestorePoint, RestoreRequest, from_value};
 use vmrestore::plan::{Planner, render_text, to_json, to_mermaid};
