@@ -47,6 +47,20 @@ pub enum Error {
         /// The evaluator's message.
         message: String,
     },
+    /// A backup repository that cannot be read as expected (missing or
+    /// unparsable manifest, missing chunk, a path that escapes the root).
+    #[error("repository: {0}")]
+    Repository(String),
+    /// Data that does not match its recorded digest.
+    #[error("integrity: disk '{disk}' at offset {offset}: {message}")]
+    Integrity {
+        /// Disk name.
+        disk: String,
+        /// Byte offset of the chunk in the disk.
+        offset: u64,
+        /// What did not match.
+        message: String,
+    },
 }
 
 impl Error {
@@ -58,6 +72,8 @@ impl Error {
             Error::UnknownProfile(_) => "E_UNKNOWN_PROFILE",
             Error::Rule { .. } => "E_RULE",
             Error::RuleEvaluation { .. } => "E_RULE_EVAL",
+            Error::Repository(_) => "E_REPOSITORY",
+            Error::Integrity { .. } => "E_INTEGRITY",
         }
     }
 

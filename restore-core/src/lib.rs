@@ -10,6 +10,8 @@ pub mod error;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod repo;
 pub mod schema;
+pub mod vhd;
 
 pub use error::{Error, Result};
