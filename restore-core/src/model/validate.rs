@@ -32,11 +32,11 @@ fn is_guid(s: &str) -> bool {
         })
 }
 
-fn guid(path: String, s: &str) -> Result<()> {
+fn guid(path: impl FnOnce() -> String, s: &str) -> Result<()> {
     if is_guid(s) {
         Ok(())
     } else {
-        err(path, format!("'{}' is not a GUID", clip(s)))
+        err(path(), format!("'{}' is not a GUID", clip(s)))
     }
 }
 
@@ -62,12 +62,12 @@ pub(crate) fn is_valid_resource_name(s: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-fn name(path: String, s: &str, max: usize, what: &str) -> Result<()> {
+fn name(path: impl FnOnce() -> String, s: &str, max: usize, what: &str) -> Result<()> {
     if is_valid_resource_name(s, max) {
         Ok(())
     } else {
         err(
-            path,
+            path(),
             format!(
                 "'{}' is not a valid {what}: 1-{max} letters, digits, '-', '_' or '.', \
                  starting with a letter or digit, not ending with '.' or '-'",
@@ -77,7 +77,7 @@ fn name(path: String, s: &str, max: usize, what: &str) -> Result<()> {
     }
 }
 
-fn region(path: String, s: &str) -> Result<()> {
+fn region(path: impl FnOnce() -> String, s: &str) -> Result<()> {
     if !s.is_empty()
         && s.len() <= 40
         && s.bytes()
@@ -86,7 +86,7 @@ fn region(path: String, s: &str) -> Result<()> {
         Ok(())
     } else {
         err(
-            path,
+            path(),
             format!(
                 "'{}' is not a region name (lowercase letters and digits, e.g. 'westeurope')",
                 clip(s)
@@ -95,12 +95,12 @@ fn region(path: String, s: &str) -> Result<()> {
     }
 }
 
-fn zone(path: String, z: u8) -> Result<()> {
+fn zone(path: impl FnOnce() -> String, z: u8) -> Result<()> {
     if (1..=3).contains(&z) {
         Ok(())
     } else {
         err(
-            path,
+            path(),
             format!("zone {z} does not exist: Azure zones are 1, 2 and 3"),
         )
     }
@@ -183,7 +183,7 @@ impl Validate for RestorePoint {
             );
         }
         if let Some(v) = &self.vault {
-            region(format!("{p}.vault.region"), &v.region)?;
+            region(|| format!("{p}.vault.region"), &v.region)?;
         }
         self.vm.validate_at(&format!("{p}.vm"))?;
         for (i, kv) in self.key_vaults.iter().enumerate() {
@@ -192,13 +192,13 @@ impl Validate for RestorePoint {
         for (i, des) in self.disk_encryption_sets.iter().enumerate() {
             let q = format!("{p}.disk_encryption_sets[{i}]");
             name(
-                format!("{q}.name"),
+                || format!("{q}.name"),
                 &des.name,
                 80,
                 "disk encryption set name",
             )?;
-            region(format!("{q}.region"), &des.region)?;
-            guid(format!("{q}.subscription_id"), &des.subscription_id)?;
+            region(|| format!("{q}.region"), &des.region)?;
+            guid(|| format!("{q}.subscription_id"), &des.subscription_id)?;
         }
         for (i, d) in self.vm.disks.iter().enumerate() {
             if let Some(kv) = &d.encryption.ade_key_vault
@@ -230,21 +230,21 @@ impl Validate for KeyVault {
                 ),
             );
         }
-        region(format!("{p}.region"), &self.region)?;
-        guid(format!("{p}.subscription_id"), &self.subscription_id)
+        region(|| format!("{p}.region"), &self.region)?;
+        guid(|| format!("{p}.subscription_id"), &self.subscription_id)
     }
 }
 
 impl Validate for VirtualMachine {
     fn validate_at(&self, p: &str) -> Result<()> {
-        name(format!("{p}.name"), &self.name, 64, "VM name")?;
-        guid(format!("{p}.subscription_id"), &self.subscription_id)?;
+        name(|| format!("{p}.name"), &self.name, 64, "VM name")?;
+        guid(|| format!("{p}.subscription_id"), &self.subscription_id)?;
         if let Some(t) = &self.tenant_id {
-            guid(format!("{p}.tenant_id"), t)?;
+            guid(|| format!("{p}.tenant_id"), t)?;
         }
-        region(format!("{p}.region"), &self.region)?;
+        region(|| format!("{p}.region"), &self.region)?;
         if let Some(z) = self.zone {
-            zone(format!("{p}.zone"), z)?;
+            zone(|| format!("{p}.zone"), z)?;
         }
         if self.size.is_empty() || self.size.len() > 64 {
             return err(
@@ -271,33 +271,43 @@ impl Validate for VirtualMachine {
                 format!("exactly one disk must have role 'os' (found {os})"),
             );
         }
-        let mut names = HashSet::new();
-        let mut luns = HashSet::new();
+        // Paths are formatted only on failure: this runs for every disk of
+        // every plan.
+        let mut luns: u64 = 0;
         for (i, d) in self.disks.iter().enumerate() {
-            let q = format!("{p}.disks[{i}]");
-            d.validate_at(&q)?;
-            if !names.insert(d.name.to_ascii_lowercase()) {
+            if d.validate_at("").is_err() {
+                d.validate_at(&format!("{p}.disks[{i}]"))?;
+            }
+            if self.disks[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&d.name))
+            {
                 return err(
-                    format!("{q}.name"),
+                    format!("{p}.disks[{i}].name"),
                     format!("disk name '{}' is used twice", d.name),
                 );
             }
-            if let Some(l) = d.lun
-                && !luns.insert(l)
-            {
-                return err(format!("{q}.lun"), format!("LUN {l} is used by two disks"));
+            if let Some(l) = d.lun {
+                // validate_at has checked l <= 63.
+                if luns & (1 << l) != 0 {
+                    return err(
+                        format!("{p}.disks[{i}].lun"),
+                        format!("LUN {l} is used by two disks"),
+                    );
+                }
+                luns |= 1 << l;
             }
         }
         for (i, n) in self.nics.iter().enumerate() {
             let q = format!("{p}.nics[{i}]");
-            name(format!("{q}.name"), &n.name, 80, "NIC name")?;
+            name(|| format!("{q}.name"), &n.name, 80, "NIC name")?;
             name(
-                format!("{q}.virtual_network"),
+                || format!("{q}.virtual_network"),
                 &n.virtual_network,
                 64,
                 "virtual network name",
             )?;
-            name(format!("{q}.subnet"), &n.subnet, 80, "subnet name")?;
+            name(|| format!("{q}.subnet"), &n.subnet, 80, "subnet name")?;
             if let IpAllocation::Static { address } = &n.private_ip
                 && address.parse::<std::net::IpAddr>().is_err()
             {
@@ -313,7 +323,7 @@ impl Validate for VirtualMachine {
 
 impl Validate for Disk {
     fn validate_at(&self, p: &str) -> Result<()> {
-        name(format!("{p}.name"), &self.name, 80, "disk name")?;
+        name(|| format!("{p}.name"), &self.name, 80, "disk name")?;
         if self.size_bytes == 0 {
             return err(
                 format!("{p}.size_bytes"),
@@ -376,7 +386,7 @@ impl Validate for Disk {
             ..
         } = &self.storage
         {
-            storage_account_name(format!("{p}.storage.storage_account"), storage_account)?;
+            storage_account_name(|| format!("{p}.storage.storage_account"), storage_account)?;
             if blob.is_empty()
                 || blob.split('/').any(|s| s == ".." || s == ".")
                 || blob.starts_with('/')
@@ -398,7 +408,7 @@ impl Validate for Disk {
         }
         for (i, vg) in self.lvm_volume_groups.iter().enumerate() {
             let q = format!("{p}.lvm_volume_groups[{i}]");
-            name(format!("{q}.name"), &vg.name, 64, "volume group name")?;
+            name(|| format!("{q}.name"), &vg.name, 64, "volume group name")?;
             if vg.size_bytes == 0 || vg.size_bytes > self.size_bytes {
                 return err(
                     format!("{q}.size_bytes"),
@@ -413,7 +423,7 @@ impl Validate for Disk {
     }
 }
 
-fn storage_account_name(path: String, s: &str) -> Result<()> {
+fn storage_account_name(path: impl FnOnce() -> String, s: &str) -> Result<()> {
     if (3..=24).contains(&s.len())
         && s.bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -421,7 +431,7 @@ fn storage_account_name(path: String, s: &str) -> Result<()> {
         Ok(())
     } else {
         err(
-            path,
+            path(),
             format!(
                 "'{}' is not a storage account name: 3-24 lowercase letters and digits",
                 clip(s)
@@ -435,10 +445,10 @@ impl Validate for RestoreRequest {
         let d = &self.destination;
         let q = format!("{p}.destination");
         if let Some(t) = &d.tenant_id {
-            guid(format!("{q}.tenant_id"), t)?;
+            guid(|| format!("{q}.tenant_id"), t)?;
         }
-        guid(format!("{q}.subscription_id"), &d.subscription_id)?;
-        region(format!("{q}.region"), &d.region)?;
+        guid(|| format!("{q}.subscription_id"), &d.subscription_id)?;
+        region(|| format!("{q}.region"), &d.region)?;
         let rg = &d.resource_group;
         if rg.is_empty()
             || rg.len() > 90
@@ -456,7 +466,7 @@ impl Validate for RestoreRequest {
             );
         }
         if let Some(n) = &d.vm_name {
-            name(format!("{q}.vm_name"), n, 64, "VM name")?;
+            name(|| format!("{q}.vm_name"), n, 64, "VM name")?;
         }
         if let Some(s) = &d.vm_size
             && (s.is_empty() || s.len() > 64)
@@ -464,42 +474,42 @@ impl Validate for RestoreRequest {
             return err(format!("{q}.vm_size"), "VM size must be 1-64 characters");
         }
         if let Some(sa) = &d.staging_storage_account {
-            storage_account_name(format!("{q}.staging_storage_account.name"), &sa.name)?;
+            storage_account_name(|| format!("{q}.staging_storage_account.name"), &sa.name)?;
             if let Some(r) = &sa.region {
-                region(format!("{q}.staging_storage_account.region"), r)?;
+                region(|| format!("{q}.staging_storage_account.region"), r)?;
             }
         }
         if let Some(v) = &d.virtual_network {
             name(
-                format!("{q}.virtual_network.name"),
+                || format!("{q}.virtual_network.name"),
                 &v.name,
                 64,
                 "virtual network name",
             )?;
             if let Some(s) = &v.subscription_id {
-                guid(format!("{q}.virtual_network.subscription_id"), s)?;
+                guid(|| format!("{q}.virtual_network.subscription_id"), s)?;
             }
             if let Some(r) = &v.region {
-                region(format!("{q}.virtual_network.region"), r)?;
+                region(|| format!("{q}.virtual_network.region"), r)?;
             }
         }
         if let Some(s) = &d.subnet {
-            name(format!("{q}.subnet"), s, 80, "subnet name")?;
+            name(|| format!("{q}.subnet"), s, 80, "subnet name")?;
         }
         if let Some(n) = &d.network_security_group {
             name(
-                format!("{q}.network_security_group"),
+                || format!("{q}.network_security_group"),
                 n,
                 80,
                 "network security group name",
             )?;
         }
         if let ZoneChoice::Zone(z) = d.zone {
-            zone(format!("{q}.zone"), z)?;
+            zone(|| format!("{q}.zone"), z)?;
         }
         if let Some(a) = &d.availability_set {
             name(
-                format!("{q}.availability_set"),
+                || format!("{q}.availability_set"),
                 a,
                 80,
                 "availability set name",
@@ -513,7 +523,7 @@ impl Validate for Catalog {
     fn validate_at(&self, p: &str) -> Result<()> {
         let mut seen = HashSet::new();
         for (i, r) in self.regions.iter().enumerate() {
-            region(format!("{p}.regions[{i}].name"), &r.name)?;
+            region(|| format!("{p}.regions[{i}].name"), &r.name)?;
             if !seen.insert(r.name.as_str()) {
                 return err(
                     format!("{p}.regions[{i}].name"),
@@ -521,7 +531,7 @@ impl Validate for Catalog {
                 );
             }
             for (j, z) in r.zones.iter().enumerate() {
-                zone(format!("{p}.regions[{i}].zones[{j}]"), *z)?;
+                zone(|| format!("{p}.regions[{i}].zones[{j}]"), *z)?;
             }
         }
         for (i, r) in self.regions.iter().enumerate() {
@@ -551,11 +561,11 @@ impl Validate for Catalog {
         }
         for (i, v) in self.existing.vms.iter().enumerate() {
             guid(
-                format!("{p}.existing.vms[{i}].subscription_id"),
+                || format!("{p}.existing.vms[{i}].subscription_id"),
                 &v.subscription_id,
             )?;
             name(
-                format!("{p}.existing.vms[{i}].name"),
+                || format!("{p}.existing.vms[{i}].name"),
                 &v.name,
                 64,
                 "VM name",

@@ -1,6 +1,6 @@
 //! Seeding the target from the request, and building the step graph.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::*;
 use crate::policy::{Stage, disk_name, round_up_mib};
@@ -138,51 +138,49 @@ fn default_staging_name(t: &Target) -> String {
     format!("vmrstage{digest}")
 }
 
+/// Collects steps; dependencies are indices into `steps` until `order`
+/// turns them into IDs.
 struct Builder<'s> {
     steps: Vec<Step>,
-    /// Stage index of each step, parallel to `steps`.
-    stage_idx: Vec<usize>,
-    stage_of: HashMap<StepKind, usize>,
+    /// Stage index and dependencies of each step, parallel to `steps`.
+    meta: Vec<(usize, Vec<usize>)>,
+    stage_of: [usize; StepKind::COUNT],
     stages: &'s [Stage],
-    rules: &'s std::collections::BTreeMap<StepKind, Vec<String>>,
+    rules: &'s std::collections::BTreeMap<StepKind, Vec<Arc<str>>>,
 }
 
 impl Builder<'_> {
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
-        id: String,
+        id: impl Into<Arc<str>>,
         kind: StepKind,
         action: Action,
-        resource: &str,
-        deps: &[&str],
-        disk: Option<&str>,
+        resource: Arc<str>,
+        deps: &[usize],
+        disk: Option<&Arc<str>>,
         bytes: u64,
         detail: String,
-    ) -> String {
-        let stage = self
-            .stage_of
-            .get(&kind)
-            .copied()
-            .unwrap_or(self.stages.len().saturating_sub(1));
-        self.stage_idx.push(stage);
+    ) -> usize {
+        let stage = self.stage_of[kind as usize];
+        self.meta.push((stage, deps.to_vec()));
         self.steps.push(Step {
-            id: id.clone(),
+            id: id.into(),
             kind,
             action,
-            resource: resource.to_string(),
+            resource,
             stage: self
                 .stages
                 .get(stage)
                 .map(|s| s.name.clone())
-                .unwrap_or_default(),
-            depends_on: deps.iter().map(|s| s.to_string()).collect(),
+                .unwrap_or_else(|| Arc::from("")),
+            depends_on: Vec::new(),
             rule_ids: self.rules.get(&kind).cloned().unwrap_or_default(),
-            disk: disk.map(str::to_string),
+            disk: disk.cloned(),
             bytes,
             detail,
         });
-        id
+        self.steps.len() - 1
     }
 }
 
@@ -225,9 +223,6 @@ pub(super) fn finish(
             (Action::Update, _) => est.to_change += 1,
         }
     }
-    for s in &steps {
-        d.rules_applied.extend(s.rule_ids.iter().cloned());
-    }
     Plan {
         format_version: FORMAT_VERSION.to_string(),
         fingerprint,
@@ -255,26 +250,30 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
     if uses_staging && d.target.staging_account.is_none() {
         d.target.staging_account = Some(default_staging_name(&d.target));
     }
-    let stage_of: HashMap<StepKind, usize> = stages
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| s.steps.iter().map(move |k| (*k, i)))
-        .collect();
+    // Steps of a kind no stage lists go to the last stage.
+    let mut stage_of = [stages.len().saturating_sub(1); StepKind::COUNT];
+    for (i, s) in stages.iter().enumerate() {
+        for k in &s.steps {
+            stage_of[*k as usize] = i;
+        }
+    }
     let d: &Decisions = d;
     let mut b = Builder {
-        steps: Vec::with_capacity(8 + 3 * d.target.disks.len()),
-        stage_idx: Vec::new(),
+        steps: Vec::with_capacity(12 + 3 * d.target.disks.len()),
+        meta: Vec::with_capacity(12 + 3 * d.target.disks.len()),
         stage_of,
         stages,
         rules: &d.steps,
     };
     let t = &d.target;
+    let arc = |s: &str| -> Arc<str> { Arc::from(s) };
+    let vm_name = arc(&t.vm_name);
 
     let verify = b.add(
-        "verify".into(),
+        "verify",
         VerifyRestorePoint,
         Action::Read,
-        &t.restore_point_id,
+        arc(&t.restore_point_id),
         &[],
         None,
         0,
@@ -282,30 +281,29 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
     );
     let rg = (!in_place).then(|| {
         b.add(
-            "rg".into(),
+            "rg",
             ResourceGroup,
             Action::Create,
-            &t.resource_group,
+            arc(&t.resource_group),
             &[],
             None,
             0,
             format!("in {} ({})", t.region, t.subscription_id),
         )
     });
-    let rg_deps: Vec<&str> = rg.iter().map(String::as_str).collect();
+    let rg_deps: Vec<usize> = rg.into_iter().collect();
 
-    let kv = (d.has_step(KeyVault)).then(|| {
-        let name = t.key_vault.clone().unwrap_or_default();
+    let kv = d.has_step(KeyVault).then(|| {
         let detail = if d.create_key_vault {
             format!("new key vault in {}", t.region)
         } else {
             "restore keys and secrets".into()
         };
         b.add(
-            "kv".into(),
+            "kv",
             KeyVault,
             Action::Create,
-            &name,
+            arc(t.key_vault.as_deref().unwrap_or_default()),
             &rg_deps,
             None,
             0,
@@ -313,16 +311,12 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
         )
     });
     let kv_access = d.has_step(KeyVaultAccess).then(|| {
-        let deps: Vec<&str> = kv
-            .iter()
-            .map(String::as_str)
-            .chain(rg_deps.iter().copied())
-            .collect();
+        let deps: Vec<usize> = kv.into_iter().chain(rg_deps.iter().copied()).collect();
         b.add(
-            "kv-access".into(),
+            "kv-access",
             KeyVaultAccess,
             Action::Update,
-            &t.key_vault.clone().unwrap_or_default(),
+            arc(t.key_vault.as_deref().unwrap_or_default()),
             &deps,
             None,
             0,
@@ -332,10 +326,10 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
     });
     let staging = uses_staging.then(|| {
         b.add(
-            "staging".into(),
+            "staging",
             StagingAccount,
             Action::Create,
-            t.staging_account.as_deref().unwrap_or_default(),
+            arc(t.staging_account.as_deref().unwrap_or_default()),
             &rg_deps,
             None,
             0,
@@ -344,10 +338,10 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
     });
     if d.has_step(HelperAppliance) {
         b.add(
-            "helper".into(),
+            "helper",
             HelperAppliance,
             Action::Create,
-            &format!("vmrestore-helper-{}", t.region),
+            Arc::from(format!("vmrestore-helper-{}", t.region)),
             &rg_deps,
             None,
             0,
@@ -357,36 +351,48 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
     let snapshot =
         (rt == RestoreType::ReplaceDisks && d.has_step(SnapshotExistingDisks)).then(|| {
             b.add(
-                "snapshot-existing".into(),
+                "snapshot-existing",
                 SnapshotExistingDisks,
                 Action::Create,
-                &t.vm_name,
-                &[&verify],
+                vm_name.clone(),
+                &[verify],
                 None,
                 0,
                 "snapshot the existing VM's disks before the swap".into(),
             )
         });
-    let delete_vm = (in_place && d.has_step(DeleteExistingVm)).then(|| b.add("delete-vm".into(), DeleteExistingVm, Action::Delete, &t.vm_name, &[&verify], None, 0, "delete the existing VM after the restore point is verified; its disks are kept until the new VM runs".into()));
+    let delete_vm = (in_place && d.has_step(DeleteExistingVm)).then(|| {
+        b.add(
+            "delete-vm",
+            DeleteExistingVm,
+            Action::Delete,
+            vm_name.clone(),
+            &[verify],
+            None,
+            0,
+            "delete the existing VM after the restore point is verified; its disks are kept until the new VM runs".into(),
+        )
+    });
 
-    let mut finals = Vec::new();
+    let mut disk_deps: Vec<usize> = rg_deps.clone();
+    disk_deps.extend(staging);
+    disk_deps.extend(kv_access);
+    disk_deps.extend(delete_vm);
+    let kind = if t.managed && !uses_staging {
+        "managed disk for upload"
+    } else {
+        "page blob in the staging account"
+    };
+    let mut finals = Vec::with_capacity(t.disks.len());
     for disk in &t.disks {
-        let mut deps: Vec<&str> = rg_deps.clone();
-        deps.extend(staging.as_deref());
-        deps.extend(kv_access.as_deref());
-        deps.extend(delete_vm.as_deref());
-        let kind = if t.managed && !uses_staging {
-            "managed disk for upload"
-        } else {
-            "page blob in the staging account"
-        };
+        let name = arc(&disk.name);
         let create = b.add(
             format!("disk:{}", disk.name),
             CreateDisk,
             Action::Create,
-            &disk.name,
-            &deps,
-            Some(&disk.name),
+            name.clone(),
+            &disk_deps,
+            Some(&name),
             0,
             format!(
                 "{} {kind}, {}",
@@ -398,9 +404,9 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             format!("write:{}", disk.name),
             WriteDisk,
             Action::Update,
-            &disk.name,
-            &[&create, &verify],
-            Some(&disk.name),
+            name.clone(),
+            &[create, verify],
+            Some(&name),
             disk.bytes_to_write,
             format!(
                 "write {} from {}",
@@ -412,32 +418,38 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             format!("finalize:{}", disk.name),
             FinalizeDisk,
             Action::Update,
-            &disk.name,
-            &[&write],
-            Some(&disk.name),
+            name.clone(),
+            &[write],
+            Some(&name),
             0,
             "verify the disk digest, write the footer, end write access".into(),
         ));
     }
-    let fin: Vec<&str> = finals.iter().map(String::as_str).collect();
-    let mut data_ready: Vec<String> = finals.clone();
+    let mut ready: Vec<usize> = finals;
     if d.has_step(BootFix) {
-        data_ready = vec![b.add(
-            "boot-fix".into(),
+        ready = vec![b.add(
+            "boot-fix",
             BootFix,
             Action::Update,
-            &t.vm_name,
-            &fin,
+            vm_name.clone(),
+            &ready,
             None,
             0,
             "mount the disks, fix the boot configuration, unmount".into(),
         )];
     }
     if d.has_step(ConvertToManaged) && t.managed {
-        let deps: Vec<&str> = data_ready.iter().map(String::as_str).collect();
-        data_ready = vec![b.add("convert".into(), ConvertToManaged, Action::Update, &t.vm_name, &deps, None, 0, "create the VM's disks as unmanaged from the staging account, then convert them to managed".into())];
+        ready = vec![b.add(
+            "convert",
+            ConvertToManaged,
+            Action::Update,
+            vm_name.clone(),
+            &ready,
+            None,
+            0,
+            "create the VM's disks as unmanaged from the staging account, then convert them to managed".into(),
+        )];
     }
-    let ready: Vec<&str> = data_ready.iter().map(String::as_str).collect();
 
     let mut vm_step = None;
     match rt {
@@ -456,13 +468,13 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             // Where the profile puts the NSG after the VM (Commvault), it is
             // created and attached to the NIC at the end.
             let nsg_late = nsg.is_some()
-                && b.stage_of.get(&NetworkSecurityGroup) > b.stage_of.get(&VirtualMachine);
+                && b.stage_of[NetworkSecurityGroup as usize] > b.stage_of[VirtualMachine as usize];
             let nsg_step = match (&nsg, nsg_late) {
                 (Some((name, detail)), false) => Some(b.add(
-                    "nsg".into(),
+                    "nsg",
                     NetworkSecurityGroup,
                     Action::Create,
-                    name,
+                    arc(name),
                     &rg_deps,
                     None,
                     0,
@@ -470,23 +482,21 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
                 )),
                 _ => None,
             };
-            let mut nic_ids = Vec::new();
+            let mut nic_ids = Vec::with_capacity(t.nics.len());
             for (i, nic) in t.nics.iter().enumerate() {
-                let mut deps: Vec<&str> = rg_deps.clone();
-                deps.extend(nsg_step.as_deref());
-                let pip;
+                let mut deps: Vec<usize> = rg_deps.clone();
+                deps.extend(nsg_step);
                 if let Some(p) = &nic.public_ip {
-                    pip = b.add(
+                    deps.push(b.add(
                         format!("pip:{i}"),
                         PublicIp,
                         Action::Create,
-                        p,
+                        arc(p),
                         &rg_deps,
                         None,
                         0,
                         "public IP".into(),
-                    );
-                    deps.push(&pip);
+                    ));
                 }
                 let ip = nic
                     .static_ip
@@ -496,24 +506,24 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
                     format!("nic:{i}"),
                     NetworkInterface,
                     Action::Create,
-                    &nic.name,
+                    arc(&nic.name),
                     &deps,
                     None,
                     0,
                     format!("{}/{}, {ip}", nic.virtual_network, nic.subnet),
                 ));
             }
-            let mut deps: Vec<&str> = ready.clone();
-            deps.extend(nic_ids.iter().map(String::as_str));
-            deps.extend(kv_access.as_deref());
+            let mut deps: Vec<usize> = ready.clone();
+            deps.extend(nic_ids);
+            deps.extend(kv_access);
             let zone = t
                 .zone
                 .map_or("no zone".to_string(), |z| format!("zone {z}"));
             let vm = b.add(
-                "vm".into(),
+                "vm",
                 VirtualMachine,
                 Action::Create,
-                &t.vm_name,
+                vm_name.clone(),
                 &deps,
                 None,
                 0,
@@ -525,14 +535,14 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
                     t.disks.len()
                 ),
             );
-            let mut last = vm.clone();
+            let mut last = vm;
             if t.power_on {
                 last = b.add(
-                    "power-on".into(),
+                    "power-on",
                     PowerOn,
                     Action::Update,
-                    &t.vm_name,
-                    &[&vm],
+                    vm_name.clone(),
+                    &[vm],
                     None,
                     0,
                     "start the VM".into(),
@@ -540,11 +550,11 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             }
             if let (Some((name, detail)), true) = (&nsg, nsg_late) {
                 last = b.add(
-                    "nsg".into(),
+                    "nsg",
                     NetworkSecurityGroup,
                     Action::Create,
-                    name,
-                    &[&last],
+                    arc(name),
+                    &[last],
                     None,
                     0,
                     format!("{detail}, attached to the VM's NICs"),
@@ -554,12 +564,12 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
         }
         RestoreType::ReplaceDisks => {
             let mut deps = ready.clone();
-            deps.extend(snapshot.as_deref());
+            deps.extend(snapshot);
             b.add(
-                "swap".into(),
+                "swap",
                 SwapDisks,
                 Action::Update,
-                &t.vm_name,
+                vm_name.clone(),
                 &deps,
                 None,
                 0,
@@ -569,10 +579,10 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
         RestoreType::GuestFiles => {}
         _ => {
             b.add(
-                "template".into(),
+                "template",
                 Template,
                 Action::Create,
-                &format!("{}.template.json", t.vm_name),
+                Arc::from(format!("{}.template.json", t.vm_name)),
                 &ready,
                 None,
                 0,
@@ -582,17 +592,17 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
     }
     if let (Some(last), true) = (vm_step, in_place && d.has_step(DeleteExistingDisks)) {
         b.add(
-            "delete-old-disks".into(),
+            "delete-old-disks",
             DeleteExistingDisks,
             Action::Delete,
-            &format!("{} (replaced disks)", t.vm_name),
-            &[&last],
+            Arc::from(format!("{} (replaced disks)", t.vm_name)),
+            &[last],
             None,
             0,
             "delete the replaced VM's disks once the new VM runs".into(),
         );
     }
-    order(b.steps, b.stage_idx)
+    order(b.steps, b.meta)
 }
 
 fn source_label(d: &TargetDisk) -> String {
@@ -615,48 +625,41 @@ use crate::policy::human_bytes;
 /// a stage, and makes every step of a stage with no dependency inside it wait
 /// for the sinks of the previous non-empty stage, so the graph follows the
 /// profile's stage order with as few edges as possible.
-fn order(steps: Vec<Step>, stage_idx: Vec<usize>) -> Vec<Step> {
-    let mut paired: Vec<(usize, Step)> = stage_idx.into_iter().zip(steps).collect();
-    paired.sort_by_key(|(st, _)| *st);
-    let stage_by_id: HashMap<&str, usize> =
-        paired.iter().map(|(st, s)| (s.id.as_str(), *st)).collect();
-    // New dependency lists, computed before mutating so ids can be borrowed.
-    let mut new_deps: Vec<Vec<String>> = Vec::with_capacity(paired.len());
+fn order(mut steps: Vec<Step>, meta: Vec<(usize, Vec<usize>)>) -> Vec<Step> {
+    let mut perm: Vec<usize> = (0..steps.len()).collect();
+    perm.sort_by_key(|i| meta[*i].0);
+    let mut used = vec![false; steps.len()];
     let mut prev_sinks: Vec<usize> = Vec::new();
     let mut i = 0;
-    while i < paired.len() {
-        let stage = paired[i].0;
-        let j = paired[i..]
+    while i < perm.len() {
+        let stage = meta[perm[i]].0;
+        let j = perm[i..]
             .iter()
-            .position(|(st, _)| *st != stage)
-            .map_or(paired.len(), |p| i + p);
-        let mut used = std::collections::HashSet::new();
-        for (_, s) in &paired[i..j] {
-            let inside: Vec<String> = s
-                .depends_on
-                .iter()
-                .filter(|d| stage_by_id.get(d.as_str()) == Some(&stage))
-                .cloned()
-                .collect();
-            used.extend(inside.iter().cloned());
-            let deps = if inside.is_empty() {
-                prev_sinks.iter().map(|k| paired[*k].1.id.clone()).collect()
+            .position(|k| meta[*k].0 != stage)
+            .map_or(perm.len(), |p| i + p);
+        for &k in &perm[i..j] {
+            let deps = &meta[k].1;
+            let inside = deps.iter().filter(|d| meta[**d].0 == stage).count();
+            let ids: Vec<Arc<str>> = if inside == 0 {
+                prev_sinks.iter().map(|d| steps[*d].id.clone()).collect()
             } else {
-                inside
+                deps.iter()
+                    .filter(|d| meta[**d].0 == stage)
+                    .map(|d| {
+                        used[*d] = true;
+                        steps[*d].id.clone()
+                    })
+                    .collect()
             };
-            new_deps.push(deps);
+            steps[k].depends_on = ids;
         }
-        prev_sinks = (i..j)
-            .filter(|k| !used.contains(&paired[*k].1.id))
-            .collect();
+        prev_sinks.clear();
+        prev_sinks.extend(perm[i..j].iter().copied().filter(|k| !used[*k]));
         i = j;
     }
-    paired
-        .into_iter()
-        .zip(new_deps)
-        .map(|((_, mut s), deps)| {
-            s.depends_on = deps;
-            s
-        })
-        .collect()
+    if perm.windows(2).all(|w| w[0] < w[1]) {
+        return steps;
+    }
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    perm.iter().filter_map(|&k| slots[k].take()).collect()
 }

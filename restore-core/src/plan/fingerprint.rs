@@ -1,4 +1,4 @@
-//! Input fingerprints: SHA-256 over the canonical JSON of each input.
+//! Input fingerprints: SHA-256 over a canonical encoding of each input.
 
 use std::io::Write;
 
@@ -21,10 +21,36 @@ impl Write for HashWriter {
     }
 }
 
-/// SHA-256 (hex) of a value's JSON, streamed into the hash without a buffer.
+/// SHA-256 (hex) of a value's postcard encoding (compact binary serde:
+/// several times faster to produce than JSON and half its size). The
+/// encoding goes into a reused per-thread buffer and is hashed in one call.
 pub(crate) fn digest_json<T: Serialize + ?Sized>(v: &T) -> String {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let taken = std::mem::take(&mut *buf);
+            match postcard::to_extend(v, taken) {
+                Ok(out) => {
+                    let d = hex::encode(Sha256::digest(&out[..]));
+                    if out.capacity() <= 1 << 20 {
+                        *buf = out;
+                    }
+                    d
+                }
+                Err(_) => json_digest(v),
+            }
+        }
+        Err(_) => json_digest(v),
+    })
+}
+
+/// Fallback: SHA-256 of the compact JSON, streamed into the hash.
+fn json_digest<T: Serialize + ?Sized>(v: &T) -> String {
     let mut w = HashWriter(Sha256::new());
-    // Serialising our own model types into a hash cannot fail.
+    // Serialising our own model types cannot fail.
     let _ = serde_json::to_writer(&mut w, v);
     hex::encode(w.0.finalize())
 }
@@ -89,4 +115,25 @@ pub fn restore_point_digest(rp: &RestorePoint) -> String {
 /// Digest of a catalog as [`Fingerprint::catalog`] records it.
 pub fn catalog_digest(c: &crate::model::Catalog) -> String {
     digest_json(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_encode_with_postcard_not_the_json_fallback() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/vectors/bases.json")).unwrap();
+        for base in ["windows", "linux_agent", "ade_linux"] {
+            let rp: RestorePoint =
+                serde_json::from_value(v[base]["restore_point"].clone()).unwrap();
+            let req: RestoreRequest = serde_json::from_value(v[base]["request"].clone()).unwrap();
+            assert!(postcard::to_allocvec(&rp).is_ok(), "{base}");
+            assert!(postcard::to_allocvec(&req).is_ok(), "{base}");
+            assert_ne!(digest_json(&rp), json_digest(&rp), "postcard is used");
+            assert_eq!(digest_json(&rp), digest_json(&rp.clone()));
+        }
+        assert!(postcard::to_allocvec(&crate::model::Catalog::builtin()).is_ok());
+    }
 }

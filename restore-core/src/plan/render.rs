@@ -57,7 +57,7 @@ pub fn render_text(plan: &Plan) -> String {
             let _ = writeln!(o, "vmrestore will perform the following actions:");
             let mut stage = "";
             for s in &plan.steps {
-                if s.stage != stage {
+                if *s.stage != *stage {
                     stage = &s.stage;
                     let _ = writeln!(o, "\n  # {stage}");
                 }
@@ -79,7 +79,7 @@ pub fn render_text(plan: &Plan) -> String {
         }
         Verdict::Blocked => {
             let n = plan.blocking().count();
-            let ids: Vec<&str> = plan.blocking().map(|f| f.rule_id.as_str()).collect();
+            let ids: Vec<&str> = plan.blocking().map(|f| f.rule_id.as_ref()).collect();
             let _ = writeln!(
                 o,
                 "The restore is blocked by {n} finding{}: {}. Nothing will be changed.",
@@ -166,16 +166,16 @@ pub fn to_mermaid(plan: &Plan) -> String {
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
+        .map(|(i, s)| (s.id.as_ref(), i))
         .collect();
     let mut stage = None;
     let mut n_stage = 0;
     for (i, s) in plan.steps.iter().enumerate() {
-        if stage != Some(s.stage.as_str()) {
+        if stage != Some(s.stage.as_ref()) {
             if stage.is_some() {
                 o.push_str("  end\n");
             }
-            stage = Some(s.stage.as_str());
+            stage = Some(s.stage.as_ref());
             let _ = writeln!(
                 o,
                 "  subgraph stage{n_stage}[\"{}\"]",
@@ -190,7 +190,7 @@ pub fn to_mermaid(plan: &Plan) -> String {
     }
     for (i, s) in plan.steps.iter().enumerate() {
         for d in &s.depends_on {
-            if let Some(j) = ids.get(d.as_str()) {
+            if let Some(j) = ids.get(d.as_ref()) {
                 let _ = writeln!(o, "  s{j} --> s{i}");
             }
         }
@@ -207,16 +207,16 @@ pub fn to_dot(plan: &Plan) -> String {
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
+        .map(|(i, s)| (s.id.as_ref(), i))
         .collect();
     let mut stage = None;
     let mut n_stage = 0;
     for (i, s) in plan.steps.iter().enumerate() {
-        if stage != Some(s.stage.as_str()) {
+        if stage != Some(s.stage.as_ref()) {
             if stage.is_some() {
                 o.push_str("  }\n");
             }
-            stage = Some(s.stage.as_str());
+            stage = Some(s.stage.as_ref());
             let _ = writeln!(
                 o,
                 "  subgraph cluster_{n_stage} {{\n    label=\"{}\";",
@@ -231,7 +231,7 @@ pub fn to_dot(plan: &Plan) -> String {
     }
     for (i, s) in plan.steps.iter().enumerate() {
         for d in &s.depends_on {
-            if let Some(j) = ids.get(d.as_str()) {
+            if let Some(j) = ids.get(d.as_ref()) {
                 let _ = writeln!(o, "  s{j} -> s{i};");
             }
         }

@@ -1,5 +1,7 @@
 //! The plan: pure data, serialisable, the only thing the executor runs.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +51,7 @@ impl Plan {
     }
     /// A step by ID.
     pub fn step(&self, id: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.id == id)
+        self.steps.iter().find(|s| &*s.id == id)
     }
 }
 
@@ -287,6 +289,9 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Number of step kinds.
+    pub const COUNT: usize = StepKind::DeleteExistingDisks as usize + 1;
+
     /// The resource type shown in renderings.
     pub fn resource_type(self) -> &'static str {
         match self {
@@ -320,21 +325,21 @@ impl StepKind {
 pub struct Step {
     /// Unique, stable ID within the plan (`disk:web01-os`); resources created
     /// by the step are keyed by it.
-    pub id: String,
+    pub id: Arc<str>,
     /// What kind of step.
     pub kind: StepKind,
     /// What it does to its resource.
     pub action: Action,
     /// Name of the resource concerned.
-    pub resource: String,
+    pub resource: Arc<str>,
     /// Stage of the profile the step belongs to.
-    pub stage: String,
+    pub stage: Arc<str>,
     /// Steps that must finish first.
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<Arc<str>>,
     /// Rules that caused or shaped this step.
-    pub rule_ids: Vec<String>,
+    pub rule_ids: Vec<Arc<str>>,
     /// For disk steps: the target disk's name.
-    pub disk: Option<String>,
+    pub disk: Option<Arc<str>>,
     /// Bytes this step moves (data steps).
     pub bytes: u64,
     /// Human-readable detail.

@@ -33,7 +33,7 @@ pub(crate) struct Decisions {
     pub rules_applied: BTreeSet<String>,
     /// Optional steps requested, with the rules that asked for them; rule IDs
     /// listed for default steps are attached to those steps.
-    pub steps: BTreeMap<StepKind, Vec<String>>,
+    pub steps: BTreeMap<StepKind, Vec<std::sync::Arc<str>>>,
     pub target: Target,
     pub zone_decided: bool,
     pub nsg: NsgPlan,
@@ -132,8 +132,8 @@ impl Decisions {
     pub fn step(&mut self, rule: &Rule, kind: StepKind) {
         self.rules_applied.insert(rule.id.clone());
         let ids = self.steps.entry(kind).or_default();
-        if !ids.contains(&rule.id) {
-            ids.push(rule.id.clone());
+        if !ids.iter().any(|i| **i == *rule.id) {
+            ids.push(std::sync::Arc::from(rule.id.as_str()));
         }
     }
 

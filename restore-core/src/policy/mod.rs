@@ -16,7 +16,7 @@ pub mod custom;
 mod decisions;
 mod veeam;
 
-pub use commvault::human_bytes;
+pub use commvault::{HumanBytes, human_bytes};
 pub(crate) use context::Ctx;
 pub use context::{Facts, RuleInput};
 pub(crate) use decisions::{Decisions, NsgPlan, disk_name, round_up_mib};
@@ -84,7 +84,7 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
     /// Stage name as the product documents it.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Step kinds that belong to this stage.
     pub steps: Vec<StepKind>,
 }
@@ -171,7 +171,7 @@ pub(crate) fn default_stages() -> &'static [Stage] {
 pub(crate) fn stages(list: &[(&str, &[StepKind])]) -> Vec<Stage> {
     list.iter()
         .map(|(n, s)| Stage {
-            name: (*n).to_string(),
+            name: std::sync::Arc::from(*n),
             steps: s.to_vec(),
         })
         .collect()
