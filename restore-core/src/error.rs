@@ -61,6 +61,18 @@ pub enum Error {
         /// What did not match.
         message: String,
     },
+    /// The plan is blocked; it has nothing to run.
+    #[error("the plan is blocked by {}: nothing to run", .0.join(", "))]
+    PlanBlocked(Vec<String>),
+    /// The plan's inputs changed since it was made.
+    #[error("stale plan: {0} changed since the plan was made; plan again")]
+    StalePlan(String),
+    /// The journal cannot be used.
+    #[error("journal: {0}")]
+    Journal(String),
+    /// A cloud call failed before any step ran (e.g. reading the catalog).
+    #[error("cloud: {0}")]
+    Cloud(#[from] crate::exec::CloudError),
 }
 
 impl Error {
@@ -74,6 +86,10 @@ impl Error {
             Error::RuleEvaluation { .. } => "E_RULE_EVAL",
             Error::Repository(_) => "E_REPOSITORY",
             Error::Integrity { .. } => "E_INTEGRITY",
+            Error::PlanBlocked(_) => "E_PLAN_BLOCKED",
+            Error::StalePlan(_) => "E_STALE_PLAN",
+            Error::Journal(_) => "E_JOURNAL",
+            Error::Cloud(_) => "E_CLOUD",
         }
     }
 

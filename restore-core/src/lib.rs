@@ -6,7 +6,9 @@
 //! with the rule ID that caused it.
 #![warn(missing_docs)]
 
+pub mod demo;
 pub mod error;
+pub mod exec;
 pub mod model;
 pub mod plan;
 pub mod policy;

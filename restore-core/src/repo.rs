@@ -202,6 +202,13 @@ impl LocalRepository {
         self.root.join("chunks").join(&sha[..2]).join(sha)
     }
 
+    /// Whether a chunk file is present with the length the manifest gives.
+    pub fn has_chunk(&self, chunk: &ChunkRef) -> bool {
+        is_hex64(&chunk.sha256)
+            && std::fs::metadata(self.chunk_path(&chunk.sha256))
+                .is_ok_and(|m| m.len() == chunk.length)
+    }
+
     /// Reads one chunk of `disk` and checks its length and SHA-256; a
     /// mismatch or a missing chunk is an error naming the disk and offset.
     pub fn read_chunk(&self, disk: &str, chunk: &ChunkRef) -> Result<Vec<u8>> {
@@ -260,6 +267,36 @@ impl LocalRepository {
             };
             let mut f = std::fs::File::open(path).map_err(io)?;
             let size = f.metadata().map_err(io)?.len();
+            let expected = match name.split_once('/') {
+                None => rp
+                    .vm
+                    .disks
+                    .iter()
+                    .find(|d| d.name == *name)
+                    .map(|d| d.size_bytes),
+                Some((disk, vg)) => rp
+                    .vm
+                    .disks
+                    .iter()
+                    .find(|d| d.name == disk)
+                    .and_then(|d| d.lvm_volume_groups.iter().find(|g| g.name == vg))
+                    .map(|g| g.size_bytes),
+            };
+            match expected {
+                None => {
+                    return Err(Error::Repository(format!(
+                        "'{name}' is not a disk (or disk/volume group) of VM '{}'",
+                        rp.vm.name
+                    )));
+                }
+                Some(e) if e != size => {
+                    return Err(Error::Repository(format!(
+                        "image {} of '{name}' has {size} bytes; the restore point says {e}",
+                        path.display()
+                    )));
+                }
+                Some(_) => {}
+            }
             let mut chunks = Vec::new();
             let mut buf = vec![0u8; chunk_size as usize];
             let mut offset = 0u64;

@@ -151,6 +151,11 @@ impl VhdFile {
         Ok(VhdFile { file, size })
     }
 
+    /// Wraps an already open file of `size + 512` bytes (to resume writing).
+    pub fn from_file(file: File, size: u64) -> Self {
+        VhdFile { file, size }
+    }
+
     /// Virtual size.
     pub fn size(&self) -> u64 {
         self.size

@@ -1,0 +1,1172 @@
+//! The executor: runs a [`Plan`] over a [`Cloud`] and a [`Repository`].
+//!
+//! * Runs a plan and nothing else; refuses a blocked plan, and a stale one
+//!   (the restore point or the catalog changed since planning).
+//! * Schedules the step graph with bounded concurrency, separately for
+//!   control-plane steps and for disk data streams.
+//! * Streams allocated chunks only; checks each chunk's SHA-256 before it is
+//!   written and the disk digest before the disk is finished; a mismatch
+//!   stops that disk with an error naming the disk and offset, and no VM is
+//!   created from it (the VM step depends on every disk's finish).
+//! * Retries transient failures with exponential backoff and jitter,
+//!   honouring Retry-After, and gives up with the history of attempts.
+//! * On failure or cancellation, deletes in reverse order what the run
+//!   created; never touches the repository. An in-place restore deletes the
+//!   existing VM only after the restore point is verified, keeping its disks.
+//! * Reports progress as events, keeps a journal to resume from, and ends
+//!   with a [`Report`].
+
+mod cloud;
+mod journal;
+mod local;
+mod report;
+mod sim;
+
+pub use cloud::*;
+pub use journal::{Journal, JournalState};
+pub use local::{LocalVhdSink, arm_template};
+pub use report::*;
+pub use sim::{Faults, MAX_PAGE_WRITE, SimCloud, SimConfig, SimResource};
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::model::{DiskRole, Validate};
+use crate::plan::{Plan, Step, StepKind, Target, Verdict, catalog_digest, restore_point_digest};
+use crate::repo::Manifest;
+
+/// Retry policy for transient failures.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay after the first failure; doubles each time.
+    pub base_delay: Duration,
+    /// Largest delay (before Retry-After, which may be longer).
+    pub max_delay: Duration,
+    /// Seed of the jitter.
+    pub seed: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (1-based): exponential with
+    /// "equal jitter" (half fixed, half random), at least the Retry-After.
+    pub fn delay(&self, key: &str, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.max_delay);
+        let h = key.bytes().fold(
+            self.seed ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3),
+        );
+        let frac = (h >> 11) as f64 / (1u64 << 53) as f64;
+        let d = exp.mul_f64(0.5 + 0.5 * frac);
+        retry_after.map_or(d, |r| d.max(r))
+    }
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Control-plane steps in flight at once.
+    pub control_concurrency: usize,
+    /// Disks streamed at once.
+    pub data_concurrency: usize,
+    /// Chunks read ahead per disk while earlier ones are written.
+    pub read_ahead: usize,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Journal file; `None` runs without one (no resume).
+    pub journal: Option<PathBuf>,
+    /// The application's service principal, the only one granted key-vault access (CV-05).
+    pub service_principal: String,
+    /// Compare the cloud's catalog with the plan's (stale check).
+    pub check_catalog: bool,
+    /// On cancellation, keep what was made so that a later run resumes
+    /// from the journal (default: clean up, as on failure).
+    pub keep_on_cancel: bool,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            control_concurrency: 8,
+            data_concurrency: 4,
+            read_ahead: 4,
+            retry: RetryPolicy::default(),
+            journal: None,
+            service_principal: "vmrestore-app".into(),
+            check_catalog: true,
+            keep_on_cancel: false,
+        }
+    }
+}
+
+/// Receives progress events.
+pub type ProgressFn = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// A progress callback that forwards events to a channel, and the receiving
+/// end, for consumers that prefer a stream.
+pub fn progress_channel() -> (ProgressFn, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        Arc::new(move |e: &Event| {
+            let _ = tx.send(e.clone());
+        }),
+        rx,
+    )
+}
+
+/// The repository implementation over [`crate::repo::LocalRepository`].
+#[async_trait::async_trait]
+impl Repository for crate::repo::LocalRepository {
+    async fn list(&self) -> Result<Vec<String>> {
+        let r = self.clone();
+        blocking(move || r.list()).await
+    }
+    async fn manifest(&self, id: &str) -> Result<Manifest> {
+        let (r, id) = (self.clone(), id.to_string());
+        blocking(move || r.manifest(&id)).await
+    }
+    async fn has_chunk(&self, chunk: &crate::repo::ChunkRef) -> Result<bool> {
+        let (r, c) = (self.clone(), chunk.clone());
+        blocking(move || Ok(r.has_chunk(&c))).await
+    }
+    async fn read_chunk(&self, disk: &str, chunk: &crate::repo::ChunkRef) -> Result<Bytes> {
+        let (r, d, c) = (self.clone(), disk.to_string(), chunk.clone());
+        blocking(move || r.read_chunk(&d, &c).map(Bytes::from)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Repository(format!("worker failed: {e}")))?
+}
+
+/// Why a step failed.
+#[derive(Debug)]
+struct StepFailure {
+    code: &'static str,
+    message: String,
+    attempts: Vec<Attempt>,
+    cancelled: bool,
+}
+
+impl StepFailure {
+    fn from_error(e: Error) -> Self {
+        StepFailure {
+            code: e.code(),
+            message: e.to_string(),
+            attempts: Vec::new(),
+            cancelled: false,
+        }
+    }
+    fn cancelled() -> Self {
+        StepFailure {
+            code: "E_CANCELLED",
+            message: "cancelled".into(),
+            attempts: Vec::new(),
+            cancelled: true,
+        }
+    }
+}
+
+/// Runs plans. Build one per cloud and repository; it can run many plans.
+pub struct Executor {
+    cloud: Arc<dyn Cloud>,
+    repo: Arc<dyn Repository>,
+    sink: Option<Arc<dyn DiskSink>>,
+    opts: ExecOptions,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("options", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared state of one run.
+struct Run<'a> {
+    ex: &'a Executor,
+    plan: &'a Plan,
+    manifest: Manifest,
+    journal: Option<Journal>,
+    resources: Mutex<HashMap<String, Resource>>,
+    created: Mutex<Vec<Resource>>,
+    written: Mutex<HashMap<String, HashSet<u64>>>,
+    writers: Mutex<HashMap<String, Arc<dyn DiskWriter>>>,
+    disks: Mutex<HashMap<String, DiskReport>>,
+    attempts: Mutex<HashMap<String, Vec<Attempt>>>,
+    progress: Option<ProgressFn>,
+    stop: CancellationToken,
+    start: Instant,
+    resumed: bool,
+}
+
+impl Executor {
+    /// An executor over `cloud` and `repo`, with default options.
+    pub fn new(cloud: Arc<dyn Cloud>, repo: Arc<dyn Repository>) -> Self {
+        Executor {
+            cloud,
+            repo,
+            sink: None,
+            opts: ExecOptions::default(),
+        }
+    }
+
+    /// Sends disk data (and artifacts) to `sink` instead of the cloud's disks.
+    pub fn with_sink(mut self, sink: Arc<dyn DiskSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, opts: ExecOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Runs `plan`. Errors are for runs that cannot start (blocked or stale
+    /// plan, unreadable repository, a journal of another plan); anything
+    /// that goes wrong after the first step starts ends in a [`Report`] with
+    /// outcome `failed` or `cancelled`, after clean-up.
+    pub async fn run(
+        &self,
+        plan: &Plan,
+        cancel: CancellationToken,
+        progress: Option<ProgressFn>,
+    ) -> Result<Report> {
+        if plan.verdict == Verdict::Blocked {
+            return Err(Error::PlanBlocked(
+                plan.blocking().map(|f| f.rule_id.clone()).collect(),
+            ));
+        }
+        let target = &plan.target;
+        let manifest = self.repo.manifest(&target.restore_point_id).await?;
+        if restore_point_digest(&manifest.restore_point) != plan.fingerprint.restore_point {
+            return Err(Error::StalePlan(format!(
+                "restore point '{}'",
+                target.restore_point_id
+            )));
+        }
+        manifest.restore_point.validate_at("$.restore_point")?;
+        if self.opts.check_catalog {
+            let cat = self.cloud.catalog().await?;
+            if catalog_digest(&cat) != plan.fingerprint.catalog {
+                return Err(Error::StalePlan("the destination catalog".into()));
+            }
+        }
+        for d in &target.disks {
+            let src = source_name(d);
+            let m = manifest
+                .disks
+                .iter()
+                .find(|m| m.name == src)
+                .ok_or_else(|| {
+                    Error::Repository(format!(
+                        "restore point '{}' holds no data for '{src}' (disk '{}')",
+                        target.restore_point_id, d.name
+                    ))
+                })?;
+            if m.size_bytes > d.size_bytes {
+                return Err(Error::Invalid {
+                    path: format!("plan.target.disks[{}]", d.name),
+                    message: format!(
+                        "the disk of {} bytes cannot hold the {} bytes of '{src}'",
+                        d.size_bytes, m.size_bytes
+                    ),
+                });
+            }
+        }
+        let (journal, state) = match &self.opts.journal {
+            Some(p) => {
+                let (j, s) = Journal::open(p, &plan.fingerprint.combined)?;
+                (Some(j), s)
+            }
+            None => (None, JournalState::default()),
+        };
+        let resumed = !state.done.is_empty() || !state.created.is_empty();
+        let run = Run {
+            ex: self,
+            plan,
+            manifest,
+            journal,
+            resources: Mutex::new(
+                state
+                    .created
+                    .iter()
+                    .map(|r| (r.key.clone(), r.clone()))
+                    .collect(),
+            ),
+            created: Mutex::new(state.created.clone()),
+            written: Mutex::new(state.chunks.clone()),
+            writers: Mutex::new(HashMap::new()),
+            disks: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+            progress,
+            stop: cancel.child_token(),
+            start: Instant::now(),
+            resumed,
+        };
+        Ok(run.execute(&cancel, &state.done).await)
+    }
+}
+
+fn source_name(d: &crate::plan::TargetDisk) -> String {
+    match &d.volume_group {
+        Some(vg) => format!("{}/{vg}", d.source_disk),
+        None => d.source_disk.clone(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Run<'_> {
+    fn emit(&self, e: Event) {
+        if let Some(p) = &self.progress {
+            p(&e);
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    async fn execute(&self, cancel: &CancellationToken, resumed_done: &HashSet<String>) -> Report {
+        let steps = &self.plan.steps;
+        let mut status: Vec<StepStatus> = vec![StepStatus::NotRun; steps.len()];
+        let mut started: Vec<Option<u64>> = vec![None; steps.len()];
+        let mut elapsed: Vec<Option<u64>> = vec![None; steps.len()];
+        let index: HashMap<&str, usize> =
+            steps.iter().enumerate().map(|(i, s)| (&*s.id, i)).collect();
+        let mut done: HashSet<usize> = HashSet::new();
+        for (i, s) in steps.iter().enumerate() {
+            if resumed_done.contains(&*s.id) {
+                done.insert(i);
+                status[i] = StepStatus::Resumed;
+                self.emit(Event::StepSkipped {
+                    step: s.id.to_string(),
+                });
+            }
+        }
+        let control = Arc::new(Semaphore::new(self.ex.opts.control_concurrency.max(1)));
+        let data = Arc::new(Semaphore::new(self.ex.opts.data_concurrency.max(1)));
+        let mut running = FuturesUnordered::new();
+        let mut launched: HashSet<usize> = done.clone();
+        let mut failure: Option<(usize, StepFailure)> = None;
+        let mut cancelled = false;
+        loop {
+            if failure.is_none() && !cancelled {
+                for (i, s) in steps.iter().enumerate() {
+                    if launched.contains(&i)
+                        || !s
+                            .depends_on
+                            .iter()
+                            .all(|d| index.get(&**d).is_some_and(|j| done.contains(j)))
+                    {
+                        continue;
+                    }
+                    launched.insert(i);
+                    let sem = if s.kind == StepKind::WriteDisk {
+                        data.clone()
+                    } else {
+                        control.clone()
+                    };
+                    let fut = async move {
+                        let _permit = sem.acquire_owned().await;
+                        let t0 = self.ms();
+                        self.emit(Event::StepStarted {
+                            step: s.id.to_string(),
+                        });
+                        let r = tokio::select! {
+                            r = self.step(s) => r,
+                            _ = self.stop.cancelled() => Err(StepFailure::cancelled()),
+                        };
+                        (i, t0, r)
+                    };
+                    running.push(fut);
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some((i, t0, r)) = running.next() => {
+                    started[i] = Some(t0);
+                    elapsed[i] = Some(self.ms() - t0);
+                    match r {
+                        Ok(()) => {
+                            done.insert(i);
+                            status[i] = StepStatus::Done;
+                            if let Some(j) = &self.journal {
+                                let _ = j.done(&steps[i].id);
+                            }
+                            self.emit(Event::StepFinished { step: steps[i].id.to_string(), elapsed_ms: elapsed[i].unwrap_or(0) });
+                        }
+                        Err(f) if f.cancelled => status[i] = StepStatus::Cancelled,
+                        Err(f) => {
+                            status[i] = StepStatus::Failed;
+                            self.emit(Event::StepFailed { step: steps[i].id.to_string(), error: f.message.clone() });
+                            if failure.is_none() {
+                                failure = Some((i, f));
+                            }
+                            // Stop the steps still running: the run has failed.
+                            self.stop.cancel();
+                        }
+                    }
+                }
+                _ = cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    self.stop.cancel();
+                }
+            }
+        }
+        if cancel.is_cancelled() && failure.is_none() {
+            cancelled = true;
+        }
+        let outcome = if failure.is_some() {
+            Outcome::Failed
+        } else if cancelled && done.len() < steps.len() {
+            Outcome::Cancelled
+        } else {
+            Outcome::Succeeded
+        };
+        let mut cleaned_up = Vec::new();
+        let mut notes = Vec::new();
+        if outcome == Outcome::Failed
+            || (outcome == Outcome::Cancelled && !self.ex.opts.keep_on_cancel)
+        {
+            cleaned_up = self.cleanup().await;
+            if let Some(j) = &self.journal {
+                let _ = j.reset();
+            }
+        }
+        let deleted_existing = steps
+            .iter()
+            .enumerate()
+            .any(|(i, s)| s.kind == StepKind::DeleteExistingVm && done.contains(&i));
+        if deleted_existing && outcome != Outcome::Succeeded {
+            notes.push(format!("the existing VM '{}' was deleted after the restore point was verified; its disks were kept", self.plan.target.vm_name));
+        }
+        if self.resumed {
+            notes.push("resumed from the journal".into());
+        }
+        let attempts = lock(&self.attempts).clone();
+        let created = if cleaned_up.is_empty() {
+            lock(&self.created).clone()
+        } else {
+            Vec::new()
+        };
+        let mut disks: Vec<DiskReport> = lock(&self.disks).values().cloned().collect();
+        disks.sort_by(|a, b| a.name.cmp(&b.name));
+        let resources = lock(&self.resources).clone();
+        let report = Report {
+            format_version: REPORT_FORMAT_VERSION.into(),
+            plan: self.plan.fingerprint.combined.clone(),
+            outcome,
+            error: failure.as_ref().map(|(i, f)| ReportError {
+                code: f.code.into(),
+                step: steps[*i].id.to_string(),
+                message: f.message.clone(),
+                attempts: f.attempts.clone(),
+            }),
+            elapsed_ms: self.ms(),
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| StepReport {
+                    id: s.id.to_string(),
+                    kind: s.kind,
+                    status: status[i],
+                    started_ms: started[i],
+                    elapsed_ms: elapsed[i],
+                    attempts: attempts.get(&*s.id).cloned().unwrap_or_default(),
+                    resource: resources.get(&*s.id).map(|r| r.id.clone()),
+                })
+                .collect(),
+            disks,
+            findings: self.plan.findings.clone(),
+            post_actions: self.plan.post_actions.clone(),
+            created,
+            cleaned_up,
+            notes,
+        };
+        if let Some(sink) = &self.ex.sink {
+            let _ = sink
+                .write_artifact(
+                    &format!("{}.report.json", self.plan.target.vm_name),
+                    Bytes::from(report.to_json()),
+                )
+                .await;
+        }
+        report
+    }
+
+    /// Deletes, in reverse order, what the run (and the runs it resumed) created.
+    async fn cleanup(&self) -> Vec<String> {
+        let created: Vec<Resource> = lock(&self.created).clone();
+        let mut deleted = Vec::new();
+        for r in created.iter().rev() {
+            let res = self
+                .retry_cloud(&format!("cleanup:{}", r.key), "", || {
+                    self.ex.cloud.delete(r)
+                })
+                .await;
+            if res.is_ok() {
+                self.emit(Event::CleanedUp {
+                    resource: r.id.clone(),
+                });
+                deleted.push(r.id.clone());
+            }
+        }
+        lock(&self.created).clear();
+        deleted
+    }
+
+    /// Calls `f` until it succeeds, fails for good, or the attempts run out.
+    async fn retry_cloud<T, F, Fut>(
+        &self,
+        key: &str,
+        step: &str,
+        mut f: F,
+    ) -> std::result::Result<T, StepFailure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = CloudResult<T>>,
+    {
+        let policy = &self.ex.opts.retry;
+        let mut history = Vec::new();
+        for attempt in 1..=policy.max_attempts.max(1) {
+            match f().await {
+                Ok(v) => {
+                    if !history.is_empty() && !step.is_empty() {
+                        lock(&self.attempts)
+                            .entry(step.to_string())
+                            .or_default()
+                            .extend(history);
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let last = attempt == policy.max_attempts.max(1) || !e.is_transient();
+                    let wait = if last {
+                        Duration::ZERO
+                    } else {
+                        policy.delay(key, attempt, e.retry_after_ms.map(Duration::from_millis))
+                    };
+                    history.push(Attempt {
+                        attempt,
+                        kind: e.kind.clone(),
+                        error: e.to_string(),
+                        wait_ms: wait.as_millis() as u64,
+                    });
+                    if last {
+                        let n = history.len();
+                        if !step.is_empty() {
+                            lock(&self.attempts)
+                                .entry(step.to_string())
+                                .or_default()
+                                .extend(history.clone());
+                        }
+                        let message = if e.is_transient() {
+                            format!("{e} (gave up after {n} attempts)")
+                        } else {
+                            e.to_string()
+                        };
+                        return Err(StepFailure {
+                            code: "E_CLOUD",
+                            message,
+                            attempts: history,
+                            cancelled: false,
+                        });
+                    }
+                    if !step.is_empty() {
+                        self.emit(Event::StepRetried {
+                            step: step.to_string(),
+                            attempt,
+                            error: e.to_string(),
+                            wait_ms: wait.as_millis() as u64,
+                        });
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.cancelled() => return Err(StepFailure::cancelled()),
+                    }
+                }
+            }
+        }
+        Err(StepFailure {
+            code: "E_CLOUD",
+            message: "no attempt was made".into(),
+            attempts: history,
+            cancelled: false,
+        })
+    }
+
+    async fn create(
+        &self,
+        step: &Step,
+        spec: ResourceSpec,
+    ) -> std::result::Result<(), StepFailure> {
+        let r = self
+            .retry_cloud(&step.id, &step.id, || self.ex.cloud.create(&step.id, &spec))
+            .await?;
+        let new = lock(&self.resources)
+            .insert(step.id.to_string(), r.clone())
+            .is_none();
+        if new {
+            lock(&self.created).push(r.clone());
+            if let Some(j) = &self.journal {
+                j.created(&r).map_err(StepFailure::from_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn act(&self, step: &Step, action: Action) -> std::result::Result<(), StepFailure> {
+        self.retry_cloud(&step.id, &step.id, || self.ex.cloud.act(&step.id, &action))
+            .await
+    }
+
+    fn target(&self) -> &Target {
+        &self.plan.target
+    }
+
+    fn disk_names(&self) -> Vec<String> {
+        self.target().disks.iter().map(|d| d.name.clone()).collect()
+    }
+
+    async fn step(&self, s: &Step) -> std::result::Result<(), StepFailure> {
+        let t = self.target();
+        let sub = t.subscription_id.clone();
+        let rg = t.resource_group.clone();
+        let region = t.region.clone();
+        let res = s.resource.to_string();
+        match s.kind {
+            StepKind::VerifyRestorePoint => self.verify().await,
+            StepKind::ResourceGroup => {
+                self.create(
+                    s,
+                    ResourceSpec::ResourceGroup {
+                        subscription_id: sub,
+                        name: res,
+                        region,
+                    },
+                )
+                .await
+            }
+            StepKind::KeyVault => {
+                self.create(
+                    s,
+                    ResourceSpec::KeyVault {
+                        subscription_id: sub,
+                        resource_group: rg,
+                        name: res,
+                        region,
+                    },
+                )
+                .await
+            }
+            StepKind::KeyVaultAccess => {
+                self.act(
+                    s,
+                    Action::GrantKeyVaultAccess {
+                        vault: res,
+                        principal: self.ex.opts.service_principal.clone(),
+                    },
+                )
+                .await
+            }
+            StepKind::StagingAccount => {
+                self.create(
+                    s,
+                    ResourceSpec::StorageAccount {
+                        subscription_id: sub,
+                        resource_group: rg,
+                        name: res,
+                        region,
+                    },
+                )
+                .await
+            }
+            StepKind::HelperAppliance => {
+                self.create(
+                    s,
+                    ResourceSpec::HelperAppliance {
+                        resource_group: rg,
+                        name: res,
+                        region,
+                    },
+                )
+                .await
+            }
+            StepKind::SnapshotExistingDisks => {
+                self.create(
+                    s,
+                    ResourceSpec::Snapshot {
+                        resource_group: rg,
+                        vm: t.vm_name.clone(),
+                    },
+                )
+                .await
+            }
+            StepKind::DeleteExistingVm => {
+                self.act(
+                    s,
+                    Action::DeleteExistingVm {
+                        subscription_id: sub,
+                        resource_group: rg,
+                        vm: t.vm_name.clone(),
+                    },
+                )
+                .await
+            }
+            StepKind::CreateDisk => {
+                let d = self.disk(s)?;
+                let staged = self
+                    .plan
+                    .steps
+                    .iter()
+                    .any(|x| x.kind == StepKind::ConvertToManaged)
+                    || !t.managed;
+                let spec = ResourceSpec::Disk {
+                    subscription_id: sub,
+                    resource_group: rg,
+                    name: d.name.clone(),
+                    region,
+                    size_bytes: d.size_bytes,
+                    sku: d.sku,
+                    zone: t.zone,
+                    os: (d.role == DiskRole::Os).then_some((t.os_family, t.generation)),
+                    staging_account: if staged {
+                        t.staging_account.clone()
+                    } else {
+                        None
+                    },
+                    disk_encryption_set: d.disk_encryption_set.clone(),
+                };
+                self.create(s, spec).await
+            }
+            StepKind::WriteDisk => self.write_disk(s).await,
+            StepKind::FinalizeDisk => self.finalize_disk(s).await,
+            StepKind::BootFix => {
+                self.act(
+                    s,
+                    Action::BootFix {
+                        vm: t.vm_name.clone(),
+                        disks: self.disk_names(),
+                    },
+                )
+                .await
+            }
+            StepKind::ConvertToManaged => {
+                self.act(
+                    s,
+                    Action::ConvertToManaged {
+                        resource_group: rg,
+                        disks: self.disk_names(),
+                    },
+                )
+                .await
+            }
+            StepKind::NetworkSecurityGroup => {
+                let late = self
+                    .plan
+                    .steps
+                    .iter()
+                    .position(|x| x.kind == StepKind::VirtualMachine)
+                    < self
+                        .plan
+                        .steps
+                        .iter()
+                        .position(|x| x.kind == StepKind::NetworkSecurityGroup);
+                let attach_to = if late {
+                    t.nics.iter().map(|n| n.name.clone()).collect()
+                } else {
+                    Vec::new()
+                };
+                self.create(
+                    s,
+                    ResourceSpec::NetworkSecurityGroup {
+                        resource_group: rg,
+                        name: res,
+                        region,
+                        open_ports: t.nsg_open_ports.clone(),
+                        attach_to,
+                    },
+                )
+                .await
+            }
+            StepKind::PublicIp => {
+                self.create(
+                    s,
+                    ResourceSpec::PublicIp {
+                        resource_group: rg,
+                        name: res,
+                        region,
+                    },
+                )
+                .await
+            }
+            StepKind::NetworkInterface => {
+                let nic = t
+                    .nics
+                    .iter()
+                    .find(|n| *n.name == *s.resource)
+                    .ok_or_else(|| {
+                        StepFailure::from_error(Error::invalid(
+                            format!("plan.steps[{}]", s.id),
+                            "no such NIC in the target",
+                        ))
+                    })?;
+                let nsg_first = self
+                    .plan
+                    .steps
+                    .iter()
+                    .position(|x| x.kind == StepKind::NetworkSecurityGroup)
+                    .is_some_and(|p| {
+                        Some(p)
+                            < self
+                                .plan
+                                .steps
+                                .iter()
+                                .position(|x| x.kind == StepKind::VirtualMachine)
+                    });
+                let existing_nsg = !self
+                    .plan
+                    .steps
+                    .iter()
+                    .any(|x| x.kind == StepKind::NetworkSecurityGroup);
+                let spec = ResourceSpec::NetworkInterface {
+                    resource_group: rg,
+                    name: nic.name.clone(),
+                    region,
+                    virtual_network: nic.virtual_network.clone(),
+                    subnet: nic.subnet.clone(),
+                    static_ip: nic.static_ip.clone(),
+                    public_ip: nic.public_ip.clone(),
+                    network_security_group: if nsg_first || existing_nsg {
+                        t.network_security_group.clone()
+                    } else {
+                        None
+                    },
+                };
+                self.create(s, spec).await
+            }
+            StepKind::VirtualMachine => {
+                let os_disk = t
+                    .disks
+                    .iter()
+                    .find(|d| d.role == DiskRole::Os)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default();
+                let data_disks = t
+                    .disks
+                    .iter()
+                    .filter(|d| d.role == DiskRole::Data)
+                    .map(|d| (d.lun.unwrap_or(0), d.name.clone()))
+                    .collect();
+                let spec = ResourceSpec::VirtualMachine {
+                    subscription_id: sub,
+                    resource_group: rg,
+                    name: t.vm_name.clone(),
+                    region,
+                    size: t.vm_size.clone(),
+                    zone: t.zone,
+                    availability_set: t.availability_set.clone(),
+                    os: t.os_family,
+                    generation: t.generation,
+                    os_disk,
+                    data_disks,
+                    nics: t.nics.iter().map(|n| n.name.clone()).collect(),
+                };
+                self.create(s, spec).await
+            }
+            StepKind::Template => {
+                let body = serde_json::to_string_pretty(&arm_template(t)).unwrap_or_default();
+                if let Some(sink) = &self.ex.sink {
+                    let name = format!("{}.template.json", t.vm_name);
+                    self.retry_cloud(&s.id, &s.id, || {
+                        sink.write_artifact(&name, Bytes::from(body.clone()))
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+            StepKind::SwapDisks => {
+                self.act(
+                    s,
+                    Action::SwapDisks {
+                        resource_group: rg,
+                        vm: t.vm_name.clone(),
+                        disks: self.disk_names(),
+                    },
+                )
+                .await
+            }
+            StepKind::PowerOn => {
+                self.act(
+                    s,
+                    Action::PowerOn {
+                        resource_group: rg,
+                        vm: t.vm_name.clone(),
+                    },
+                )
+                .await
+            }
+            StepKind::DeleteExistingDisks => {
+                self.act(
+                    s,
+                    Action::DeleteReplacedDisks {
+                        resource_group: rg,
+                        vm: t.vm_name.clone(),
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    fn disk(&self, s: &Step) -> std::result::Result<&crate::plan::TargetDisk, StepFailure> {
+        let name = s.disk.as_deref().unwrap_or_default();
+        self.target()
+            .disks
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| {
+                StepFailure::from_error(Error::invalid(
+                    format!("plan.steps[{}].disk", s.id),
+                    format!("'{name}' is not a disk of the target"),
+                ))
+            })
+    }
+
+    /// Every chunk the restore needs is present with its length: the data is
+    /// readable before anything is deleted.
+    async fn verify(&self) -> std::result::Result<(), StepFailure> {
+        for d in &self.target().disks {
+            let src = source_name(d);
+            let Some(m) = self.manifest.disks.iter().find(|m| m.name == src) else {
+                return Err(StepFailure::from_error(Error::Repository(format!(
+                    "no data for '{src}'"
+                ))));
+            };
+            for c in &m.chunks {
+                if !self
+                    .ex
+                    .repo
+                    .has_chunk(c)
+                    .await
+                    .map_err(StepFailure::from_error)?
+                {
+                    return Err(StepFailure::from_error(Error::Integrity {
+                        disk: src.clone(),
+                        offset: c.offset,
+                        message: format!("chunk {} is missing or has the wrong length", c.sha256),
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn writer(
+        &self,
+        s: &Step,
+        d: &crate::plan::TargetDisk,
+    ) -> std::result::Result<Arc<dyn DiskWriter>, StepFailure> {
+        if let Some(w) = lock(&self.writers).get(&d.name) {
+            return Ok(w.clone());
+        }
+        let w: Box<dyn DiskWriter> = match &self.ex.sink {
+            Some(sink) => {
+                let resume = lock(&self.written)
+                    .get(&d.name)
+                    .is_some_and(|c| !c.is_empty());
+                self.retry_cloud(&s.id, &s.id, || sink.open(&d.name, d.size_bytes, resume))
+                    .await?
+            }
+            None => {
+                let key = format!("disk:{}", d.name);
+                let r = lock(&self.resources).get(&key).cloned().ok_or_else(|| {
+                    StepFailure::from_error(Error::Repository(format!(
+                        "disk '{}' was not created",
+                        d.name
+                    )))
+                })?;
+                self.retry_cloud(&s.id, &s.id, || self.ex.cloud.open_disk(&r))
+                    .await?
+            }
+        };
+        let w: Arc<dyn DiskWriter> = Arc::from(w);
+        lock(&self.writers).insert(d.name.clone(), w.clone());
+        Ok(w)
+    }
+
+    async fn write_disk(&self, s: &Step) -> std::result::Result<(), StepFailure> {
+        let d = self.disk(s)?;
+        let src = source_name(d);
+        let m = self
+            .manifest
+            .disks
+            .iter()
+            .find(|m| m.name == src)
+            .ok_or_else(|| {
+                StepFailure::from_error(Error::Repository(format!("no data for '{src}'")))
+            })?;
+        let writer = self.writer(s, d).await?;
+        let already: HashSet<u64> = lock(&self.written)
+            .get(&d.name)
+            .cloned()
+            .unwrap_or_default();
+        let total = m.allocated();
+        let mut done: u64 = m
+            .chunks
+            .iter()
+            .filter(|c| already.contains(&c.offset))
+            .map(|c| c.length)
+            .sum();
+        let resumed_chunks = m
+            .chunks
+            .iter()
+            .filter(|c| already.contains(&c.offset))
+            .count() as u64;
+        let t0 = Instant::now();
+        let (mut written, mut chunks) = (0u64, 0u64);
+        let todo: Vec<&crate::repo::ChunkRef> = m
+            .chunks
+            .iter()
+            .filter(|c| !already.contains(&c.offset))
+            .collect();
+        let repo = &self.ex.repo;
+        let src_ref = &src;
+        let mut reads = futures::stream::iter(todo)
+            .map(|c| async move { (c, repo.read_chunk(src_ref, c).await) })
+            .buffered(self.ex.opts.read_ahead.max(1));
+        while let Some((c, data)) = reads.next().await {
+            let data = data.map_err(StepFailure::from_error)?;
+            let key = format!("{}@{}", d.name, c.offset);
+            self.retry_cloud(&key, &s.id, || writer.write_at(c.offset, data.clone()))
+                .await?;
+            if let Some(j) = &self.journal {
+                j.chunk(&d.name, c.offset)
+                    .map_err(StepFailure::from_error)?;
+            }
+            lock(&self.written)
+                .entry(d.name.clone())
+                .or_default()
+                .insert(c.offset);
+            written += c.length;
+            chunks += 1;
+            done += c.length;
+            let secs = t0.elapsed().as_secs_f64().max(1e-6);
+            self.emit(Event::Bytes {
+                disk: d.name.clone(),
+                done,
+                total,
+                bytes_per_sec: (written as f64 / secs) as u64,
+            });
+        }
+        let mut disks = lock(&self.disks);
+        let r = disks.entry(d.name.clone()).or_insert_with(|| DiskReport {
+            name: d.name.clone(),
+            source: src.clone(),
+            bytes_written: 0,
+            chunks_written: 0,
+            chunks_resumed: 0,
+            digest: None,
+            verified: false,
+        });
+        r.bytes_written += written;
+        r.chunks_written += chunks;
+        r.chunks_resumed = resumed_chunks;
+        Ok(())
+    }
+
+    async fn finalize_disk(&self, s: &Step) -> std::result::Result<(), StepFailure> {
+        let d = self.disk(s)?;
+        let src = source_name(d);
+        let m = self
+            .manifest
+            .disks
+            .iter()
+            .find(|m| m.name == src)
+            .ok_or_else(|| {
+                StepFailure::from_error(Error::Repository(format!("no data for '{src}'")))
+            })?;
+        // Every chunk was verified before it was written; the disk digest
+        // over their digests, in order, must be the repository's.
+        let written = lock(&self.written)
+            .get(&d.name)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(missing) = m.chunks.iter().find(|c| !written.contains(&c.offset)) {
+            return Err(StepFailure::from_error(Error::Integrity {
+                disk: d.name.clone(),
+                offset: missing.offset,
+                message: "chunk was never written".into(),
+            }));
+        }
+        let digest = crate::repo::disk_digest(&m.chunks);
+        if digest != m.digest {
+            return Err(StepFailure::from_error(Error::Integrity {
+                disk: d.name.clone(),
+                offset: 0,
+                message: format!(
+                    "disk digest {digest} does not match the repository's {}",
+                    m.digest
+                ),
+            }));
+        }
+        let writer = self.writer(s, d).await?;
+        self.retry_cloud(&s.id, &s.id, || writer.finish(&digest))
+            .await?;
+        // End write access (with a sink, the cloud's disk got no data but
+        // still has to leave the upload state before a VM can use it).
+        let key = format!("disk:{}", d.name);
+        let resource = lock(&self.resources).get(&key).cloned();
+        if let Some(r) = resource {
+            self.retry_cloud(&s.id, &s.id, || self.ex.cloud.close_disk(&r))
+                .await?;
+        }
+        lock(&self.writers).remove(&d.name);
+        let mut disks = lock(&self.disks);
+        let r = disks.entry(d.name.clone()).or_insert_with(|| DiskReport {
+            name: d.name.clone(),
+            source: src.clone(),
+            bytes_written: 0,
+            chunks_written: 0,
+            chunks_resumed: written.len() as u64,
+            digest: None,
+            verified: false,
+        });
+        r.digest = Some(digest);
+        r.verified = true;
+        Ok(())
+    }
+}
