@@ -170,3 +170,465 @@ async fn data_streams_respect_the_concurrency_limit() {
     }
     assert_eq!(max, 1);
 }
+
+fn flip_byte_in_chunk(repo: &LocalRepository, sha: &str) {
+    let p = repo.root().join("chunks").join(&sha[..2]).join(sha);
+    let mut b = std::fs::read(&p).unwrap();
+    b[1234] ^= 0x40;
+    std::fs::write(&p, b).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_honouring_retry_after() {
+    let (dir, repo, restores) = setup();
+    let faults = Faults {
+        control: 0.3,
+        data: 0.2,
+        seed: 7,
+        retry_after: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let sim = SimCloud::new(SimConfig {
+        faults,
+        ..Default::default()
+    });
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let (progress, log) = events();
+    let opts = ExecOptions {
+        retry: RetryPolicy {
+            max_attempts: 12,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            seed: 1,
+        },
+        ..Default::default()
+    };
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
+        .with_options(opts)
+        .run(&plan, CancellationToken::new(), Some(progress))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    assert!(
+        sim.faults_injected() > 5,
+        "only {} faults",
+        sim.faults_injected()
+    );
+    let log = log.lock().unwrap();
+    let retries: Vec<(&String, u64)> = log
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepRetried { error, wait_ms, .. } => Some((error, *wait_ms)),
+            _ => None,
+        })
+        .collect();
+    assert!(!retries.is_empty());
+    for (error, wait) in &retries {
+        if error.contains("429") {
+            assert!(
+                *wait >= 300,
+                "a throttled call waited {wait} ms, less than its Retry-After"
+            );
+        } else {
+            assert!(*wait <= 5, "backoff {wait} ms above the policy's maximum");
+        }
+    }
+    assert!(retries.iter().any(|(e, _)| e.contains("429")));
+    // The report keeps the attempts, and the data is intact.
+    assert!(report.steps.iter().any(|s| !s.attempts.is_empty()));
+    for d in &plan.target.disks {
+        let got = sim.disk_bytes(&d.name).unwrap();
+        assert!(got == image(dir.path(), "web01", &d.source_disk, None, got.len()));
+    }
+    // No duplicates: one resource per create step.
+    let creates = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == vmrestore::plan::Action::Create)
+        .count() as u64;
+    assert_eq!(sim.creates(), creates);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_fault_fails_the_run_names_the_step_and_cleans_up() {
+    let (_dir, repo, restores) = setup();
+    let faults = Faults {
+        always_fail: vec!["act".into()],
+        ..Default::default()
+    };
+    let sim = SimCloud::new(SimConfig {
+        faults,
+        ..Default::default()
+    });
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let opts = ExecOptions {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            seed: 1,
+        },
+        ..Default::default()
+    };
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
+        .with_options(opts)
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed);
+    let err = report.error.as_ref().unwrap();
+    assert_eq!(err.step, "convert", "the first action of the plan fails");
+    assert_eq!(err.attempts.len(), 3, "the full history of attempts");
+    assert!(
+        err.message.contains("gave up after 3 attempts"),
+        "{}",
+        err.message
+    );
+    assert!(!report.cleaned_up.is_empty());
+    assert!(report.created.is_empty());
+    assert_eq!(
+        sim.dump()["resources"],
+        serde_json::json!([]),
+        "everything the run created is deleted"
+    );
+    assert!(
+        report
+            .steps
+            .iter()
+            .all(|s| s.kind != StepKind::VirtualMachine || s.status == StepStatus::NotRun)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_stops_and_cleans_up() {
+    let (_dir, repo, restores) = setup();
+    let sim = SimCloud::new(SimConfig {
+        write_latency: Duration::from_millis(5),
+        ..Default::default()
+    });
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let progress: ProgressFn = Arc::new(move |e: &Event| {
+        if let Event::Bytes { done, .. } = e {
+            if *done >= 8 << 20 {
+                t.cancel();
+            }
+        }
+    });
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
+        .run(&plan, token, Some(progress))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.status == StepStatus::Cancelled)
+    );
+    assert!(
+        report
+            .steps
+            .iter()
+            .all(|s| s.kind != StepKind::VirtualMachine || s.status == StepStatus::NotRun)
+    );
+    assert_eq!(sim.dump()["resources"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_resumes_from_its_journal_without_redoing_work() {
+    let (dir, repo, restores) = setup();
+    let sim = SimCloud::new(SimConfig {
+        write_latency: Duration::from_millis(3),
+        ..Default::default()
+    });
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let journal = dir.path().join("run.journal");
+    let opts = ExecOptions {
+        journal: Some(journal.clone()),
+        keep_on_cancel: true,
+        data_concurrency: 1,
+        ..Default::default()
+    };
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let progress: ProgressFn = Arc::new(move |e: &Event| {
+        if let Event::Bytes { done, .. } = e {
+            if *done >= 40 << 20 {
+                t.cancel();
+            }
+        }
+    });
+    let ex = Executor::new(Arc::new(sim.clone()), Arc::new(repo)).with_options(opts);
+    let first = ex.run(&plan, token, Some(progress)).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Cancelled);
+    let creates_before = sim.creates();
+    let writes_before: u64 = plan
+        .target
+        .disks
+        .iter()
+        .filter_map(|d| sim.disk_writes(&d.name))
+        .map(|w| w.1)
+        .sum();
+    assert!(writes_before > 0);
+
+    let second = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    assert_eq!(second.outcome, Outcome::Succeeded, "{:?}", second.error);
+    assert!(second.steps.iter().any(|s| s.status == StepStatus::Resumed));
+    let resumed: u64 = second.disks.iter().map(|d| d.chunks_resumed).sum();
+    assert!(
+        resumed > 0,
+        "chunks written before the cancel are not written again"
+    );
+    // No step created anything twice.
+    let creates = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == vmrestore::plan::Action::Create)
+        .count() as u64;
+    assert_eq!(sim.creates(), creates);
+    assert!(creates_before <= creates);
+    // Total writes: each chunk once (plus at most the ones in flight at the cancel).
+    let chunks: u64 = second
+        .disks
+        .iter()
+        .map(|d| d.chunks_written + d.chunks_resumed)
+        .sum();
+    let writes_after: u64 = plan
+        .target
+        .disks
+        .iter()
+        .filter_map(|d| sim.disk_writes(&d.name))
+        .map(|w| w.1)
+        .sum();
+    assert!(
+        writes_after <= chunks + 1,
+        "{writes_after} writes for {chunks} chunks"
+    );
+    for d in &plan.target.disks {
+        let got = sim.disk_bytes(&d.name).unwrap();
+        assert!(got == image(dir.path(), "web01", &d.source_disk, None, got.len()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_chunk_fails_the_disk_with_its_offset_and_no_vm_is_created() {
+    let (_dir, repo, restores) = setup();
+    let m = repo.manifest(&restores[0].restore_point.id).unwrap();
+    let data1 = m.disks.iter().find(|d| d.name == "data1").unwrap();
+    let victim = data1.chunks[data1.chunks.len() / 2].clone();
+    flip_byte_in_chunk(&repo, &victim.sha256);
+    let sim = SimCloud::new(SimConfig::default());
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed);
+    let err = report.error.unwrap();
+    assert_eq!(err.code, "E_INTEGRITY");
+    assert!(
+        err.message
+            .contains(&format!("disk 'data1' at offset {}", victim.offset)),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.step, "write:web01-dr-data1");
+    assert!(sim.names("virtual_machine").is_empty());
+    assert!(
+        report
+            .steps
+            .iter()
+            .all(|s| s.kind != StepKind::VirtualMachine || s.status == StepStatus::NotRun)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_restores_delete_the_vm_only_after_verifying_and_survive_corruption() {
+    let (_dir, repo, restores) = setup();
+    let mut r = restores[0].clone();
+    r.request.placement = vmrestore::model::Placement::InPlace;
+    r.request.overwrite_confirmed = true;
+    let existing = vmrestore::model::ExistingVm {
+        subscription_id: demo::SUBSCRIPTION.into(),
+        resource_group: "rg-prod".into(),
+        name: "web01".into(),
+        region: "westeurope".into(),
+        managed: true,
+        encrypted: false,
+        generalized: false,
+    };
+    let cfg = || SimConfig {
+        existing_vms: vec![existing.clone()],
+        ..Default::default()
+    };
+    let plan = plan_for(&r, "commvault", &Catalog::builtin());
+    assert!(plan.is_ready(), "{:?}", plan.findings);
+    assert!(
+        plan.step("delete-vm")
+            .unwrap()
+            .depends_on
+            .iter()
+            .any(|d| &**d == "verify")
+    );
+
+    // A corrupted chunk: verification fails, the existing VM is untouched.
+    let m = repo.manifest(&r.restore_point.id).unwrap();
+    let victim = m.disks[0].chunks[3].clone();
+    let p = repo
+        .root()
+        .join("chunks")
+        .join(&victim.sha256[..2])
+        .join(&victim.sha256);
+    let good = std::fs::read(&p).unwrap();
+    flip_byte_in_chunk(&repo, &victim.sha256);
+    let sim = SimCloud::new(cfg());
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo.clone()))
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert_eq!(
+        report.error.as_ref().unwrap().step,
+        "verify",
+        "{:?}",
+        report.error
+    );
+    assert_eq!(
+        sim.dump()["existing_vms"],
+        serde_json::json!(["web01"]),
+        "the existing VM survives"
+    );
+
+    // Repaired: the restore replaces the VM; old disks go only after the new VM runs.
+    std::fs::write(&p, good).unwrap();
+    let sim = SimCloud::new(cfg());
+    let (progress, log) = events();
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
+        .run(&plan, CancellationToken::new(), Some(progress))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    assert_eq!(sim.dump()["existing_vms"], serde_json::json!([]));
+    let log = log.lock().unwrap();
+    let at = |id: &str| {
+        log.iter()
+            .position(|e| matches!(e, Event::StepFinished { step, .. } if step == id))
+            .unwrap()
+    };
+    assert!(at("verify") < at("delete-vm"));
+    assert!(at("power-on") < at("delete-old-disks"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_and_stale_plans_are_refused() {
+    let (_dir, repo, restores) = setup();
+    let sim = Arc::new(SimCloud::new(SimConfig::default()));
+    let ex = Executor::new(sim.clone(), Arc::new(repo));
+    let mut r = restores[0].clone();
+    r.request.placement = vmrestore::model::Placement::InPlace; // no overwrite confirmed: CV-12 blocks
+    let blocked = plan_for(&r, "commvault", &Catalog::builtin());
+    let e = ex
+        .run(&blocked, CancellationToken::new(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "E_PLAN_BLOCKED");
+    assert!(e.to_string().contains("CV-12"));
+
+    let mut changed = restores[0].clone();
+    changed
+        .restore_point
+        .vm
+        .tags
+        .insert("edited".into(), "after backup".into());
+    let stale = plan_for(&changed, "commvault", &Catalog::builtin());
+    let e = ex
+        .run(&stale, CancellationToken::new(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "E_STALE_PLAN");
+
+    let mut cat = Catalog::builtin();
+    cat.vm_sizes.pop();
+    let other_catalog = plan_for(&restores[0], "commvault", &cat);
+    let e = ex
+        .run(&other_catalog, CancellationToken::new(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "E_STALE_PLAN");
+    assert!(e.to_string().contains("catalog"));
+    assert_eq!(
+        sim.dump()["resources"],
+        serde_json::json!([]),
+        "nothing was created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_vhd_destination_writes_disks_qemu_reads_as_identical() {
+    let (dir, repo, restores) = setup();
+    let out = dir.path().join("out");
+    let sink = Arc::new(LocalVhdSink::new(&out).unwrap());
+    let sim = SimCloud::new(SimConfig::default());
+    let plan = plan_for(&restores[1], "veeam", &Catalog::builtin());
+    let report = Executor::new(Arc::new(sim), Arc::new(repo))
+        .with_sink(sink.clone())
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        plan.target.disks.len(),
+        3,
+        "VE-04: the volume group is a disk of its own"
+    );
+    for d in &plan.target.disks {
+        let vhd = sink.vhd_path(&d.name);
+        let raw = demo::image_path(
+            dir.path(),
+            "db01",
+            &d.source_disk,
+            d.volume_group.as_deref(),
+        );
+        let padded = dir.path().join(format!("{}.padded", d.name));
+        std::fs::copy(&raw, &padded).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&padded)
+            .unwrap()
+            .set_len(d.size_bytes)
+            .unwrap();
+        let out = std::process::Command::new("qemu-img")
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&padded)
+            .arg(&vhd)
+            .output()
+            .expect("qemu-img");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            d.name,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let info = std::process::Command::new("qemu-img")
+            .args(["info", "-f", "vpc", "--output=json"])
+            .arg(&vhd)
+            .output()
+            .unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(info["virtual-size"].as_u64(), Some(d.size_bytes));
+    }
+    let template: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("db01.template.json")).unwrap()).unwrap();
+    assert_eq!(
+        template["resources"][0]["properties"]["storageProfile"]["dataDisks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let saved: Report =
+        serde_json::from_slice(&std::fs::read(out.join("db01.report.json")).unwrap()).unwrap();
+    assert_eq!(saved.outcome, Outcome::Succeeded);
+}

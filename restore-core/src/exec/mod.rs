@@ -517,6 +517,19 @@ impl Run<'_> {
             notes,
         };
         if let Some(sink) = &self.ex.sink {
+            // The local destination always gets a template that creates the
+            // VM from the restored disks ("restore disks" gives one).
+            if outcome == Outcome::Succeeded && !steps.iter().any(|s| s.kind == StepKind::Template)
+            {
+                let body = serde_json::to_string_pretty(&arm_template(&self.plan.target))
+                    .unwrap_or_default();
+                let _ = sink
+                    .write_artifact(
+                        &format!("{}.template.json", self.plan.target.vm_name),
+                        Bytes::from(body),
+                    )
+                    .await;
+            }
             let _ = sink
                 .write_artifact(
                     &format!("{}.report.json", self.plan.target.vm_name),
@@ -966,9 +979,16 @@ impl Run<'_> {
             })
     }
 
-    /// Every chunk the restore needs is present with its length: the data is
-    /// readable before anything is deleted.
+    /// Every chunk the restore needs is present with its length. When the
+    /// plan deletes an existing VM (in place), every chunk is also read and
+    /// its SHA-256 checked first: the data must be known good before
+    /// anything is deleted.
     async fn verify(&self) -> std::result::Result<(), StepFailure> {
+        let deep = self
+            .plan
+            .steps
+            .iter()
+            .any(|s| s.kind == StepKind::DeleteExistingVm);
         for d in &self.target().disks {
             let src = source_name(d);
             let Some(m) = self.manifest.disks.iter().find(|m| m.name == src) else {
@@ -976,6 +996,17 @@ impl Run<'_> {
                     "no data for '{src}'"
                 ))));
             };
+            if deep {
+                let repo = &self.ex.repo;
+                let src_ref = &src;
+                let mut reads = futures::stream::iter(&m.chunks)
+                    .map(|c| async move { repo.read_chunk(src_ref, c).await })
+                    .buffer_unordered(self.ex.opts.read_ahead.max(1));
+                while let Some(r) = reads.next().await {
+                    r.map_err(StepFailure::from_error)?;
+                }
+                continue;
+            }
             for c in &m.chunks {
                 if !self
                     .ex

@@ -602,7 +602,7 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             "delete the replaced VM's disks once the new VM runs".into(),
         );
     }
-    order(b.steps, b.meta)
+    order(b.steps, b.meta, stages)
 }
 
 fn source_label(d: &TargetDisk) -> String {
@@ -625,7 +625,18 @@ use crate::policy::human_bytes;
 /// a stage, and makes every step of a stage with no dependency inside it wait
 /// for the sinks of the previous non-empty stage, so the graph follows the
 /// profile's stage order with as few edges as possible.
-fn order(mut steps: Vec<Step>, meta: Vec<(usize, Vec<usize>)>) -> Vec<Step> {
+fn order(mut steps: Vec<Step>, mut meta: Vec<(usize, Vec<usize>)>, stages: &[Stage]) -> Vec<Step> {
+    // A step that depends on a step of a later stage moves to that stage
+    // (steps are added after their dependencies, so one pass suffices).
+    for k in 0..meta.len() {
+        let latest = meta[k].1.iter().map(|d| meta[*d].0).max().unwrap_or(0);
+        if latest > meta[k].0 {
+            meta[k].0 = latest;
+            if let Some(st) = stages.get(latest) {
+                steps[k].stage = st.name.clone();
+            }
+        }
+    }
     let mut perm: Vec<usize> = (0..steps.len()).collect();
     perm.sort_by_key(|i| meta[*i].0);
     let mut used = vec![false; steps.len()];
