@@ -310,10 +310,10 @@ async fn cancellation_stops_and_cleans_up() {
     let token = CancellationToken::new();
     let t = token.clone();
     let progress: ProgressFn = Arc::new(move |e: &Event| {
-        if let Event::Bytes { done, .. } = e {
-            if *done >= 8 << 20 {
-                t.cancel();
-            }
+        if let Event::Bytes { done, .. } = e
+            && *done >= 8 << 20
+        {
+            t.cancel();
         }
     });
     let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
@@ -354,10 +354,10 @@ async fn a_cancelled_run_resumes_from_its_journal_without_redoing_work() {
     let token = CancellationToken::new();
     let t = token.clone();
     let progress: ProgressFn = Arc::new(move |e: &Event| {
-        if let Event::Bytes { done, .. } = e {
-            if *done >= 40 << 20 {
-                t.cancel();
-            }
+        if let Event::Bytes { done, .. } = e
+            && *done >= 40 << 20
+        {
+            t.cancel();
         }
     });
     let ex = Executor::new(Arc::new(sim.clone()), Arc::new(repo)).with_options(opts);
