@@ -2,9 +2,12 @@
 //! the disk writer.
 //!
 //! **Contract: every create is keyed by its plan step.** `Cloud::create` gets
-//! the step's ID as `key`; called again with the same key (a retry after a
-//! timeout, a resumed run), it returns what it made the first time instead of
-//! making it twice. Deletes of something already gone succeed.
+//! a key made of the plan's fingerprint and the step's ID (`<plan>:<step>`);
+//! called again with the same key (a retry after a timeout, a resumed run),
+//! it returns what it made the first time instead of making it twice. A
+//! create that finds a shared container that already exists (a resource
+//! group) returns it with `existed: true`, and clean-up leaves it alone.
+//! Deletes of something already gone succeed.
 
 use std::time::Duration;
 
@@ -92,8 +95,11 @@ pub struct Resource {
     pub kind: String,
     /// Name.
     pub name: String,
-    /// Plan step that created it.
+    /// Idempotency key of the step that created it (`<plan>:<step>`).
     pub key: String,
+    /// It existed before (e.g. a shared resource group): clean-up leaves it.
+    #[serde(default)]
+    pub existed: bool,
 }
 
 /// What to create. One variant per resource the plan's steps make.

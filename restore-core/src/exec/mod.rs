@@ -318,7 +318,15 @@ impl Executor {
                 state
                     .created
                     .iter()
-                    .map(|r| (r.key.clone(), r.clone()))
+                    .map(|r| {
+                        (
+                            r.key
+                                .split_once(':')
+                                .map_or(r.key.as_str(), |(_, step)| step)
+                                .to_string(),
+                            r.clone(),
+                        )
+                    })
                     .collect(),
             ),
             created: Mutex::new(state.created.clone()),
@@ -641,18 +649,25 @@ impl Run<'_> {
         })
     }
 
+    /// The idempotency key of a step: the plan's fingerprint and the step ID.
+    fn key(&self, step: &str) -> String {
+        let fp = &self.plan.fingerprint.combined;
+        format!("{}:{step}", &fp[..16.min(fp.len())])
+    }
+
     async fn create(
         &self,
         step: &Step,
         spec: ResourceSpec,
     ) -> std::result::Result<(), StepFailure> {
+        let key = self.key(&step.id);
         let r = self
-            .retry_cloud(&step.id, &step.id, || self.ex.cloud.create(&step.id, &spec))
+            .retry_cloud(&key, &step.id, || self.ex.cloud.create(&key, &spec))
             .await?;
         let new = lock(&self.resources)
             .insert(step.id.to_string(), r.clone())
             .is_none();
-        if new {
+        if new && !r.existed {
             lock(&self.created).push(r.clone());
             if let Some(j) = &self.journal {
                 j.created(&r).map_err(StepFailure::from_error)?;
@@ -662,7 +677,8 @@ impl Run<'_> {
     }
 
     async fn act(&self, step: &Step, action: Action) -> std::result::Result<(), StepFailure> {
-        self.retry_cloud(&step.id, &step.id, || self.ex.cloud.act(&step.id, &action))
+        let key = self.key(&step.id);
+        self.retry_cloud(&key, &step.id, || self.ex.cloud.act(&key, &action))
             .await
     }
 

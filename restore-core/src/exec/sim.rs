@@ -366,6 +366,16 @@ impl SimCloud {
                     .existing
                     .iter()
                     .any(|v| v.name.eq_ignore_ascii_case(spec.name()));
+            if taken && matches!(spec, ResourceSpec::ResourceGroup { .. }) {
+                let r = st.resources.get(&id).map(|r| Resource {
+                    existed: true,
+                    key: key.into(),
+                    ..r.resource.clone()
+                });
+                if let Some(r) = r {
+                    return Ok((r, false));
+                }
+            }
             if taken || existing_vm {
                 return Err(CloudError::new(
                     CloudErrorKind::Conflict,
@@ -450,6 +460,7 @@ impl SimCloud {
                 kind: spec.kind().into(),
                 name: spec.name().into(),
                 key: key.into(),
+                existed: false,
             };
             st.by_key.insert(key.into(), id.clone());
             st.resources.insert(
