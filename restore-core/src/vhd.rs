@@ -215,9 +215,51 @@ pub fn restore_disk_to_vhd(
         offset,
         message: format!("write to {} failed: {e}", path.display()),
     };
-    for c in &d.chunks {
-        let data = repo.read_chunk(disk, c)?;
-        vhd.write_at(c.offset, &data).map_err(|e| io(c.offset, e))?;
+    // Chunks are independent: read, verify and write them on every core.
+    // The first error (by offset) wins, and nothing after it matters: no
+    // footer is written for a disk that failed.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let errors: Vec<Error> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(c) = d.chunks.get(i) else {
+                            return Ok(());
+                        };
+                        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let r = repo.read_chunk(disk, c).and_then(|data| {
+                            vhd.write_at(c.offset, &data).map_err(|e| io(c.offset, e))
+                        });
+                        if let Err(e) = r {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(Error::Repository("a worker thread panicked".into())))
+                    .err()
+            })
+            .collect()
+    });
+    if let Some(e) = errors.into_iter().min_by_key(|e| match e {
+        Error::Integrity { offset, .. } => *offset,
+        _ => u64::MAX,
+    }) {
+        return Err(e);
     }
     let digest = crate::repo::disk_digest(&d.chunks);
     if digest != d.digest {
