@@ -9,13 +9,20 @@ use vmrestore::model::RestorePoint;
 use vmrestore::repo::LocalRepository;
 use vmrestore::vhd::{parse_footer, restore_disk_to_vhd};
 
-fn restore_point() -> RestorePoint {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bases.json"),
-    )
-    .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    serde_json::from_value(v["windows"]["restore_point"].clone()).unwrap()
+/// The windows base restore point with its disks resized to the images'.
+fn restore_point_sized(sizes: &[(&str, u64)]) -> RestorePoint {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bases.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut rp: RestorePoint =
+        serde_json::from_value(v["windows"]["restore_point"].clone()).unwrap();
+    for d in &mut rp.vm.disks {
+        if let Some((_, s)) = sizes.iter().find(|(n, _)| *n == d.name) {
+            d.size_bytes = *s;
+            d.allocated_bytes = None;
+        }
+    }
+    rp
 }
 
 /// A sparse raw image with deterministic data in a few places.
@@ -54,7 +61,9 @@ fn restored_vhds_are_identical_to_their_sources_for_qemu() {
         images.push((name, p));
     }
     let refs: Vec<(&str, &Path)> = images.iter().map(|(n, p)| (*n, p.as_path())).collect();
-    let m = repo.import_raw(&restore_point(), &refs, 1 << 20).unwrap();
+    let m = repo
+        .import_raw(&restore_point_sized(&sizes), &refs, 1 << 20)
+        .unwrap();
     for (name, raw) in &images {
         let vhd = dir.path().join(format!("{name}.vhd"));
         restore_disk_to_vhd(&repo, &m, name, &vhd).unwrap();
@@ -111,7 +120,11 @@ fn a_corrupted_chunk_stops_the_disk_with_its_offset_and_writes_no_footer() {
     let raw = dir.path().join("osdisk.raw");
     make_raw(&raw, 8 << 20);
     let m = repo
-        .import_raw(&restore_point(), &[("osdisk", raw.as_path())], 1 << 20)
+        .import_raw(
+            &restore_point_sized(&[("osdisk", 8 << 20)]),
+            &[("osdisk", raw.as_path())],
+            1 << 20,
+        )
         .unwrap();
     let victim = &m.disks[0].chunks[1];
     let chunk = repo

@@ -426,7 +426,11 @@ mod tests {
     fn rp() -> RestorePoint {
         let v: serde_json::Value =
             serde_json::from_str(include_str!("../../tests/vectors/bases.json")).unwrap();
-        serde_json::from_value(v["windows"]["restore_point"].clone()).unwrap()
+        let mut rp: RestorePoint =
+            serde_json::from_value(v["windows"]["restore_point"].clone()).unwrap();
+        rp.vm.disks[0].size_bytes = 3 << 20;
+        rp.vm.disks[0].allocated_bytes = None;
+        rp
     }
 
     fn image(dir: &Path) -> PathBuf {
