@@ -632,3 +632,39 @@ async fn local_vhd_destination_writes_disks_qemu_reads_as_identical() {
         serde_json::from_slice(&std::fs::read(out.join("db01.report.json")).unwrap()).unwrap();
     assert_eq!(saved.outcome, Outcome::Succeeded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_steps_respect_their_concurrency_limit() {
+    let (_dir, repo, restores) = setup();
+    let mut op_latency = std::collections::HashMap::new();
+    op_latency.insert("create".to_string(), Duration::from_millis(4));
+    let sim = SimCloud::new(SimConfig {
+        op_latency,
+        ..Default::default()
+    });
+    let plan = plan_for(&restores[1], "veeam", &Catalog::builtin());
+    let (progress, log) = events();
+    let opts = ExecOptions {
+        control_concurrency: 1,
+        data_concurrency: 4,
+        ..Default::default()
+    };
+    let report = Executor::new(Arc::new(sim), Arc::new(repo))
+        .with_options(opts)
+        .run(&plan, CancellationToken::new(), Some(progress))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    let (mut open, mut max) = (0, 0);
+    for e in log.lock().unwrap().iter() {
+        match e {
+            Event::StepStarted { step } if !step.starts_with("write:") => {
+                open += 1;
+                max = max.max(open);
+            }
+            Event::StepFinished { step, .. } if !step.starts_with("write:") => open -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(max, 1, "control steps overlapped");
+}

@@ -339,6 +339,16 @@ pub enum Action {
         /// VM.
         vm: String,
     },
+    /// Install the VMAccess extension to reset a password or SSH key (the
+    /// credential itself is passed by the host, never kept in a plan).
+    VmAccessExtension {
+        /// Resource group.
+        resource_group: String,
+        /// VM.
+        vm: String,
+        /// User whose access is reset.
+        username: String,
+    },
 }
 
 /// Positioned writes of verified bytes into one disk, then a finish.

@@ -46,6 +46,9 @@ pub struct SimConfig {
     pub catalog: Catalog,
     /// Latency of every control-plane call.
     pub latency: Duration,
+    /// Latency per operation (`catalog`, `create`, `delete`, `act`,
+    /// `open_disk`, `close_disk`), overriding `latency`.
+    pub op_latency: std::collections::HashMap<String, Duration>,
     /// Extra duration of long-running operations (VM, disk creates).
     pub lro: Duration,
     /// Latency of each page write.
@@ -67,6 +70,7 @@ impl Default for SimConfig {
         SimConfig {
             catalog: Catalog::builtin(),
             latency: Duration::ZERO,
+            op_latency: Default::default(),
             lro: Duration::ZERO,
             write_latency: Duration::ZERO,
             write_rate: None,
@@ -198,6 +202,14 @@ impl SimCloud {
             ),
             _ => CloudError::new(CloudErrorKind::Timeout, name, "injected timeout"),
         })
+    }
+
+    fn latency(&self, op: &str) -> Duration {
+        self.cfg
+            .op_latency
+            .get(op)
+            .copied()
+            .unwrap_or(self.cfg.latency)
     }
 
     async fn delay(&self, d: Duration) {
@@ -495,12 +507,12 @@ fn resource_id(spec: &ResourceSpec) -> String {
 #[async_trait]
 impl Cloud for SimCloud {
     async fn catalog(&self) -> CloudResult<Catalog> {
-        self.delay(self.cfg.latency).await;
+        self.delay(self.latency("catalog")).await;
         Ok(self.cfg.catalog.clone())
     }
 
     async fn create(&self, key: &str, spec: &ResourceSpec) -> CloudResult<Resource> {
-        self.delay(self.cfg.latency).await;
+        self.delay(self.latency("create")).await;
         if let Some(e) = self.fault("create", key, self.cfg.faults.control) {
             return Err(e);
         }
@@ -528,7 +540,7 @@ impl Cloud for SimCloud {
     }
 
     async fn delete(&self, resource: &Resource) -> CloudResult<()> {
-        self.delay(self.cfg.latency).await;
+        self.delay(self.latency("delete")).await;
         if let Some(e) = self.fault("delete", &resource.key, self.cfg.faults.control) {
             return Err(e);
         }
@@ -542,7 +554,7 @@ impl Cloud for SimCloud {
     }
 
     async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
-        self.delay(self.cfg.latency).await;
+        self.delay(self.latency("act")).await;
         if let Some(e) = self.fault("act", key, self.cfg.faults.control) {
             return Err(e);
         }
@@ -575,7 +587,7 @@ impl Cloud for SimCloud {
     }
 
     async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
-        self.delay(self.cfg.latency).await;
+        self.delay(self.latency("open_disk")).await;
         if let Some(e) = self.fault("open_disk", &disk.key, self.cfg.faults.control) {
             return Err(e);
         }
@@ -596,7 +608,7 @@ impl Cloud for SimCloud {
     }
 
     async fn close_disk(&self, disk: &Resource) -> CloudResult<()> {
-        self.delay(self.cfg.latency).await;
+        self.delay(self.latency("close_disk")).await;
         if let Some(e) = self.fault("close_disk", &disk.key, self.cfg.faults.control) {
             return Err(e);
         }
