@@ -668,3 +668,19 @@ async fn control_steps_respect_their_concurrency_limit() {
     }
     assert_eq!(max, 1, "control steps overlapped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_can_be_spawned_on_the_runtime() {
+    let (_dir, repo, restores) = setup();
+    let plan = plan_for(&restores[2], "commvault", &Catalog::builtin());
+    let ex = Arc::new(Executor::new(
+        Arc::new(SimCloud::new(SimConfig::default())),
+        Arc::new(repo),
+    ));
+    // Compiles only if the run's future is Send + 'static once it owns its inputs.
+    let report = tokio::spawn(async move { ex.run(&plan, CancellationToken::new(), None).await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+}

@@ -1013,10 +1013,13 @@ impl Run<'_> {
                 ))));
             };
             if deep {
-                let repo = &self.ex.repo;
-                let src_ref = &src;
-                let mut reads = futures::stream::iter(&m.chunks)
-                    .map(|c| async move { repo.read_chunk(src_ref, c).await })
+                // Each read owns what it uses: the run's future stays `Send`
+                // for any lifetime (it can be spawned).
+                let mut reads = futures::stream::iter(m.chunks.clone())
+                    .map(|c| {
+                        let (repo, src) = (self.ex.repo.clone(), src.clone());
+                        async move { repo.read_chunk(&src, &c).await }
+                    })
                     .buffer_unordered(self.ex.opts.read_ahead.max(1));
                 while let Some(r) = reads.next().await {
                     r.map_err(StepFailure::from_error)?;
@@ -1105,15 +1108,20 @@ impl Run<'_> {
             .count() as u64;
         let t0 = Instant::now();
         let (mut written, mut chunks) = (0u64, 0u64);
-        let todo: Vec<&crate::repo::ChunkRef> = m
+        let todo: Vec<crate::repo::ChunkRef> = m
             .chunks
             .iter()
             .filter(|c| !already.contains(&c.offset))
+            .cloned()
             .collect();
-        let repo = &self.ex.repo;
-        let src_ref = &src;
         let mut reads = futures::stream::iter(todo)
-            .map(|c| async move { (c, repo.read_chunk(src_ref, c).await) })
+            .map(|c| {
+                let (repo, src) = (self.ex.repo.clone(), src.clone());
+                async move {
+                    let data = repo.read_chunk(&src, &c).await;
+                    (c, data)
+                }
+            })
             .buffered(self.ex.opts.read_ahead.max(1));
         while let Some((c, data)) = reads.next().await {
             let data = data.map_err(StepFailure::from_error)?;
