@@ -1,0 +1,136 @@
+"""The executor from Python: end to end, async with a progress stream,
+cancellation, failures, and fork safety."""
+
+import asyncio
+import os
+
+import pytest
+
+import vmrestore
+
+
+def restore(restores, name):
+    return next(r for r in restores if r["name"] == name)
+
+
+def image(dir, vm, disk, size):
+    data = (dir / "images" / f"{vm}-{disk}.raw").read_bytes()
+    return data + b"\0" * (size - len(data))
+
+
+def test_run_sync_end_to_end_byte_identical(demo):
+    d, restores = demo
+    r = restore(restores, "web01")
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
+    sim = vmrestore.SimCloud()
+    events = []
+    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"))
+    report = ex.run_sync(plan, progress=events.append)
+    assert report.succeeded, report.error
+    assert report.outcome == "succeeded"
+    for disk in plan.target["disks"]:
+        got = sim.disk_bytes(disk["name"])
+        assert got == image(d, "web01", disk["source_disk"], len(got))
+    assert {e["event"] for e in events} >= {"step_started", "step_finished", "bytes"}
+    assert all(disk["verified"] for disk in report.disks)
+    assert sim.dump()["powered_on"] == ["web01-dr"]
+
+
+async def test_async_run_with_progress_stream_to_local_vhds(demo, tmp_path):
+    d, restores = demo
+    r = restore(restores, "db01")
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["veeam"])
+    ex = vmrestore.RestoreExecutor(vmrestore.SimCloud(), vmrestore.Repository(d / "repository"), out_dir=tmp_path)
+    stream = vmrestore.ProgressStream()
+    task = asyncio.ensure_future(ex.run(plan, progress=stream))
+    seen = [e async for e in stream]
+    report = await task
+    assert report.succeeded, report.error
+    assert any(e["event"] == "bytes" for e in seen)
+    for disk in plan.target["disks"]:
+        vhd = tmp_path / f"{disk['name']}.vhd"
+        assert vhd.stat().st_size == disk["size_bytes"] + 512
+    assert (tmp_path / "db01.template.json").exists()
+    assert (tmp_path / "db01.report.json").exists()
+
+
+async def test_cancelling_the_task_cancels_the_restore_and_cleans_up(demo):
+    d, restores = demo
+    r = restore(restores, "web01")
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
+    sim = vmrestore.SimCloud(write_latency_ms=20)
+    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"))
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def progress(e):
+        if e["event"] == "bytes":
+            loop.call_soon_threadsafe(started.set)
+
+    task = asyncio.ensure_future(ex.run(plan, progress=progress))
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The restore stops and deletes what it created.
+    for _ in range(300):
+        if not sim.dump()["resources"]:
+            break
+        await asyncio.sleep(0.05)
+    assert sim.dump()["resources"] == []
+    assert not sim.dump()["powered_on"]
+
+
+def test_a_failing_run_returns_a_report_naming_the_step(demo):
+    d, restores = demo
+    r = restore(restores, "web01")
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
+    sim = vmrestore.SimCloud(always_fail=["act"])
+    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"), max_attempts=2, base_delay_ms=1)
+    report = ex.run_sync(plan)
+    assert report.outcome == "failed"
+    assert report.error["step"] == "convert"
+    assert len(report.error["attempts"]) == 2
+    assert sim.dump()["resources"] == []
+
+
+def test_blocked_and_stale_plans_raise(demo):
+    d, restores = demo
+    r = restore(restores, "web01")
+    ex = vmrestore.RestoreExecutor(vmrestore.SimCloud(), vmrestore.Repository(d / "repository"))
+    req = dict(r["request"], placement="in_place")
+    blocked = vmrestore.plan(r["restore_point"], req, profiles=["commvault"])
+    with pytest.raises(vmrestore.PlanBlockedError) as err:
+        ex.run_sync(blocked)
+    assert err.value.code == "E_PLAN_BLOCKED"
+    rp = dict(r["restore_point"], tier="snapshot")
+    stale = vmrestore.plan(rp, r["request"], profiles=["commvault"])
+    with pytest.raises(vmrestore.StalePlanError):
+        ex.run_sync(stale)
+    with pytest.raises(vmrestore.RepositoryError):
+        vmrestore.Repository(d / "does-not-exist")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_safety(demo):
+    d, restores = demo
+    r = restore(restores, "app01")
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
+    ex = vmrestore.RestoreExecutor(vmrestore.SimCloud(), vmrestore.Repository(d / "repository"))
+    assert ex.run_sync(plan).succeeded  # the parent's runtime exists before the fork
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            # The sync API makes a new runtime in the child; the async one refuses clearly.
+            ok = ex.run_sync(plan).succeeded
+            try:
+                ex.run(plan)
+                refused = False
+            except RuntimeError as e:
+                refused = "fork" in str(e)
+            code = 0 if ok and refused else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
