@@ -17,6 +17,6 @@ export VIRTUAL_ENV="$PWD/.venv"
   cd bindings-python
   ../.venv/bin/maturin develop -q
   ../.venv/bin/python -m mypy.stubtest vmrestore._native
-  ../.venv/bin/python -m mypy python/vmrestore tests
-  ../.venv/bin/python -m pytest -q
+  ../.venv/bin/python -m mypy python/vmrestore tests ../examples/python
+  ../.venv/bin/python -m pytest -q tests ../examples/python
 )
