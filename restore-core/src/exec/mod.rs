@@ -1006,12 +1006,7 @@ impl Run<'_> {
             .iter()
             .any(|s| s.kind == StepKind::DeleteExistingVm);
         for d in &self.target().disks {
-            let src = source_name(d);
-            let Some(m) = self.manifest.disks.iter().find(|m| m.name == src) else {
-                return Err(StepFailure::from_error(Error::Repository(format!(
-                    "no data for '{src}'"
-                ))));
-            };
+            let (src, m) = self.source(d)?;
             if deep {
                 // Each read owns what it uses: the run's future stays `Send`
                 // for any lifetime (it can be spawned).
@@ -1078,17 +1073,23 @@ impl Run<'_> {
         Ok(w)
     }
 
+    /// The repository's data for a target disk: its name there and its chunks.
+    fn source(
+        &self,
+        d: &crate::plan::TargetDisk,
+    ) -> std::result::Result<(String, &crate::repo::DiskManifest), StepFailure> {
+        let src = source_name(d);
+        match self.manifest.disks.iter().find(|m| m.name == src) {
+            Some(m) => Ok((src, m)),
+            None => Err(StepFailure::from_error(Error::Repository(format!(
+                "no data for '{src}'"
+            )))),
+        }
+    }
+
     async fn write_disk(&self, s: &Step) -> std::result::Result<(), StepFailure> {
         let d = self.disk(s)?;
-        let src = source_name(d);
-        let m = self
-            .manifest
-            .disks
-            .iter()
-            .find(|m| m.name == src)
-            .ok_or_else(|| {
-                StepFailure::from_error(Error::Repository(format!("no data for '{src}'")))
-            })?;
+        let (src, m) = self.source(d)?;
         let writer = self.writer(s, d).await?;
         let already: HashSet<u64> = lock(&self.written)
             .get(&d.name)
@@ -1165,15 +1166,7 @@ impl Run<'_> {
 
     async fn finalize_disk(&self, s: &Step) -> std::result::Result<(), StepFailure> {
         let d = self.disk(s)?;
-        let src = source_name(d);
-        let m = self
-            .manifest
-            .disks
-            .iter()
-            .find(|m| m.name == src)
-            .ok_or_else(|| {
-                StepFailure::from_error(Error::Repository(format!("no data for '{src}'")))
-            })?;
+        let (src, m) = self.source(d)?;
         // Every chunk was verified before it was written; the disk digest
         // over their digests, in order, must be the repository's.
         let written = lock(&self.written)
