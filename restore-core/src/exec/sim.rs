@@ -587,19 +587,7 @@ impl Cloud for SimCloud {
     }
 
     async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
-        self.delay(self.latency("open_disk")).await;
-        if let Some(e) = self.fault("open_disk", &disk.key, self.cfg.faults.control) {
-            return Err(e);
-        }
-        let mut st = self.lock();
-        let d = st.disks.get_mut(&disk.id).ok_or_else(|| {
-            CloudError::new(
-                CloudErrorKind::NotFound,
-                format!("open disk '{}'", disk.name),
-                "no such disk",
-            )
-        })?;
-        d.open = true;
+        self.with_disk("open_disk", disk, |d| d.open = true).await?;
         Ok(Box::new(SimDiskWriter {
             cloud: self.clone(),
             id: disk.id.clone(),
@@ -608,20 +596,36 @@ impl Cloud for SimCloud {
     }
 
     async fn close_disk(&self, disk: &Resource) -> CloudResult<()> {
-        self.delay(self.latency("close_disk")).await;
-        if let Some(e) = self.fault("close_disk", &disk.key, self.cfg.faults.control) {
+        self.with_disk("close_disk", disk, |d| {
+            d.open = false;
+            d.closed_once = true;
+        })
+        .await
+    }
+}
+
+impl SimCloud {
+    /// A control-plane call on a disk's upload state: latency, faults,
+    /// then `f` on the disk.
+    async fn with_disk(
+        &self,
+        op: &str,
+        disk: &Resource,
+        f: impl FnOnce(&mut SimDisk),
+    ) -> CloudResult<()> {
+        self.delay(self.latency(op)).await;
+        if let Some(e) = self.fault(op, &disk.key, self.cfg.faults.control) {
             return Err(e);
         }
         let mut st = self.lock();
         let d = st.disks.get_mut(&disk.id).ok_or_else(|| {
             CloudError::new(
                 CloudErrorKind::NotFound,
-                format!("close disk '{}'", disk.name),
+                format!("{op} '{}'", disk.name),
                 "no such disk",
             )
         })?;
-        d.open = false;
-        d.closed_once = true;
+        f(d);
         Ok(())
     }
 }

@@ -87,24 +87,7 @@ fn vmr02(r: &Rule, c: &Ctx, d: &mut Decisions) {
     {
         return;
     }
-    let data = d
-        .target
-        .disks
-        .iter()
-        .filter(|x| x.role == DiskRole::Data)
-        .count() as u32;
-    if let Some(s) = c.cat.sizes.get(d.target.vm_size.as_str())
-        && s.max_data_disks < data
-    {
-        d.block(
-            r,
-            "$.request.destination.vm_size",
-            format!(
-                "VM size '{}' supports {} data disks; the restore needs {data}",
-                s.name, s.max_data_disks
-            ),
-        );
-    }
+    d.block_if_size_too_small(r, c);
 }
 
 fn vmr03(r: &Rule, c: &Ctx, d: &mut Decisions) {

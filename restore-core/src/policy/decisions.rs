@@ -161,6 +161,30 @@ impl Decisions {
         });
     }
 
+    /// Data disks the restored VM will have (after splits and omissions).
+    pub fn data_disk_count(&self) -> u32 {
+        self.target
+            .disks
+            .iter()
+            .filter(|x| x.role == DiskRole::Data)
+            .count() as u32
+    }
+
+    /// Blocks when the target VM size (if the catalog knows it) takes fewer
+    /// data disks than the restore needs.
+    pub fn block_if_size_too_small(&mut self, rule: &Rule, ctx: &Ctx) {
+        let data = self.data_disk_count();
+        if let Some(s) = ctx.cat.sizes.get(self.target.vm_size.as_str())
+            && s.max_data_disks < data
+        {
+            let message = format!(
+                "VM size '{}' supports {} data disks; the restore needs {data}",
+                s.name, s.max_data_disks
+            );
+            self.block(rule, "$.request.destination.vm_size", message);
+        }
+    }
+
     pub fn is_blocked(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Block)
     }

@@ -571,12 +571,7 @@ fn ve21(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn ve22(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    let data = d
-        .target
-        .disks
-        .iter()
-        .filter(|x| x.role == DiskRole::Data)
-        .count() as u32;
+    let data = d.data_disk_count();
     if c.dest.vm_size.is_none() {
         let gen2 = d.target.generation == Generation::Gen2;
         let current_fits = c
@@ -609,18 +604,7 @@ fn ve22(r: &Rule, c: &Ctx, d: &mut Decisions) {
             }
         }
     }
-    if let Some(s) = c.cat.sizes.get(d.target.vm_size.as_str())
-        && s.max_data_disks < data
-    {
-        d.block(
-            r,
-            "$.request.destination.vm_size",
-            format!(
-                "VM size '{}' supports {} data disks; the restore needs {data}",
-                s.name, s.max_data_disks
-            ),
-        );
-    }
+    d.block_if_size_too_small(r, c);
 }
 
 fn ve23(r: &Rule, c: &Ctx, d: &mut Decisions) {
