@@ -573,7 +573,7 @@ fn builtin_profiles() -> Vec<&'static str> {
     BUILTIN_PROFILES.to_vec()
 }
 
-/// The JSON Schema of `restore_point`, `restore_request`, `catalog` or `plan`.
+/// The JSON Schema of `restore_point`, `restore_request`, `catalog`, `plan`, `report` or `event`.
 #[pyfunction]
 fn schema(py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
     let s = restore_core::schema::by_name(name).ok_or_else(|| {

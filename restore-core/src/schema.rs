@@ -4,6 +4,7 @@
 //! fails when they drift from the code (`VMRESTORE_BLESS=1 cargo test
 //! --test schema` rewrites them).
 
+use crate::exec::{Event, Report};
 use crate::model::{Catalog, RestorePoint, RestoreRequest};
 use crate::plan::Plan;
 
@@ -23,11 +24,16 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             schemars::schema_for!(Catalog).to_value(),
         ),
         ("plan.schema.json", schemars::schema_for!(Plan).to_value()),
+        (
+            "report.schema.json",
+            schemars::schema_for!(Report).to_value(),
+        ),
+        ("event.schema.json", schemars::schema_for!(Event).to_value()),
     ]
 }
 
 /// The schema of one type by name: `restore_point`, `restore_request`,
-/// `catalog` or `plan`.
+/// `catalog`, `plan`, `report` or `event` (a progress event).
 pub fn by_name(name: &str) -> Option<serde_json::Value> {
     all()
         .into_iter()

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Catalog, DiskSku, Generation, OsFamily};
 
 /// What went wrong in a cloud or storage call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CloudErrorKind {
     /// 429: throttled.
@@ -87,7 +87,7 @@ impl CloudError {
 pub type CloudResult<T> = std::result::Result<T, CloudError>;
 
 /// A resource the cloud made (or found) for a step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Resource {
     /// Cloud ID (an ARM resource ID for Azure).
     pub id: String,

@@ -1,5 +1,6 @@
 //! Progress events and the final report.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cloud::{CloudErrorKind, Resource};
@@ -9,7 +10,7 @@ use crate::plan::{Finding, PostAction, StepKind};
 pub const REPORT_FORMAT_VERSION: &str = "1.0";
 
 /// A progress event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
     /// A step started.
@@ -66,7 +67,7 @@ pub enum Event {
 }
 
 /// How the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every step finished.
@@ -78,7 +79,7 @@ pub enum Outcome {
 }
 
 /// Status of one step in the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Finished in this run.
@@ -94,7 +95,7 @@ pub enum StepStatus {
 }
 
 /// One failed attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Attempt {
     /// 1-based.
     pub attempt: u32,
@@ -107,7 +108,7 @@ pub struct Attempt {
 }
 
 /// One step in the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StepReport {
     /// Step ID.
     pub id: String,
@@ -126,7 +127,7 @@ pub struct StepReport {
 }
 
 /// One disk in the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DiskReport {
     /// Restored disk.
     pub name: String,
@@ -145,7 +146,7 @@ pub struct DiskReport {
 }
 
 /// The error that ended a failed run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReportError {
     /// Stable code (`E_INTEGRITY`, `E_CLOUD`, ...).
     pub code: String,
@@ -158,7 +159,7 @@ pub struct ReportError {
 }
 
 /// The final report of a run, as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     /// Version of this format.
     pub format_version: String,

@@ -1,0 +1,750 @@
+//! Node bindings of vmrestore (napi-rs 3): thin conversions around
+//! `restore-core`. No rule, plan or data-path logic lives here.
+//!
+//! Data crosses as plain JavaScript objects with the JSON Schema's field
+//! names (snake_case, exactly as `schema(name)` and the Rust and Python JSON
+//! say); function and option names are camelCase. Errors are `Error`
+//! objects whose `code` is the core's stable error code (`E_PARSE`, ...).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use restore_core::exec::{
+    self, Event, ExecOptions, Executor, Faults, LocalVhdSink, ProgressFn, RetryPolicy, SimConfig,
+};
+use restore_core::model::{Catalog, RestorePoint, RestoreRequest, Validate, from_json, from_value};
+use restore_core::plan::{self as core_plan, Planner};
+use restore_core::policy::{BUILTIN_PROFILES, Profile, custom};
+use restore_core::repo::LocalRepository;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+type CoreError = restore_core::Error;
+
+/// The `code` of a JavaScript error: the core's stable error code.
+pub struct Code(String);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Status> for Code {
+    fn from(s: Status) -> Self {
+        Code(format!("{s:?}"))
+    }
+}
+
+/// The message of a core error with its cause chain.
+fn message(e: &CoreError) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let part = s.to_string();
+        if !msg.contains(&part) {
+            msg.push_str(": ");
+            msg.push_str(&part);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+/// A core error as a napi error whose JS `code` is the core's code.
+fn coded(e: CoreError) -> napi::Error<Code> {
+    napi::Error::new(Code(e.code().to_string()), message(&e))
+}
+
+/// A core error as a JS `Error` (with `code`) for rejecting a promise.
+fn js_error(env: &Env, e: CoreError) -> napi::Error {
+    let err = JsError::from(coded(e)).into_unknown(*env);
+    napi::Error::from(err)
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> CoreError {
+    CoreError::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn parse_error(path: &str, message: impl Into<String>) -> CoreError {
+    CoreError::Parse {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// A model document given as an object or as JSON text.
+fn doc<T: DeserializeOwned + Validate>(v: Value) -> restore_core::Result<T> {
+    match v {
+        Value::String(s) => from_json(&s),
+        other => from_value(other),
+    }
+}
+
+/// A plan given as an object (from `plan()`) or as JSON text.
+fn plan_of(v: Value) -> restore_core::Result<core_plan::Plan> {
+    let r = match v {
+        Value::String(s) => serde_json::from_str(&s),
+        other => serde_json::from_value(other),
+    };
+    r.map_err(|e| parse_error("$.plan", e.to_string()))
+}
+
+fn to_js<T: Serialize>(v: &T) -> napi::Result<Value, Code> {
+    serde_json::to_value(v).map_err(|e| coded(invalid("$", e.to_string())))
+}
+
+/// Runs `fut` on the runtime; the promise rejects with a coded `Error`.
+fn promise<'env, T, V, F, M>(env: &'env Env, fut: F, map: M) -> Result<PromiseRaw<'env, V>>
+where
+    T: Send + 'static,
+    V: ToNapiValue,
+    F: Future<Output = restore_core::Result<T>> + Send + 'static,
+    M: FnOnce(T) -> Result<V> + 'static,
+{
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, move |env, r| match r {
+        Ok(v) => map(v),
+        Err(e) => Err(js_error(env, e)),
+    })
+}
+
+/// Options of `plan()`.
+#[napi(object)]
+pub struct PlanOptions {
+    /// Built-in profile names (`commvault`, `veeam`, `azure-backup@2016`,
+    /// `azure-backup`).
+    pub profiles: Option<Vec<String>>,
+    /// A custom rules document: TOML or JSON text, or an object.
+    #[napi(ts_type = "string | Record<string, unknown>")]
+    pub rules: Option<Value>,
+    /// The name of the custom rule set when the document has none
+    /// (default `custom`).
+    pub rules_name: Option<String>,
+    /// The destination catalog (default: the built-in one).
+    #[napi(ts_type = "Catalog | string")]
+    pub catalog: Option<Value>,
+}
+
+struct PlanInputs {
+    rp: Value,
+    req: Value,
+    profiles: Vec<Profile>,
+    catalog: Option<Value>,
+}
+
+fn plan_inputs(
+    rp: Value,
+    req: Value,
+    options: Option<PlanOptions>,
+) -> restore_core::Result<PlanInputs> {
+    let o = options.unwrap_or(PlanOptions {
+        profiles: None,
+        rules: None,
+        rules_name: None,
+        catalog: None,
+    });
+    let mut profiles = Vec::new();
+    for p in o.profiles.unwrap_or_default() {
+        profiles.push(Profile::builtin(&p)?);
+    }
+    if let Some(r) = o.rules {
+        let text = match r {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        profiles.push(custom::load(
+            &text,
+            o.rules_name.as_deref().unwrap_or("custom"),
+        )?);
+    }
+    Ok(PlanInputs {
+        rp,
+        req,
+        profiles,
+        catalog: o.catalog,
+    })
+}
+
+fn catalog_of(v: Option<Value>) -> restore_core::Result<Catalog> {
+    match v {
+        Some(c) => doc(c),
+        None => Ok(Catalog::builtin()),
+    }
+}
+
+fn run_plan(i: PlanInputs) -> restore_core::Result<core_plan::Plan> {
+    let rp: RestorePoint = doc(i.rp)?;
+    let req: RestoreRequest = doc(i.req)?;
+    let cat = catalog_of(i.catalog)?;
+    Planner::new(&cat)?.plan(&rp, &req, &i.profiles)
+}
+
+/// Plans one restore. `restorePoint`, `request` and `options.catalog` are
+/// objects or JSON text. Throws an `Error` with `code` on bad input.
+#[napi(
+    ts_args_type = "restorePoint: RestorePoint | string, request: RestoreRequest | string, options?: PlanOptions",
+    ts_return_type = "Plan"
+)]
+pub fn plan(
+    restore_point: Value,
+    request: Value,
+    options: Option<PlanOptions>,
+) -> napi::Result<Value, Code> {
+    let p = plan_inputs(restore_point, request, options)
+        .and_then(run_plan)
+        .map_err(coded)?;
+    to_js(&p)
+}
+
+/// `plan()` off the main thread, for servers that must not block their
+/// event loop.
+#[napi(
+    ts_args_type = "restorePoint: RestorePoint | string, request: RestoreRequest | string, options?: PlanOptions",
+    ts_return_type = "Promise<Plan>"
+)]
+pub fn plan_async<'env>(
+    env: &'env Env,
+    restore_point: Value,
+    request: Value,
+    options: Option<PlanOptions>,
+) -> Result<PromiseRaw<'env, Value>> {
+    let inputs = plan_inputs(restore_point, request, options);
+    promise(
+        env,
+        async move {
+            let i = inputs?;
+            tokio::task::spawn_blocking(move || run_plan(i))
+                .await
+                .map_err(|e| invalid("$", format!("the planning task failed: {e}")))?
+        },
+        |p| serde_json::to_value(&p).map_err(|e| Error::from_reason(e.to_string())),
+    )
+}
+
+/// One restore of `planMany()`.
+#[napi(object)]
+pub struct PlanItem {
+    #[napi(ts_type = "RestorePoint | string")]
+    pub restore_point: Value,
+    #[napi(ts_type = "RestoreRequest | string")]
+    pub request: Value,
+    /// A built-in profile name.
+    pub profile: String,
+}
+
+/// Plans many restores against one catalog (each with one built-in profile).
+#[napi(
+    ts_args_type = "items: PlanItem[], catalog?: Catalog | string",
+    ts_return_type = "Plan[]"
+)]
+pub fn plan_many(items: Vec<PlanItem>, catalog: Option<Value>) -> napi::Result<Vec<Value>, Code> {
+    let cat = catalog_of(catalog).map_err(coded)?;
+    let planner = Planner::new(&cat).map_err(coded)?;
+    let mut profiles: Vec<Profile> = Vec::new();
+    for name in BUILTIN_PROFILES {
+        profiles.push(Profile::builtin(name).map_err(coded)?);
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        let profile = match profiles.iter().find(|p| p.name == it.profile) {
+            Some(p) => p.clone(),
+            None => Profile::builtin(&it.profile).map_err(coded)?,
+        };
+        let rp: RestorePoint = doc(it.restore_point).map_err(coded)?;
+        let req: RestoreRequest = doc(it.request).map_err(coded)?;
+        let p = planner
+            .plan(&rp, &req, std::slice::from_ref(&profile))
+            .map_err(coded)?;
+        out.push(to_js(&p)?);
+    }
+    Ok(out)
+}
+
+/// Renders a plan (an object from `plan()` or its JSON text) as `text`
+/// (terraform-style), `json` (stable), `mermaid` or `dot`.
+#[napi(ts_args_type = "plan: Plan | string, format?: 'text' | 'json' | 'mermaid' | 'dot'")]
+pub fn render(plan: Value, format: Option<String>) -> napi::Result<String, Code> {
+    let p = plan_of(plan).map_err(coded)?;
+    match format.as_deref().unwrap_or("text") {
+        "text" => Ok(core_plan::render_text(&p)),
+        "json" => Ok(core_plan::to_json(&p)),
+        "mermaid" => Ok(core_plan::to_mermaid(&p)),
+        "dot" => Ok(core_plan::to_dot(&p)),
+        other => Err(coded(invalid(
+            "format",
+            format!("unknown format '{other}' (text, json, mermaid, dot)"),
+        ))),
+    }
+}
+
+/// Checks a custom rules document (TOML or JSON text, or an object);
+/// returns the rule IDs, or throws `E_RULE` with the reason.
+#[napi(ts_args_type = "rules: string | Record<string, unknown>, name?: string")]
+pub fn check_rules(rules: Value, name: Option<String>) -> napi::Result<Vec<String>, Code> {
+    let text = match rules {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let p = custom::load(&text, name.as_deref().unwrap_or("custom")).map_err(coded)?;
+    Ok(p.rules.into_iter().map(|r| r.id).collect())
+}
+
+/// The built-in catalog (real Azure regions and common VM sizes).
+#[napi(ts_return_type = "Catalog")]
+pub fn builtin_catalog() -> napi::Result<Value, Code> {
+    to_js(&Catalog::builtin())
+}
+
+/// Names of the built-in profiles.
+#[napi]
+pub fn builtin_profiles() -> Vec<String> {
+    BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect()
+}
+
+/// The JSON Schema of `restore_point`, `restore_request`, `catalog`,
+/// `plan`, `report` or `event` (a progress event).
+#[napi(
+    ts_args_type = "name: 'restore_point' | 'restore_request' | 'catalog' | 'plan' | 'report' | 'event'",
+    ts_return_type = "Record<string, unknown>"
+)]
+pub fn schema(name: String) -> napi::Result<Value, Code> {
+    restore_core::schema::by_name(&name)
+        .ok_or_else(|| coded(invalid("name", format!("no schema '{name}'"))))
+}
+
+/// Builds the demo repository under `dir`; returns the demo restores.
+#[napi(ts_return_type = "DemoRestore[]")]
+pub fn build_demo(dir: String) -> napi::Result<Vec<Value>, Code> {
+    let (_, restores) = restore_core::demo::build(std::path::Path::new(&dir)).map_err(coded)?;
+    restores
+        .iter()
+        .map(|r| {
+            Ok(serde_json::json!({
+                "name": r.name,
+                "restore_point": to_js(&r.restore_point)?,
+                "request": to_js(&r.request)?,
+            }))
+        })
+        .collect()
+}
+
+/// The path of a demo disk image (to compare a restored disk with).
+#[napi]
+pub fn demo_image_path(
+    dir: String,
+    vm: String,
+    disk: String,
+    volume_group: Option<String>,
+) -> String {
+    restore_core::demo::image_path(
+        std::path::Path::new(&dir),
+        &vm,
+        &disk,
+        volume_group.as_deref(),
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+/// A local backup repository (manifest plus content-addressed chunks).
+#[napi]
+pub struct Repository {
+    inner: LocalRepository,
+}
+
+#[napi]
+impl Repository {
+    /// Opens the repository at `path`; `create` makes the directories.
+    #[napi(constructor)]
+    pub fn new(path: String, create: Option<bool>) -> napi::Result<Self, Code> {
+        let inner = if create.unwrap_or(false) {
+            LocalRepository::create(path)
+        } else {
+            LocalRepository::open(path)
+        }
+        .map_err(coded)?;
+        Ok(Repository { inner })
+    }
+
+    /// Restore point IDs.
+    #[napi]
+    pub fn list(&self) -> napi::Result<Vec<String>, Code> {
+        self.inner.list().map_err(coded)
+    }
+
+    /// A restore point's manifest.
+    #[napi(ts_return_type = "Record<string, unknown>")]
+    pub fn manifest(&self, id: String) -> napi::Result<Value, Code> {
+        to_js(&self.inner.manifest(&id).map_err(coded)?)
+    }
+
+    /// Imports raw disk images as a restore point: `images` maps disk names
+    /// (or `disk/volume_group`) to image paths. Resolves to the manifest.
+    #[napi(
+        ts_args_type = "restorePoint: RestorePoint | string, images: Record<string, string>, chunkSize?: number",
+        ts_return_type = "Promise<Record<string, unknown>>"
+    )]
+    pub fn import_raw<'env>(
+        &self,
+        env: &'env Env,
+        restore_point: Value,
+        images: HashMap<String, String>,
+        chunk_size: Option<u32>,
+    ) -> Result<PromiseRaw<'env, Value>> {
+        let repo = self.inner.clone();
+        promise(
+            env,
+            async move {
+                let rp: RestorePoint = doc(restore_point)?;
+                tokio::task::spawn_blocking(move || {
+                    let mut list: Vec<(String, PathBuf)> = images
+                        .into_iter()
+                        .map(|(k, v)| (k, PathBuf::from(v)))
+                        .collect();
+                    list.sort();
+                    let refs: Vec<(&str, &std::path::Path)> = list
+                        .iter()
+                        .map(|(n, p)| (n.as_str(), p.as_path()))
+                        .collect();
+                    repo.import_raw(&rp, &refs, u64::from(chunk_size.unwrap_or(4 << 20)))
+                })
+                .await
+                .map_err(|e| CoreError::Repository(format!("the import task failed: {e}")))?
+            },
+            |m| serde_json::to_value(&m).map_err(|e| Error::from_reason(e.to_string())),
+        )
+    }
+}
+
+/// Options of the simulated Azure.
+#[napi(object)]
+#[derive(Default)]
+pub struct SimCloudOptions {
+    /// Seed of the fault decisions (the same seed gives the same faults).
+    pub seed: Option<i64>,
+    /// Latency of every control-plane call, in ms.
+    pub latency_ms: Option<u32>,
+    /// Duration of long-running operations, in ms.
+    pub lro_ms: Option<u32>,
+    /// Latency of every page write, in ms.
+    pub write_latency_ms: Option<u32>,
+    /// Probability of a transient fault (429, 503, timeout) per control call.
+    pub fault_probability: Option<f64>,
+    /// Probability of a transient fault per data call.
+    pub data_fault_probability: Option<f64>,
+    /// Retry-After of injected 429s, in ms.
+    pub retry_after_ms: Option<u32>,
+    /// Control-plane writes per second (a token bucket), unlimited if unset.
+    pub write_rate: Option<u32>,
+    /// Operations (`create:<kind>`, `act:<action>`, ...) that always fail.
+    pub always_fail: Option<Vec<String>>,
+    /// The catalog of the simulated destination (default: built-in).
+    #[napi(ts_type = "Catalog | string")]
+    pub catalog: Option<Value>,
+}
+
+/// The simulated Azure: in memory, with Azure's naming rules, limits,
+/// latencies and injected faults.
+#[napi]
+pub struct SimCloud {
+    inner: exec::SimCloud,
+}
+
+#[napi]
+impl SimCloud {
+    #[napi(constructor)]
+    pub fn new(options: Option<SimCloudOptions>) -> napi::Result<Self, Code> {
+        let o = options.unwrap_or_default();
+        let ms = |v: Option<u32>| std::time::Duration::from_millis(u64::from(v.unwrap_or(0)));
+        for (name, p) in [
+            ("faultProbability", o.fault_probability),
+            ("dataFaultProbability", o.data_fault_probability),
+        ] {
+            if let Some(p) = p
+                && !(0.0..=1.0).contains(&p)
+            {
+                return Err(coded(invalid(
+                    name,
+                    format!("{p} is not a probability (0 to 1)"),
+                )));
+            }
+        }
+        let catalog = catalog_of(o.catalog).map_err(coded)?;
+        let faults = Faults {
+            control: o.fault_probability.unwrap_or(0.0),
+            data: o.data_fault_probability.unwrap_or(0.0),
+            seed: o.seed.unwrap_or(0) as u64,
+            retry_after: ms(o.retry_after_ms),
+            always_fail: o.always_fail.unwrap_or_default(),
+        };
+        Ok(SimCloud {
+            inner: exec::SimCloud::new(SimConfig {
+                catalog,
+                latency: ms(o.latency_ms),
+                lro: ms(o.lro_ms),
+                write_latency: ms(o.write_latency_ms),
+                write_rate: o.write_rate.map(u64::from),
+                faults,
+                ..Default::default()
+            }),
+        })
+    }
+
+    /// The state: resources, disks, actions, counters.
+    #[napi(ts_return_type = "Record<string, any>")]
+    pub fn dump(&self) -> napi::Result<Value, Code> {
+        to_js(&self.inner.dump())
+    }
+
+    /// A disk's bytes as written, or null.
+    #[napi]
+    pub fn disk_bytes(&self, name: String) -> Option<Buffer> {
+        self.inner.disk_bytes(&name).map(Buffer::from)
+    }
+
+    /// Faults injected so far.
+    #[napi]
+    pub fn faults_injected(&self) -> f64 {
+        self.inner.faults_injected() as f64
+    }
+}
+
+/// Options of the executor.
+#[napi(object)]
+#[derive(Default)]
+pub struct ExecutorOptions {
+    /// Write disks as fixed VHD files in this directory (with an ARM
+    /// template and the report) instead of the cloud's disks.
+    pub out_dir: Option<String>,
+    /// A journal file: a rerun with the same journal resumes.
+    pub journal: Option<String>,
+    /// Control-plane calls at once (default 8).
+    pub control_concurrency: Option<u32>,
+    /// Disks written at once (default 4).
+    pub data_concurrency: Option<u32>,
+    /// Attempts per call before the step fails (default 8).
+    pub max_attempts: Option<u32>,
+    /// First retry delay in ms, doubled per attempt (default 200).
+    pub base_delay_ms: Option<u32>,
+    /// On cancel, keep what was created (for a resume) instead of cleaning up.
+    pub keep_on_cancel: Option<bool>,
+}
+
+/// Progress events as an async iterator: pass it as `options.progress` to
+/// `run()` and read it with `for await`. It ends when the run ends.
+#[napi(async_iterator)]
+pub struct ProgressStream {
+    tx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>,
+    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Event>>>,
+}
+
+#[napi]
+impl AsyncGenerator for ProgressStream {
+    type Yield = Value;
+    type Next = ();
+    type Return = ();
+
+    fn next(
+        &mut self,
+        _value: Option<Self::Next>,
+    ) -> impl Future<Output = Result<Option<Self::Yield>>> + Send + 'static {
+        let rx = self.rx.clone();
+        async move {
+            let e = rx.lock().await.recv().await;
+            Ok(e.and_then(|e| serde_json::to_value(&e).ok()))
+        }
+    }
+}
+
+#[napi]
+impl ProgressStream {
+    #[napi(constructor)]
+    pub fn new() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        ProgressStream {
+            tx: std::sync::Mutex::new(Some(tx)),
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+        }
+    }
+}
+
+impl Default for ProgressStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `EventTarget.addEventListener(type, listener)`.
+type AddEventListener<'a> = Function<'a, FnArgs<(String, Function<'a, (), ()>)>, Unknown<'a>>;
+
+type ProgressCallback = ThreadsafeFunction<Value, Unknown<'static>, Value, Status, false, true>;
+
+/// Runs plans over a cloud and a repository.
+#[napi]
+pub struct RestoreExecutor {
+    inner: Arc<Executor>,
+}
+
+#[napi]
+impl RestoreExecutor {
+    #[napi(constructor)]
+    pub fn new(
+        cloud: &SimCloud,
+        repository: &Repository,
+        options: Option<ExecutorOptions>,
+    ) -> napi::Result<Self, Code> {
+        let o = options.unwrap_or_default();
+        let defaults = ExecOptions::default();
+        for (name, v) in [
+            ("controlConcurrency", o.control_concurrency),
+            ("dataConcurrency", o.data_concurrency),
+            ("maxAttempts", o.max_attempts),
+        ] {
+            if v == Some(0) {
+                return Err(coded(invalid(name, "must be at least 1")));
+            }
+        }
+        let opts = ExecOptions {
+            control_concurrency: o
+                .control_concurrency
+                .map_or(defaults.control_concurrency, |v| v as usize),
+            data_concurrency: o
+                .data_concurrency
+                .map_or(defaults.data_concurrency, |v| v as usize),
+            journal: o.journal.map(PathBuf::from),
+            keep_on_cancel: o.keep_on_cancel.unwrap_or(false),
+            retry: RetryPolicy {
+                max_attempts: o.max_attempts.unwrap_or(defaults.retry.max_attempts),
+                base_delay: o.base_delay_ms.map_or(defaults.retry.base_delay, |v| {
+                    std::time::Duration::from_millis(u64::from(v))
+                }),
+                ..defaults.retry.clone()
+            },
+            ..defaults
+        };
+        let mut ex = Executor::new(
+            Arc::new(cloud.inner.clone()),
+            Arc::new(repository.inner.clone()),
+        )
+        .with_options(opts);
+        if let Some(dir) = o.out_dir {
+            let sink = LocalVhdSink::new(std::path::Path::new(&dir))
+                .map_err(|e| coded(invalid("outDir", e.to_string())))?;
+            ex = ex.with_sink(Arc::new(sink));
+        }
+        Ok(RestoreExecutor {
+            inner: Arc::new(ex),
+        })
+    }
+
+    /// Runs `plan`; resolves to the report. `options.onProgress` receives
+    /// each event (it never keeps the process alive); `options.progress`
+    /// takes a `ProgressStream`; `options.signal` (an `AbortSignal`)
+    /// cancels the run, which then cleans up and resolves with outcome
+    /// `cancelled`. Rejects (with `code`) when the run cannot start: a
+    /// blocked or stale plan, an unreadable repository or journal.
+    #[napi(
+        ts_args_type = "plan: Plan | string, options?: RunOptions",
+        ts_return_type = "Promise<Report>"
+    )]
+    pub fn run<'env>(
+        &self,
+        env: &'env Env,
+        plan: Value,
+        options: Option<Object<'env>>,
+    ) -> Result<PromiseRaw<'env, Value>> {
+        let token = CancellationToken::new();
+        let mut callbacks: Vec<ProgressFn> = Vec::new();
+        if let Some(o) = &options {
+            if let Some(f) = o.get::<Function<'_, Value, Unknown<'_>>>("onProgress")? {
+                let tsfn: ProgressCallback =
+                    f.build_threadsafe_function().weak::<true>().build()?;
+                callbacks.push(Arc::new(move |e: &Event| {
+                    if let Ok(v) = serde_json::to_value(e) {
+                        tsfn.call_with_return_value(
+                            v,
+                            ThreadsafeFunctionCallMode::NonBlocking,
+                            |r, _| {
+                                if let Err(err) = r {
+                                    // A failing callback must not break the restore.
+                                    eprintln!(
+                                        "vmrestore: the onProgress callback threw: {}",
+                                        err.reason
+                                    );
+                                }
+                                Ok(())
+                            },
+                        );
+                    }
+                }));
+            }
+            if o.has_named_property("progress")? {
+                let v: Unknown = o.get_named_property("progress")?;
+                if v.get_type()? != ValueType::Undefined {
+                    let stream: ClassInstance<'_, ProgressStream> =
+                        o.get_named_property("progress").map_err(|_| {
+                            Error::new(
+                                Status::InvalidArg,
+                                "options.progress must be a ProgressStream",
+                            )
+                        })?;
+                    let tx = stream.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    let Some(tx) = tx else {
+                        return Err(Error::new(
+                            Status::InvalidArg,
+                            "options.progress: this ProgressStream was already used by a run",
+                        ));
+                    };
+                    callbacks.push(Arc::new(move |e: &Event| {
+                        let _ = tx.send(e.clone());
+                    }));
+                }
+            }
+            if let Some(signal) = o.get::<Object>("signal")? {
+                if signal.get::<bool>("aborted")?.unwrap_or(false) {
+                    token.cancel();
+                } else {
+                    let add: AddEventListener<'_> =
+                        signal.get_named_property("addEventListener").map_err(|_| {
+                            Error::new(Status::InvalidArg, "options.signal must be an AbortSignal")
+                        })?;
+                    let t = token.clone();
+                    let on_abort =
+                        env.create_function_from_closure::<(), (), _>("onAbort", move |_| {
+                            t.cancel();
+                            Ok(())
+                        })?;
+                    add.apply(signal, FnArgs::from(("abort".to_string(), on_abort)))?;
+                }
+            }
+        }
+        let progress: Option<ProgressFn> = match callbacks.len() {
+            0 => None,
+            1 => callbacks.pop(),
+            _ => Some(Arc::new(move |e: &Event| {
+                for c in &callbacks {
+                    c(e);
+                }
+            })),
+        };
+        let ex = self.inner.clone();
+        promise(
+            env,
+            async move {
+                let plan = plan_of(plan)?;
+                ex.run(&plan, token, progress).await
+            },
+            |report| serde_json::to_value(&report).map_err(|e| Error::from_reason(e.to_string())),
+        )
+    }
+}
