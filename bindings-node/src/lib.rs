@@ -83,11 +83,33 @@ fn parse_error(path: &str, message: impl Into<String>) -> CoreError {
     }
 }
 
+/// JavaScript has one number type: napi hands every number beyond 32 bits
+/// over as a float. Whole numbers that a double holds exactly become
+/// integers again, so `137438953472` reaches a `u64` field as such.
+fn integers(v: Value) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() <= EXACT => {
+                if f >= 0.0 {
+                    Value::from(f as u64)
+                } else {
+                    Value::from(f as i64)
+                }
+            }
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(integers).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, integers(v))).collect()),
+        other => other,
+    }
+}
+
 /// A model document given as an object or as JSON text.
 fn doc<T: DeserializeOwned + Validate>(v: Value) -> restore_core::Result<T> {
     match v {
         Value::String(s) => from_json(&s),
-        other => from_value(other),
+        other => from_value(integers(other)),
     }
 }
 
@@ -95,7 +117,7 @@ fn doc<T: DeserializeOwned + Validate>(v: Value) -> restore_core::Result<T> {
 fn plan_of(v: Value) -> restore_core::Result<core_plan::Plan> {
     let r = match v {
         Value::String(s) => serde_json::from_str(&s),
-        other => serde_json::from_value(other),
+        other => serde_json::from_value(integers(other)),
     };
     r.map_err(|e| parse_error("$.plan", e.to_string()))
 }
@@ -693,16 +715,16 @@ impl RestoreExecutor {
                 if v.get_type()? != ValueType::Undefined {
                     let stream: ClassInstance<'_, ProgressStream> =
                         o.get_named_property("progress").map_err(|_| {
-                            Error::new(
-                                Status::InvalidArg,
-                                "options.progress must be a ProgressStream",
-                            )
+                            js_error(env, invalid("options.progress", "must be a ProgressStream"))
                         })?;
                     let tx = stream.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
                     let Some(tx) = tx else {
-                        return Err(Error::new(
-                            Status::InvalidArg,
-                            "options.progress: this ProgressStream was already used by a run",
+                        return Err(js_error(
+                            env,
+                            invalid(
+                                "options.progress",
+                                "this ProgressStream was already used by a run",
+                            ),
                         ));
                     };
                     callbacks.push(Arc::new(move |e: &Event| {
@@ -716,7 +738,7 @@ impl RestoreExecutor {
                 } else {
                     let add: AddEventListener<'_> =
                         signal.get_named_property("addEventListener").map_err(|_| {
-                            Error::new(Status::InvalidArg, "options.signal must be an AbortSignal")
+                            js_error(env, invalid("options.signal", "must be an AbortSignal"))
                         })?;
                     let t = token.clone();
                     let on_abort =

@@ -260,6 +260,38 @@ impl LocalRepository {
                 "chunk size {chunk_size} must be a multiple of 512 up to 64 MiB"
             )));
         }
+        // Every disk (and volume group) needs its image: a restore point
+        // imported without one would restore an empty disk.
+        let mut missing = Vec::new();
+        for d in &rp.vm.disks {
+            let names = std::iter::once(d.name.clone()).chain(
+                d.lvm_volume_groups
+                    .iter()
+                    .map(|g| format!("{}/{}", d.name, g.name)),
+            );
+            for n in names {
+                match images.iter().filter(|(i, _)| *i == n).count() {
+                    0 => missing.push(n),
+                    1 => {}
+                    _ => {
+                        return Err(Error::Repository(format!(
+                            "disk '{n}' has more than one image"
+                        )));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::Repository(format!(
+                "no image for disk {} of VM '{}'",
+                missing
+                    .iter()
+                    .map(|m| format!("'{m}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rp.vm.name
+            )));
+        }
         let mut disks = Vec::new();
         for (name, path) in images {
             let io = |e: std::io::Error| {
@@ -428,9 +460,28 @@ mod tests {
             serde_json::from_str(include_str!("../../tests/vectors/bases.json")).unwrap();
         let mut rp: RestorePoint =
             serde_json::from_value(v["windows"]["restore_point"].clone()).unwrap();
+        rp.vm.disks.truncate(1);
         rp.vm.disks[0].size_bytes = 3 << 20;
         rp.vm.disks[0].allocated_bytes = None;
         rp
+    }
+
+    #[test]
+    fn import_refuses_a_missing_duplicate_or_foreign_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = LocalRepository::create(dir.path().join("repo")).unwrap();
+        let img = image(dir.path());
+        let e = repo.import_raw(&rp(), &[], 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("no image for disk 'osdisk'"), "{e}");
+        let e = repo
+            .import_raw(&rp(), &[("osdisk", &img), ("osdisk", &img)], 1 << 20)
+            .unwrap_err();
+        assert!(e.to_string().contains("more than one image"), "{e}");
+        let e = repo
+            .import_raw(&rp(), &[("osdisk", &img), ("data9", &img)], 1 << 20)
+            .unwrap_err();
+        assert!(e.to_string().contains("'data9' is not a disk"), "{e}");
+        assert!(repo.list().unwrap().is_empty(), "nothing was recorded");
     }
 
     fn image(dir: &Path) -> PathBuf {

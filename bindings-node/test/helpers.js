@@ -1,0 +1,41 @@
+'use strict';
+// Shared helpers of the Node tests.
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const VECTORS = path.join(ROOT, 'tests', 'vectors');
+
+function load(name) {
+  return JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf8'));
+}
+
+/** Sets `value` at JSON pointer `ptr`, creating objects; index == length appends. */
+function setPointer(doc, ptr, value) {
+  const parts = ptr
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let cur = doc;
+  parts.forEach((part, i) => {
+    const last = i === parts.length - 1;
+    if (Array.isArray(cur)) {
+      const idx = Number(part);
+      if (idx === cur.length) cur.push({});
+      if (last) cur[idx] = value;
+      else cur = cur[idx];
+    } else if (last) {
+      cur[part] = value;
+    } else {
+      if (!(part in cur)) cur[part] = {};
+      cur = cur[part];
+    }
+  });
+}
+
+function tmpdir(prefix = 'vmrestore-node-') {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+module.exports = { ROOT, load, setPointer, tmpdir };
