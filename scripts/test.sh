@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit, integration, vectors, property,
-# snapshot, doc tests), then the Python binding (built into .venv with
-# maturin; stubs checked with mypy's stubtest; pytest). Node joins as its
-# binding lands.
+# snapshot, doc tests), the Python binding (built into .venv with maturin;
+# stubs checked with mypy's stubtest; pytest), then the Node binding (built
+# with `napi build` from a local node_modules; generated types checked for
+# drift and with tsc; `node --test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +20,28 @@ export VIRTUAL_ENV="$PWD/.venv"
   ../.venv/bin/python -m mypy.stubtest vmrestore._native
   ../.venv/bin/python -m mypy python/vmrestore tests ../examples/python
   ../.venv/bin/python -m pytest -q tests ../examples/python
+)
+
+# Node: packages in bindings-node/node_modules, the addon built by napi.
+(
+  cd bindings-node
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+  node scripts/gen-types.js --check
+  # `napi build` regenerates index.d.ts and index.js: they must not drift
+  # from the committed copies.
+  before="$(mktemp -d)"
+  cp index.d.ts index.js "$before/"
+  npx --no-install napi build --platform
+  for f in index.d.ts index.js; do
+    if ! cmp -s "$before/$f" "$f"; then
+      diff -u "$before/$f" "$f" | head -40 || true
+      echo "bindings-node/$f drifted from the build: commit the regenerated file" >&2
+      exit 1
+    fi
+  done
+  rm -rf "$before"
+  npx --no-install tsc -p test/tsconfig.json
+  node --test test/
 )
