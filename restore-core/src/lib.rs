@@ -6,6 +6,8 @@
 //! with the rule ID that caused it.
 #![warn(missing_docs)]
 
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod demo;
 pub mod error;
 pub mod exec;

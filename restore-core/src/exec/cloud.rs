@@ -357,6 +357,13 @@ pub trait DiskWriter: Send + Sync {
     /// Writes `data` at `offset`. Offsets and lengths are multiples of 512;
     /// writers split larger writes as their destination requires.
     async fn write_at(&self, offset: u64, data: Bytes) -> CloudResult<()>;
+    /// Writes a chunk whose SHA-256 (verified) is `sha256`. Writers that can
+    /// tell their destination already holds it skip it; the default writes.
+    /// The executor calls this one; several calls on a disk may be in flight.
+    async fn write_chunk(&self, offset: u64, data: Bytes, sha256: &str) -> CloudResult<()> {
+        let _ = sha256;
+        self.write_at(offset, data).await
+    }
     /// Completes the disk (for a VHD: writes the footer) after every write
     /// has returned and the disk's digest has been verified.
     async fn finish(&self, digest: &str) -> CloudResult<()>;

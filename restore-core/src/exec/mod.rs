@@ -94,6 +94,9 @@ pub struct ExecOptions {
     pub data_concurrency: usize,
     /// Chunks read ahead per disk while earlier ones are written.
     pub read_ahead: usize,
+    /// Chunk writes in flight per disk (a page blob takes several at once;
+    /// the journal records each chunk when its write returns).
+    pub write_concurrency: usize,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// Journal file; `None` runs without one (no resume).
@@ -113,6 +116,7 @@ impl Default for ExecOptions {
             control_concurrency: 8,
             data_concurrency: 4,
             read_ahead: 4,
+            write_concurrency: 4,
             retry: RetryPolicy::default(),
             journal: None,
             service_principal: "vmrestore-app".into(),
@@ -1115,7 +1119,7 @@ impl Run<'_> {
             .filter(|c| !already.contains(&c.offset))
             .cloned()
             .collect();
-        let mut reads = futures::stream::iter(todo)
+        let writes = futures::stream::iter(todo)
             .map(|c| {
                 let (repo, src) = (self.ex.repo.clone(), src.clone());
                 async move {
@@ -1123,12 +1127,24 @@ impl Run<'_> {
                     (c, data)
                 }
             })
-            .buffered(self.ex.opts.read_ahead.max(1));
-        while let Some((c, data)) = reads.next().await {
-            let data = data.map_err(StepFailure::from_error)?;
-            let key = format!("{}@{}", d.name, c.offset);
-            self.retry_cloud(&key, &s.id, || writer.write_at(c.offset, data.clone()))
-                .await?;
+            .buffered(self.ex.opts.read_ahead.max(1))
+            .map(|(c, data)| {
+                let writer = writer.clone();
+                let name = d.name.clone();
+                async move {
+                    let data = data.map_err(StepFailure::from_error)?;
+                    let key = format!("{name}@{}", c.offset);
+                    self.retry_cloud(&key, &s.id, || {
+                        writer.write_chunk(c.offset, data.clone(), &c.sha256)
+                    })
+                    .await?;
+                    Ok::<_, StepFailure>(c)
+                }
+            })
+            .buffer_unordered(self.ex.opts.write_concurrency.max(1));
+        futures::pin_mut!(writes);
+        while let Some(c) = writes.next().await {
+            let c = c?;
             if let Some(j) = &self.journal {
                 j.chunk(&d.name, c.offset)
                     .map_err(StepFailure::from_error)?;

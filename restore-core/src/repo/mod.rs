@@ -22,12 +22,17 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::model::{RestorePoint, Validate};
 
+#[cfg(feature = "object-store")]
+pub mod object;
+#[cfg(feature = "object-store")]
+pub use object::ObjectStoreRepository;
+
 /// Format tag of a manifest.
 pub const MANIFEST_FORMAT: &str = "vmrestore-repository/1";
 /// Default chunk size: 4 MiB, the largest Put Page Azure accepts.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 /// Largest manifest read (64 MiB).
-const MAX_MANIFEST: u64 = 64 << 20;
+pub(crate) const MAX_MANIFEST: u64 = 64 << 20;
 
 /// A restore point as stored: metadata plus each disk's chunks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,7 +96,7 @@ pub fn disk_digest<'a>(chunks: impl IntoIterator<Item = &'a ChunkRef>) -> String
     hex::encode(h.finalize())
 }
 
-fn is_hex64(s: &str) -> bool {
+pub(crate) fn is_hex64(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
@@ -186,16 +191,7 @@ impl LocalRepository {
                 "restore point '{id}': the manifest exceeds {MAX_MANIFEST} bytes"
             )));
         }
-        let de = &mut serde_json::Deserializer::from_str(&text);
-        let m: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
-            Error::Repository(format!(
-                "restore point '{id}': the manifest does not parse at $.{}: {}",
-                e.path(),
-                e.inner()
-            ))
-        })?;
-        check_manifest(&m, id)?;
-        Ok(m)
+        parse_manifest(&text, id)
     }
 
     fn chunk_path(&self, sha: &str) -> PathBuf {
@@ -226,21 +222,7 @@ impl LocalRepository {
         let path = self.chunk_path(&chunk.sha256);
         let data = std::fs::read(&path)
             .map_err(|e| integrity(format!("chunk {} cannot be read: {e}", chunk.sha256)))?;
-        if data.len() as u64 != chunk.length {
-            return Err(integrity(format!(
-                "chunk {} holds {} bytes, the manifest says {}",
-                chunk.sha256,
-                data.len(),
-                chunk.length
-            )));
-        }
-        let got = hex::encode(Sha256::digest(&data));
-        if got != chunk.sha256 {
-            return Err(integrity(format!(
-                "SHA-256 mismatch: expected {}, read {got}",
-                chunk.sha256
-            )));
-        }
+        verify_chunk(disk, chunk, &data)?;
         Ok(data)
     }
 
@@ -381,7 +363,7 @@ impl LocalRepository {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id != "."
@@ -394,6 +376,51 @@ fn valid_id(id: &str) -> bool {
 /// Checks a manifest's internal consistency: the format, chunk geometry
 /// (inside the disk, ordered, not overlapping), digests that are SHA-256s,
 /// disk digests that match, and a restore point that validates.
+/// Parses and checks the text of restore point `id`'s manifest.
+pub(crate) fn parse_manifest(text: &str, id: &str) -> Result<Manifest> {
+    if text.len() as u64 > MAX_MANIFEST {
+        return Err(Error::Repository(format!(
+            "restore point '{id}': the manifest exceeds {MAX_MANIFEST} bytes"
+        )));
+    }
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let m: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
+        Error::Repository(format!(
+            "restore point '{id}': the manifest does not parse at $.{}: {}",
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    check_manifest(&m, id)?;
+    Ok(m)
+}
+
+/// Checks a chunk's bytes against its length and SHA-256; a mismatch is an
+/// error naming the disk and offset.
+pub(crate) fn verify_chunk(disk: &str, chunk: &ChunkRef, data: &[u8]) -> Result<()> {
+    let integrity = |m: String| Error::Integrity {
+        disk: disk.to_string(),
+        offset: chunk.offset,
+        message: m,
+    };
+    if data.len() as u64 != chunk.length {
+        return Err(integrity(format!(
+            "chunk {} holds {} bytes, the manifest says {}",
+            chunk.sha256,
+            data.len(),
+            chunk.length
+        )));
+    }
+    let got = hex::encode(Sha256::digest(data));
+    if got != chunk.sha256 {
+        return Err(integrity(format!(
+            "SHA-256 mismatch: expected {}, read {got}",
+            chunk.sha256
+        )));
+    }
+    Ok(())
+}
+
 fn check_manifest(m: &Manifest, id: &str) -> Result<()> {
     let bad = |m: String| Error::Repository(format!("restore point '{id}': {m}"));
     if m.format != MANIFEST_FORMAT {
@@ -457,7 +484,7 @@ mod tests {
 
     fn rp() -> RestorePoint {
         let v: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/vectors/bases.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/vectors/bases.json")).unwrap();
         let mut rp: RestorePoint =
             serde_json::from_value(v["windows"]["restore_point"].clone()).unwrap();
         rp.vm.disks.truncate(1);

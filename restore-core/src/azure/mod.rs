@@ -1,0 +1,12 @@
+//! Azure adapters (cargo feature `azure`): the page-blob disk writer over a
+//! small Blob-service client of our own, the ARM cloud, and credentials.
+//! Facts they rely on: `../shared/spec/AZURE.md` (VHD footer, page blobs,
+//! managed-disk upload, ARM long-running operations).
+
+pub mod auth;
+pub mod pageblob;
+pub mod storage;
+
+pub use auth::{AccessToken, StaticToken, TokenError, TokenProvider};
+pub use pageblob::{PageBlobSink, PageBlobWriter, WriteStats};
+pub use storage::{BlobClient, StorageAuth};
