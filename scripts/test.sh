@@ -7,6 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# npm packages (napi CLI, TypeScript, Azurite) into bindings-node/node_modules:
+# the Rust tests start Azurite from there.
+(
+  cd bindings-node
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+)
+
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
@@ -25,9 +34,6 @@ export VIRTUAL_ENV="$PWD/.venv"
 # Node: packages in bindings-node/node_modules, the addon built by napi.
 (
   cd bindings-node
-  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
-  fi
   node scripts/gen-types.js --check
   # `napi build` regenerates index.d.ts and index.js: they must not drift
   # from the committed copies.

@@ -17,7 +17,9 @@ fn restore_point_sized(sizes: &[(&str, u64)]) -> RestorePoint {
     let mut rp: RestorePoint =
         serde_json::from_value(v["windows"]["restore_point"].clone()).unwrap();
     // Only the disks given (an import needs an image for every disk).
-    rp.vm.disks.retain(|d| sizes.iter().any(|(n, _)| *n == d.name));
+    rp.vm
+        .disks
+        .retain(|d| sizes.iter().any(|(n, _)| *n == d.name));
     for d in &mut rp.vm.disks {
         if let Some((_, s)) = sizes.iter().find(|(n, _)| *n == d.name) {
             d.size_bytes = *s;

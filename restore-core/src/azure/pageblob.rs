@@ -165,12 +165,7 @@ impl PageBlobWriter {
                     && st.etag == etag
                     && st.size_bytes == size
                 {
-                    known = Some(
-                        st.chunks
-                            .into_iter()
-                            .map(|(o, l, s)| (o, (l, s)))
-                            .collect(),
-                    );
+                    known = Some(st.chunks.into_iter().map(|(o, l, s)| (o, (l, s))).collect());
                 }
             }
         }
@@ -298,9 +293,7 @@ impl DiskWriter for PageBlobWriter {
         let covered: Vec<(u64, u64)> = done.iter().map(|(o, l, _)| (*o, o + l)).collect();
         for (s, e) in subtract(&self.existing, &covered, self.size) {
             self.blob.clear_pages(s, e - s).await?;
-            self.stats
-                .bytes_cleared
-                .fetch_add(e - s, Ordering::Relaxed);
+            self.stats.bytes_cleared.fetch_add(e - s, Ordering::Relaxed);
         }
         let footer = crate::vhd::footer(
             self.size,

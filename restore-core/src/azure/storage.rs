@@ -34,6 +34,9 @@ pub const API_VERSION: &str = "2023-11-03";
 
 /// The well-known account of Azurite and the storage emulator.
 pub const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+/// Its well-known key (published in Azurite's README; not a secret).
+pub const EMULATOR_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// How requests to storage are authorised. `Debug` never shows the secret.
 #[derive(Clone)]
@@ -202,16 +205,7 @@ impl BlobClient {
         }
         match &self.auth {
             StorageAuth::SharedKey { account, key } => {
-                let sig = sign(
-                    account,
-                    key,
-                    &method,
-                    &self.path,
-                    query,
-                    &headers,
-                    len,
-                    op,
-                )?;
+                let sig = sign(account, key, &method, &self.path, query, &headers, len, op)?;
                 headers.push(("authorization", format!("SharedKey {account}:{sig}")));
             }
             StorageAuth::Token(p) => {
@@ -308,7 +302,10 @@ impl BlobClient {
                 &[("comp", "page")],
                 vec![
                     ("x-ms-page-write", "update".into()),
-                    ("x-ms-range", format!("bytes={}-{}", offset, offset + len - 1)),
+                    (
+                        "x-ms-range",
+                        format!("bytes={}-{}", offset, offset + len - 1),
+                    ),
                 ],
                 Some(data),
                 &op,
@@ -329,7 +326,10 @@ impl BlobClient {
             &[("comp", "page")],
             vec![
                 ("x-ms-page-write", "clear".into()),
-                ("x-ms-range", format!("bytes={}-{}", offset, offset + len - 1)),
+                (
+                    "x-ms-range",
+                    format!("bytes={}-{}", offset, offset + len - 1),
+                ),
             ],
             None,
             &op,
@@ -378,9 +378,7 @@ impl BlobClient {
     pub async fn get(&self) -> CloudResult<Option<Bytes>> {
         let op = format!("read {}", self.base);
         match self.send(Method::GET, &[], vec![], None, &op).await {
-            Ok(r) => Ok(Some(
-                r.bytes().await.map_err(|e| transport_error(&op, &e))?,
-            )),
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| transport_error(&op, &e))?)),
             Err(e) if e.kind == CloudErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -402,7 +400,11 @@ impl BlobClient {
 
     /// Creates the container of this blob if it does not exist.
     pub async fn create_container(&self) -> CloudResult<()> {
-        let dir = self.base.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+        let dir = self
+            .base
+            .rsplit_once('/')
+            .map_or("", |(d, _)| d)
+            .to_string();
         let c = BlobClient {
             path: reqwest::Url::parse(&dir)
                 .map(|u| u.path().to_string())
@@ -636,9 +638,7 @@ mod tests {
         );
         assert_eq!(parse_page_list("<PageList/>").unwrap(), vec![]);
         assert!(parse_page_list("<PageList><PageRange><Start>9</Start>").is_err());
-        assert!(
-            parse_page_list("<PageRange><Start>9</Start><End>1</End></PageRange>").is_err()
-        );
+        assert!(parse_page_list("<PageRange><Start>9</Start><End>1</End></PageRange>").is_err());
     }
 
     #[test]

@@ -83,23 +83,31 @@ impl ObjectStoreRepository {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let u = url::Url::parse(url)
-            .map_err(|e| Error::Repository(format!("repository URL: {e}")))?;
-        let (store, path) = object_store::parse_url_opts(&u, options)
-            .map_err(|e| repo_err("repository URL", e))?;
+        let u =
+            url::Url::parse(url).map_err(|e| Error::Repository(format!("repository URL: {e}")))?;
+        let (store, path) =
+            object_store::parse_url_opts(&u, options).map_err(|e| repo_err("repository URL", e))?;
         Ok(ObjectStoreRepository {
             store: Arc::from(store),
             prefix: path,
         })
     }
 
-    /// A repository in a container of Azurite (or the storage emulator) at
-    /// `endpoint` (e.g. `http://127.0.0.1:10000/devstoreaccount1`), with the
-    /// emulator's well-known account.
-    pub fn azurite(endpoint: &str, container: &str, prefix: &str) -> Result<Self> {
+    /// A repository in a container of an Azure storage account reached at
+    /// `endpoint` with shared key: `https://<account>.blob.core.windows.net`,
+    /// or Azurite's `http://127.0.0.1:<port>/devstoreaccount1` with its
+    /// well-known account and key. The key never appears in errors.
+    pub fn azure_shared_key(
+        endpoint: &str,
+        account: &str,
+        key: &str,
+        container: &str,
+        prefix: &str,
+    ) -> Result<Self> {
         let store = object_store::azure::MicrosoftAzureBuilder::new()
-            .with_use_emulator(true)
-            .with_allow_http(true)
+            .with_account(account)
+            .with_access_key(key)
+            .with_allow_http(endpoint.starts_with("http://"))
             .with_endpoint(endpoint.trim_end_matches('/').to_string())
             .with_container_name(container)
             .build()
@@ -200,13 +208,7 @@ impl ObjectStoreRepository {
             )));
         }
         let path = self.chunk_path(&chunk.sha256);
-        let read = async {
-            self.store
-                .get(&path)
-                .await?
-                .bytes()
-                .await
-        };
+        let read = async { self.store.get(&path).await?.bytes().await };
         let data = match read.await {
             Ok(d) => d,
             Err(e @ object_store::Error::NotFound { .. }) => {
@@ -244,9 +246,11 @@ impl ObjectStoreRepository {
                     if self.has_chunk(&c).await? {
                         return Ok(false);
                     }
-                    let data = tokio::task::spawn_blocking(move || local.read_chunk("upload", &c).map(|d| (c, d)))
-                        .await
-                        .map_err(|e| Error::Repository(format!("read task failed: {e}")))??;
+                    let data = tokio::task::spawn_blocking(move || {
+                        local.read_chunk("upload", &c).map(|d| (c, d))
+                    })
+                    .await
+                    .map_err(|e| Error::Repository(format!("read task failed: {e}")))??;
                     let (c, data) = data;
                     self.store
                         .put(&self.chunk_path(&c.sha256), PutPayload::from(data))
@@ -303,7 +307,11 @@ mod tests {
         let repo = ObjectStoreRepository::new(store.clone(), "backups/site-a").unwrap();
         let sent = repo.upload_from(&local, &id).await.unwrap();
         assert!(sent > 0);
-        assert_eq!(repo.upload_from(&local, &id).await.unwrap(), 0, "nothing twice");
+        assert_eq!(
+            repo.upload_from(&local, &id).await.unwrap(),
+            0,
+            "nothing twice"
+        );
         assert_eq!(repo.list().await.unwrap(), vec![id.clone()]);
         let m = repo.manifest(&id).await.unwrap();
         assert_eq!(m, local.manifest(&id).unwrap());
@@ -319,7 +327,11 @@ mod tests {
         store.put(&p, PutPayload::from(bad)).await.unwrap();
         let e = repo.read_chunk("osdisk", c).await.unwrap_err();
         assert_eq!(e.code(), "E_INTEGRITY");
-        assert!(e.to_string().contains(&format!("disk 'osdisk' at offset {}", c.offset)), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("disk 'osdisk' at offset {}", c.offset)),
+            "{e}"
+        );
         // IDs cannot walk out of the prefix.
         for bad in ["../x", "a/b", ".."] {
             assert_eq!(repo.manifest(bad).await.unwrap_err().code(), "E_REPOSITORY");
