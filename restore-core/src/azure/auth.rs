@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use async_trait::async_trait;
+pub use async_trait::async_trait;
 
 /// An access token (a secret): `Debug` and `Display` redact it.
 #[derive(Clone)]

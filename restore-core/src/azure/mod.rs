@@ -3,10 +3,12 @@
 //! Facts they rely on: `../shared/spec/AZURE.md` (VHD footer, page blobs,
 //! managed-disk upload, ARM long-running operations).
 
+pub mod arm;
 pub mod auth;
 pub mod pageblob;
 pub mod storage;
 
+pub use arm::{ArmCloud, ArmConfig, ArmStats};
 pub use auth::{AccessToken, StaticToken, TokenError, TokenProvider};
 pub use pageblob::{PageBlobSink, PageBlobWriter, WriteStats};
 pub use storage::{BlobClient, StorageAuth};

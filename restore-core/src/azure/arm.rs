@@ -1,0 +1,1137 @@
+//! The `Cloud` over Azure Resource Manager's REST API (plain reqwest; see
+//! ARCHITECTURE.md for why not the `azure_core` pipeline).
+//!
+//! - Every create is a PUT of the whole resource, idempotent by design: a
+//!   retried PUT with the same body is safe, and the step's key goes into a
+//!   `vmrestore-key` tag.
+//! - Long-running operations: `Azure-AsyncOperation` (polled until
+//!   `Succeeded`, `Failed` or `Canceled`) or `Location` (202 while running);
+//!   `Retry-After` is honoured; a terminal failure is surfaced with ARM's
+//!   error code and message.
+//! - 429 and 5xx come back as transient `CloudError`s with `Retry-After`, so
+//!   the executor's retry policy applies; the latest
+//!   `x-ms-ratelimit-remaining-subscription-writes` is kept in the stats.
+//! - Disks are managed disks created for upload (`uploadSizeBytes = size +
+//!   512`), written through the SAS URL of `beginGetAccess` with the
+//!   page-blob writer, then `endGetAccess`.
+//! - Tokens come from a [`TokenProvider`] and are never logged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::auth::TokenProvider;
+use super::pageblob::{PageBlobWriter, WriteStats};
+use super::storage::{self, http_client, transport_error};
+use crate::exec::{
+    Action, CloudError, CloudErrorKind, CloudResult, DiskWriter, Resource, ResourceSpec,
+};
+use crate::model::{Catalog, DiskSku, Generation, OsFamily, Region, VmSize};
+
+/// api-versions (AZURE.md).
+pub mod api {
+    /// Microsoft.Compute/virtualMachines.
+    pub const VM: &str = "2025-04-01";
+    /// Microsoft.Compute/disks.
+    pub const DISK: &str = "2025-01-02";
+    /// Microsoft.Network (NICs, NSGs, public IPs).
+    pub const NETWORK: &str = "2024-10-01";
+    /// Microsoft.KeyVault/vaults.
+    pub const KEY_VAULT: &str = "2024-11-01";
+    /// Resource groups.
+    pub const RESOURCES: &str = "2021-04-01";
+    /// Microsoft.Storage/storageAccounts.
+    pub const STORAGE: &str = "2023-05-01";
+    /// Subscription locations.
+    pub const LOCATIONS: &str = "2022-12-01";
+    /// Microsoft.Compute/skus.
+    pub const SKUS: &str = "2021-07-01";
+}
+
+/// Where and as whom the ARM cloud works.
+#[derive(Debug, Clone)]
+pub struct ArmConfig {
+    /// `https://management.azure.com` (or a sovereign cloud, or a test server).
+    pub endpoint: String,
+    /// Subscription of resources whose spec names none.
+    pub subscription_id: String,
+    /// Tenant (key vaults need it).
+    pub tenant_id: String,
+    /// Object ID of the application's service principal (key-vault grants).
+    pub principal_object_id: String,
+    /// Poll interval when ARM gives no `Retry-After`.
+    pub poll_interval: Duration,
+    /// Longest wait for one long-running operation.
+    pub lro_timeout: Duration,
+    /// Lifetime of a disk's upload SAS.
+    pub upload_access_seconds: u32,
+}
+
+impl Default for ArmConfig {
+    fn default() -> Self {
+        ArmConfig {
+            endpoint: "https://management.azure.com".into(),
+            subscription_id: String::new(),
+            tenant_id: String::new(),
+            principal_object_id: String::new(),
+            poll_interval: Duration::from_secs(2),
+            lro_timeout: Duration::from_secs(3600),
+            upload_access_seconds: 86_400,
+        }
+    }
+}
+
+/// Counters of an [`ArmCloud`].
+#[derive(Debug, Default)]
+pub struct ArmStats {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// Polls of long-running operations.
+    pub polls: AtomicU64,
+    /// The last `x-ms-ratelimit-remaining-subscription-writes` seen.
+    pub remaining_writes: AtomicU64,
+}
+
+/// The ARM cloud.
+pub struct ArmCloud {
+    http: reqwest::Client,
+    cfg: ArmConfig,
+    token: Arc<dyn TokenProvider>,
+    /// Counters.
+    pub stats: Arc<ArmStats>,
+    /// IDs of what this cloud created, by `(kind, resource group, name)`
+    /// (lower case): actions name resources without their subscription.
+    created: std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
+}
+
+impl std::fmt::Debug for ArmCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmCloud")
+            .field("endpoint", &self.cfg.endpoint)
+            .field("subscription_id", &self.cfg.subscription_id)
+            .finish()
+    }
+}
+
+fn bad(op: &str, m: impl Into<String>) -> CloudError {
+    CloudError::new(CloudErrorKind::Invalid, op, m)
+}
+
+fn sku_name(s: DiskSku) -> &'static str {
+    match s {
+        DiskSku::StandardHdd => "Standard_LRS",
+        DiskSku::StandardSsd => "StandardSSD_LRS",
+        DiskSku::Premium => "Premium_LRS",
+        DiskSku::PremiumV2 => "PremiumV2_LRS",
+        DiskSku::Ultra => "UltraSSD_LRS",
+    }
+}
+
+fn os_type(o: OsFamily) -> &'static str {
+    match o {
+        OsFamily::Windows => "Windows",
+        OsFamily::Linux => "Linux",
+    }
+}
+
+fn hyperv(g: Generation) -> &'static str {
+    match g {
+        Generation::Gen1 => "V1",
+        Generation::Gen2 => "V2",
+    }
+}
+
+impl ArmCloud {
+    /// An ARM cloud with `token` (scope `<endpoint>/.default`).
+    pub fn new(cfg: ArmConfig, token: Arc<dyn TokenProvider>) -> CloudResult<Self> {
+        if cfg.subscription_id.is_empty() {
+            return Err(bad("configure ARM", "subscription_id is required"));
+        }
+        Ok(ArmCloud {
+            http: http_client()?,
+            cfg: ArmConfig {
+                endpoint: cfg.endpoint.trim_end_matches('/').to_string(),
+                ..cfg
+            },
+            token,
+            stats: Arc::new(ArmStats::default()),
+            created: Default::default(),
+        })
+    }
+
+    fn rg_id(&self, sub: Option<&str>, rg: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{rg}",
+            sub.filter(|s| !s.is_empty())
+                .unwrap_or(&self.cfg.subscription_id)
+        )
+    }
+
+    fn id(&self, sub: Option<&str>, rg: &str, provider: &str, name: &str) -> String {
+        format!("{}/providers/{provider}/{name}", self.rg_id(sub, rg))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        op: &str,
+    ) -> CloudResult<reqwest::Response> {
+        let scope = format!("{}/.default", self.cfg.endpoint);
+        let token = self
+            .token
+            .token(&[scope.as_str()])
+            .await
+            .map_err(|e| CloudError::new(CloudErrorKind::Fatal, op, e.to_string()))?;
+        let mut req = self
+            .http
+            .request(method, url)
+            .bearer_auth(token.secret())
+            .header("accept", "application/json");
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(b).unwrap_or_default());
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = req.send().await.map_err(|e| transport_error(op, &e))?;
+        if let Some(v) = resp
+            .headers()
+            .get("x-ms-ratelimit-remaining-subscription-writes")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            self.stats.remaining_writes.store(v, Ordering::Relaxed);
+        }
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(arm_error(op, resp).await)
+    }
+
+    fn url(&self, id: &str, api_version: &str) -> String {
+        if id.starts_with("http://") || id.starts_with("https://") {
+            return id.to_string();
+        }
+        format!("{}{id}?api-version={api_version}", self.cfg.endpoint)
+    }
+
+    /// GET a resource (or a collection) as JSON.
+    async fn get(&self, id: &str, api_version: &str, op: &str) -> CloudResult<Value> {
+        let resp = self
+            .send(Method::GET, &self.url(id, api_version), None, op)
+            .await?;
+        let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            CloudError::new(
+                CloudErrorKind::Unavailable,
+                op,
+                format!("ARM answered with malformed JSON: {e}"),
+            )
+        })
+    }
+
+    /// A request whose answer may be a long-running operation; returns the
+    /// final body (for PUT, the resource).
+    async fn call(
+        &self,
+        method: Method,
+        id: &str,
+        api_version: &str,
+        body: Option<&Value>,
+        op: &str,
+    ) -> CloudResult<Value> {
+        let resp = self
+            .send(method.clone(), &self.url(id, api_version), body, op)
+            .await?;
+        let status = resp.status().as_u16();
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let async_op = header("azure-asyncoperation");
+        let location = header("location");
+        let retry = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+        let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
+        let first: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| {
+                CloudError::new(
+                    CloudErrorKind::Fatal,
+                    op,
+                    format!("ARM answered with malformed JSON: {e}"),
+                )
+            })?
+        };
+        let deadline = Instant::now() + self.cfg.lro_timeout;
+        if let Some(url) = async_op {
+            self.poll_async(&url, retry, deadline, op).await?;
+            return match method {
+                Method::PUT | Method::PATCH => self.get(id, api_version, op).await,
+                _ => Ok(first),
+            };
+        }
+        if status == 202
+            && let Some(url) = location
+        {
+            return self.poll_location(&url, retry, deadline, op).await;
+        }
+        // A PUT answered at once may still be provisioning.
+        if matches!(method, Method::PUT | Method::PATCH) {
+            let state = first
+                .pointer("/properties/provisioningState")
+                .and_then(Value::as_str)
+                .unwrap_or("Succeeded");
+            if !matches!(state, "Succeeded" | "Failed" | "Canceled") {
+                let mut wait = self.cfg.poll_interval;
+                loop {
+                    if Instant::now() > deadline {
+                        return Err(CloudError::new(
+                            CloudErrorKind::Timeout,
+                            op,
+                            "provisioning did not finish in time",
+                        ));
+                    }
+                    tokio::time::sleep(wait).await;
+                    self.stats.polls.fetch_add(1, Ordering::Relaxed);
+                    let v = self.get(id, api_version, op).await?;
+                    match v
+                        .pointer("/properties/provisioningState")
+                        .and_then(Value::as_str)
+                    {
+                        Some("Succeeded") | None => return Ok(v),
+                        Some(s @ ("Failed" | "Canceled")) => {
+                            return Err(CloudError::new(
+                                CloudErrorKind::Fatal,
+                                op,
+                                format!("provisioning {s}"),
+                            ));
+                        }
+                        _ => wait = self.cfg.poll_interval,
+                    }
+                }
+            }
+            if state != "Succeeded" {
+                return Err(CloudError::new(
+                    CloudErrorKind::Fatal,
+                    op,
+                    format!("provisioning {state}"),
+                ));
+            }
+        }
+        Ok(first)
+    }
+
+    fn wait_for(&self, retry_after: Option<u64>) -> Duration {
+        retry_after
+            .map(Duration::from_secs)
+            .unwrap_or(self.cfg.poll_interval)
+            .min(Duration::from_secs(60))
+    }
+
+    async fn poll_async(
+        &self,
+        url: &str,
+        mut retry: Option<u64>,
+        deadline: Instant,
+        op: &str,
+    ) -> CloudResult<()> {
+        loop {
+            if Instant::now() > deadline {
+                return Err(CloudError::new(
+                    CloudErrorKind::Timeout,
+                    op,
+                    "the operation did not finish in time",
+                ));
+            }
+            tokio::time::sleep(self.wait_for(retry)).await;
+            self.stats.polls.fetch_add(1, Ordering::Relaxed);
+            let resp = match self.send(Method::GET, url, None, op).await {
+                Ok(r) => r,
+                // A throttled or failed poll is retried here: the operation
+                // itself is still running.
+                Err(e) if e.is_transient() => {
+                    retry = e.retry_after_ms.map(|ms| ms.div_ceil(1000));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                CloudError::new(
+                    CloudErrorKind::Unavailable,
+                    op,
+                    format!("malformed operation status: {e}"),
+                )
+            })?;
+            match v.get("status").and_then(Value::as_str).unwrap_or("") {
+                "Succeeded" => return Ok(()),
+                "Failed" | "Canceled" => return Err(lro_failure(op, &v)),
+                _ => {}
+            }
+        }
+    }
+
+    async fn poll_location(
+        &self,
+        url: &str,
+        mut retry: Option<u64>,
+        deadline: Instant,
+        op: &str,
+    ) -> CloudResult<Value> {
+        loop {
+            if Instant::now() > deadline {
+                return Err(CloudError::new(
+                    CloudErrorKind::Timeout,
+                    op,
+                    "the operation did not finish in time",
+                ));
+            }
+            tokio::time::sleep(self.wait_for(retry)).await;
+            self.stats.polls.fetch_add(1, Ordering::Relaxed);
+            let resp = match self.send(Method::GET, url, None, op).await {
+                Ok(r) => r,
+                Err(e) if e.is_transient() => {
+                    retry = e.retry_after_ms.map(|ms| ms.div_ceil(1000));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if resp.status().as_u16() == 202 {
+                retry = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                continue;
+            }
+            let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+    }
+
+    /// The body of a resource to create.
+    fn body(
+        &self,
+        key: &str,
+        spec: &ResourceSpec,
+        op: &str,
+    ) -> CloudResult<(String, &'static str, Value)> {
+        let tags = json!({ "vmrestore-key": key });
+        Ok(match spec {
+            ResourceSpec::ResourceGroup {
+                subscription_id,
+                name,
+                region,
+            } => (
+                self.rg_id(Some(subscription_id), name),
+                api::RESOURCES,
+                json!({ "location": region, "tags": tags }),
+            ),
+            ResourceSpec::KeyVault {
+                subscription_id,
+                resource_group,
+                name,
+                region,
+            } => (
+                self.id(
+                    Some(subscription_id),
+                    resource_group,
+                    "Microsoft.KeyVault/vaults",
+                    name,
+                ),
+                api::KEY_VAULT,
+                json!({
+                    "location": region,
+                    "tags": tags,
+                    "properties": {
+                        "tenantId": self.cfg.tenant_id,
+                        "sku": { "family": "A", "name": "standard" },
+                        "enabledForDiskEncryption": true,
+                        "enableRbacAuthorization": false,
+                        "accessPolicies": []
+                    }
+                }),
+            ),
+            ResourceSpec::StorageAccount {
+                subscription_id,
+                resource_group,
+                name,
+                region,
+            } => (
+                self.id(
+                    Some(subscription_id),
+                    resource_group,
+                    "Microsoft.Storage/storageAccounts",
+                    name,
+                ),
+                api::STORAGE,
+                json!({
+                    "location": region,
+                    "tags": tags,
+                    "sku": { "name": "Standard_LRS" },
+                    "kind": "StorageV2",
+                    "properties": { "minimumTlsVersion": "TLS1_2", "allowBlobPublicAccess": false }
+                }),
+            ),
+            ResourceSpec::Disk {
+                subscription_id,
+                resource_group,
+                name,
+                region,
+                size_bytes,
+                sku,
+                zone,
+                os,
+                staging_account,
+                disk_encryption_set,
+            } => {
+                if staging_account.is_some() {
+                    return Err(bad(
+                        op,
+                        "disks staged as page blobs in a storage account are not supported by the ARM cloud yet: restore to managed disks (direct upload)",
+                    ));
+                }
+                let mut props = json!({
+                    "creationData": { "createOption": "Upload", "uploadSizeBytes": size_bytes + 512 }
+                });
+                if let Some((family, generation)) = os {
+                    props["osType"] = json!(os_type(*family));
+                    props["hyperVGeneration"] = json!(hyperv(*generation));
+                }
+                if let Some(des) = disk_encryption_set {
+                    props["encryption"] = json!({ "type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": des });
+                }
+                let mut body = json!({ "location": region, "tags": tags, "sku": { "name": sku_name(*sku) }, "properties": props });
+                if let Some(z) = zone {
+                    body["zones"] = json!([z.to_string()]);
+                }
+                (
+                    self.id(
+                        Some(subscription_id),
+                        resource_group,
+                        "Microsoft.Compute/disks",
+                        name,
+                    ),
+                    api::DISK,
+                    body,
+                )
+            }
+            ResourceSpec::NetworkSecurityGroup {
+                resource_group,
+                name,
+                region,
+                open_ports,
+                ..
+            } => {
+                let rules: Vec<Value> = open_ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        json!({
+                            "name": format!("allow-tcp-{p}"),
+                            "properties": {
+                                "protocol": "Tcp",
+                                "sourcePortRange": "*",
+                                "destinationPortRange": p.to_string(),
+                                "sourceAddressPrefix": "*",
+                                "destinationAddressPrefix": "*",
+                                "access": "Allow",
+                                "priority": 300 + i,
+                                "direction": "Inbound"
+                            }
+                        })
+                    })
+                    .collect();
+                (
+                    self.id(
+                        None,
+                        resource_group,
+                        "Microsoft.Network/networkSecurityGroups",
+                        name,
+                    ),
+                    api::NETWORK,
+                    json!({ "location": region, "tags": tags, "properties": { "securityRules": rules } }),
+                )
+            }
+            ResourceSpec::PublicIp {
+                resource_group,
+                name,
+                region,
+            } => (
+                self.id(
+                    None,
+                    resource_group,
+                    "Microsoft.Network/publicIPAddresses",
+                    name,
+                ),
+                api::NETWORK,
+                json!({
+                    "location": region,
+                    "tags": tags,
+                    "sku": { "name": "Standard" },
+                    "properties": { "publicIPAllocationMethod": "Static" }
+                }),
+            ),
+            ResourceSpec::NetworkInterface {
+                resource_group,
+                name,
+                region,
+                virtual_network,
+                subnet,
+                static_ip,
+                public_ip,
+                network_security_group,
+            } => {
+                let subnet_id = if virtual_network.starts_with("/subscriptions/") {
+                    format!("{virtual_network}/subnets/{subnet}")
+                } else {
+                    self.id(
+                        None,
+                        resource_group,
+                        "Microsoft.Network/virtualNetworks",
+                        &format!("{virtual_network}/subnets/{subnet}"),
+                    )
+                };
+                let mut ipc = json!({
+                    "subnet": { "id": subnet_id },
+                    "privateIPAllocationMethod": if static_ip.is_some() { "Static" } else { "Dynamic" }
+                });
+                if let Some(ip) = static_ip {
+                    ipc["privateIPAddress"] = json!(ip);
+                }
+                if let Some(p) = public_ip {
+                    ipc["publicIPAddress"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/publicIPAddresses", p) });
+                }
+                let mut props =
+                    json!({ "ipConfigurations": [ { "name": "ipconfig1", "properties": ipc } ] });
+                if let Some(n) = network_security_group {
+                    props["networkSecurityGroup"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/networkSecurityGroups", n) });
+                }
+                (
+                    self.id(
+                        None,
+                        resource_group,
+                        "Microsoft.Network/networkInterfaces",
+                        name,
+                    ),
+                    api::NETWORK,
+                    json!({ "location": region, "tags": tags, "properties": props }),
+                )
+            }
+            ResourceSpec::VirtualMachine {
+                subscription_id,
+                resource_group,
+                name,
+                region,
+                size,
+                zone,
+                availability_set,
+                os,
+                generation: _,
+                os_disk,
+                data_disks,
+                nics,
+            } => {
+                let sub = Some(subscription_id.as_str());
+                let disk_id = |d: &str| self.id(sub, resource_group, "Microsoft.Compute/disks", d);
+                let data: Vec<Value> = data_disks
+                    .iter()
+                    .map(|(lun, d)| json!({ "lun": lun, "createOption": "Attach", "managedDisk": { "id": disk_id(d) } }))
+                    .collect();
+                let nic_refs: Vec<Value> = nics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| json!({
+                        "id": self.id(None, resource_group, "Microsoft.Network/networkInterfaces", n),
+                        "properties": { "primary": i == 0 }
+                    }))
+                    .collect();
+                let mut props = json!({
+                    "hardwareProfile": { "vmSize": size },
+                    "storageProfile": {
+                        "osDisk": { "createOption": "Attach", "osType": os_type(*os), "managedDisk": { "id": disk_id(os_disk) } },
+                        "dataDisks": data
+                    },
+                    "networkProfile": { "networkInterfaces": nic_refs }
+                });
+                if let Some(a) = availability_set {
+                    props["availabilitySet"] = json!({ "id": self.id(sub, resource_group, "Microsoft.Compute/availabilitySets", a) });
+                }
+                let mut body = json!({ "location": region, "tags": tags, "properties": props });
+                if let Some(z) = zone {
+                    body["zones"] = json!([z.to_string()]);
+                }
+                (
+                    self.id(
+                        sub,
+                        resource_group,
+                        "Microsoft.Compute/virtualMachines",
+                        name,
+                    ),
+                    api::VM,
+                    body,
+                )
+            }
+            ResourceSpec::HelperAppliance { .. } | ResourceSpec::Snapshot { .. } => {
+                return Err(bad(
+                    op,
+                    format!(
+                        "{} is deployed by the backup product's own tooling, not by the ARM cloud",
+                        spec.kind()
+                    ),
+                ));
+            }
+        })
+    }
+
+    /// The ID of a resource this cloud created, else `fallback()`.
+    fn known_id(
+        &self,
+        kind: &str,
+        rg: &str,
+        name: &str,
+        fallback: impl FnOnce() -> String,
+    ) -> String {
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(
+                kind.into(),
+                rg.to_ascii_lowercase(),
+                name.to_ascii_lowercase(),
+            ))
+            .cloned()
+            .unwrap_or_else(fallback)
+    }
+
+    fn api_of(id: &str) -> &'static str {
+        if id.contains("/Microsoft.Compute/virtualMachines/") {
+            api::VM
+        } else if id.contains("/Microsoft.Compute/disks/") {
+            api::DISK
+        } else if id.contains("/Microsoft.Network/") {
+            api::NETWORK
+        } else if id.contains("/Microsoft.KeyVault/") {
+            api::KEY_VAULT
+        } else if id.contains("/Microsoft.Storage/") {
+            api::STORAGE
+        } else {
+            api::RESOURCES
+        }
+    }
+}
+
+/// An ARM error answer as a `CloudError` with ARM's code and message.
+async fn arm_error(op: &str, resp: reqwest::Response) -> CloudError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let text = resp.text().await.unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let code = v
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let msg = v
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut e = CloudError::new(
+        storage::kind_of(status),
+        op,
+        format!("HTTP {} {code}: {msg}", status.as_u16()),
+    );
+    if let Some(s) = retry_after {
+        e = e.retry_after(Duration::from_secs(s));
+    }
+    e
+}
+
+fn lro_failure(op: &str, v: &Value) -> CloudError {
+    let status = v.get("status").and_then(Value::as_str).unwrap_or("Failed");
+    let code = v
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let msg = v
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    CloudError::new(
+        CloudErrorKind::Fatal,
+        op,
+        format!("the operation ended {status}: {code}: {msg}"),
+    )
+}
+
+#[async_trait]
+impl crate::exec::Cloud for ArmCloud {
+    async fn catalog(&self) -> CloudResult<Catalog> {
+        let op = "read the destination catalog";
+        let sub = &self.cfg.subscription_id;
+        let locs = self
+            .call(
+                Method::GET,
+                &format!("/subscriptions/{sub}/locations"),
+                api::LOCATIONS,
+                None,
+                op,
+            )
+            .await?;
+        let mut regions = Vec::new();
+        for l in locs
+            .get("value")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let s = |p: &str| {
+                l.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            if s("/metadata/regionType") == "Logical" {
+                continue;
+            }
+            let mut zones: Vec<u8> = l
+                .get("availabilityZoneMappings")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("logicalZone").and_then(Value::as_str)?.parse().ok())
+                .collect();
+            zones.sort_unstable();
+            regions.push(Region {
+                name: s("/name"),
+                display_name: s("/displayName"),
+                geography: s("/metadata/geographyGroup"),
+                zones,
+                paired_region: l
+                    .pointer("/metadata/pairedRegion/0/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                access_restricted: false,
+                disaster_declared: false,
+            });
+        }
+        let skus = self
+            .call(
+                Method::GET,
+                &format!("/subscriptions/{sub}/providers/Microsoft.Compute/skus"),
+                api::SKUS,
+                None,
+                op,
+            )
+            .await?;
+        let mut vm_sizes: Vec<VmSize> = Vec::new();
+        for k in skus
+            .get("value")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if k.get("resourceType").and_then(Value::as_str) != Some("virtualMachines") {
+                continue;
+            }
+            let Some(name) = k.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if vm_sizes.iter().any(|v| v.name == name) {
+                continue;
+            }
+            let cap = |n: &str| {
+                k.get("capabilities")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.get("name").and_then(Value::as_str) == Some(n))
+                    .and_then(|c| c.get("value").and_then(Value::as_str))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let gens = cap("HyperVGenerations");
+            vm_sizes.push(VmSize {
+                name: name.to_string(),
+                vcpus: cap("vCPUs").parse().unwrap_or(0),
+                memory_gib: cap("MemoryGB").parse().unwrap_or(0.0),
+                max_data_disks: cap("MaxDataDiskCount").parse().unwrap_or(0),
+                gen1: gens.is_empty() || gens.contains("V1"),
+                gen2: gens.contains("V2"),
+                nvme_only: cap("DiskControllerTypes") == "NVMe",
+                premium_storage: cap("PremiumIO") == "True",
+            });
+        }
+        Ok(Catalog {
+            regions,
+            vm_sizes,
+            ..Default::default()
+        })
+    }
+
+    async fn create(&self, key: &str, spec: &ResourceSpec) -> CloudResult<Resource> {
+        let op = format!("create {} '{}'", spec.kind(), spec.name());
+        let (id, api_version, body) = self.body(key, spec, &op)?;
+        let v = match self
+            .call(Method::PUT, &id, api_version, Some(&body), &op)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if !e.is_transient() => {
+                // ARM keeps a resource whose creation failed (in state
+                // Failed): remove it, or clean-up would never know of it.
+                let _ = self.call(Method::DELETE, &id, api_version, None, &op).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(rg) = resource_group_of(&id) {
+            self.created
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    (
+                        spec.kind().into(),
+                        rg.to_ascii_lowercase(),
+                        spec.name().to_ascii_lowercase(),
+                    ),
+                    id.clone(),
+                );
+        }
+        if let ResourceSpec::NetworkSecurityGroup {
+            resource_group,
+            attach_to,
+            ..
+        } = spec
+        {
+            for nic in attach_to {
+                let nic_id = self.id(
+                    None,
+                    resource_group,
+                    "Microsoft.Network/networkInterfaces",
+                    nic,
+                );
+                let mut n = self
+                    .call(Method::GET, &nic_id, api::NETWORK, None, &op)
+                    .await?;
+                n["properties"]["networkSecurityGroup"] = json!({ "id": id });
+                strip_read_only(&mut n);
+                self.call(Method::PUT, &nic_id, api::NETWORK, Some(&n), &op)
+                    .await?;
+            }
+        }
+        Ok(Resource {
+            id: v
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or(&id)
+                .to_string(),
+            kind: spec.kind().to_string(),
+            name: spec.name().to_string(),
+            key: key.to_string(),
+            existed: false,
+        })
+    }
+
+    async fn delete(&self, resource: &Resource) -> CloudResult<()> {
+        let op = format!("delete {} '{}'", resource.kind, resource.name);
+        match self
+            .call(
+                Method::DELETE,
+                &resource.id,
+                Self::api_of(&resource.id),
+                None,
+                &op,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn act(&self, _key: &str, action: &Action) -> CloudResult<()> {
+        match action {
+            Action::PowerOn { resource_group, vm } => {
+                let id = self.known_id("virtual_machine", resource_group, vm, || {
+                    self.id(
+                        None,
+                        resource_group,
+                        "Microsoft.Compute/virtualMachines",
+                        vm,
+                    )
+                });
+                self.call(
+                    Method::POST,
+                    &format!("{id}/start"),
+                    api::VM,
+                    None,
+                    &format!("start VM '{vm}'"),
+                )
+                .await
+                .map(drop)
+            }
+            Action::GrantKeyVaultAccess { vault, principal } => {
+                let op = format!("grant '{principal}' access to key vault '{vault}'");
+                // Only this principal, only what disk encryption needs.
+                let object_id = if self.cfg.principal_object_id.is_empty() {
+                    principal
+                } else {
+                    &self.cfg.principal_object_id
+                };
+                let body = json!({ "properties": { "accessPolicies": [ {
+                    "tenantId": self.cfg.tenant_id,
+                    "objectId": object_id,
+                    "permissions": { "keys": ["get", "wrapKey", "unwrapKey"], "secrets": ["get", "set"] }
+                } ] } });
+                let id = if vault.starts_with("/subscriptions/") {
+                    vault.clone()
+                } else {
+                    return Err(bad(&op, "the vault must be given by its ARM resource ID"));
+                };
+                self.call(
+                    Method::PUT,
+                    &format!("{id}/accessPolicies/add"),
+                    api::KEY_VAULT,
+                    Some(&body),
+                    &op,
+                )
+                .await
+                .map(drop)
+            }
+            Action::DeleteExistingVm {
+                subscription_id,
+                resource_group,
+                vm,
+            } => {
+                let id = self.id(
+                    Some(subscription_id),
+                    resource_group,
+                    "Microsoft.Compute/virtualMachines",
+                    vm,
+                );
+                self.call(
+                    Method::DELETE,
+                    &id,
+                    api::VM,
+                    None,
+                    &format!("delete VM '{vm}'"),
+                )
+                .await
+                .map(drop)
+            }
+            other => Err(bad(
+                "act",
+                format!(
+                    "{} is not supported by the ARM cloud yet",
+                    serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v.get("type").cloned())
+                        .unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
+        let op = format!("open disk '{}' for upload", disk.name);
+        let d = self
+            .call(Method::GET, &disk.id, api::DISK, None, &op)
+            .await?;
+        let upload = d
+            .pointer("/properties/creationData/uploadSizeBytes")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad(&op, "the disk was not created for upload"))?;
+        let body =
+            json!({ "access": "Write", "durationInSeconds": self.cfg.upload_access_seconds });
+        let v = self
+            .call(
+                Method::POST,
+                &format!("{}/beginGetAccess", disk.id),
+                api::DISK,
+                Some(&body),
+                &op,
+            )
+            .await?;
+        let sas = v
+            .get("accessSAS")
+            .or_else(|| v.pointer("/properties/output/accessSAS"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                CloudError::new(
+                    CloudErrorKind::Fatal,
+                    &op,
+                    "beginGetAccess gave no accessSAS",
+                )
+            })?;
+        let w = PageBlobWriter::open_url(
+            self.http.clone(),
+            sas,
+            upload - 512,
+            Arc::new(WriteStats::default()),
+        )
+        .await?;
+        Ok(Box::new(w))
+    }
+
+    async fn close_disk(&self, disk: &Resource) -> CloudResult<()> {
+        let op = format!("end upload of disk '{}'", disk.name);
+        self.call(
+            Method::POST,
+            &format!("{}/endGetAccess", disk.id),
+            api::DISK,
+            None,
+            &op,
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// The resource group named in an ARM ID.
+fn resource_group_of(id: &str) -> Option<&str> {
+    let mut parts = id.split('/');
+    while let Some(p) = parts.next() {
+        if p.eq_ignore_ascii_case("resourceGroups") {
+            return parts.next();
+        }
+    }
+    None
+}
+
+/// Drops what ARM returns but does not take back in a PUT.
+fn strip_read_only(v: &mut Value) {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["etag", "type", "name"] {
+            o.remove(k);
+        }
+        if let Some(p) = o.get_mut("properties").and_then(Value::as_object_mut) {
+            for k in [
+                "provisioningState",
+                "resourceGuid",
+                "macAddress",
+                "virtualMachine",
+            ] {
+                p.remove(k);
+            }
+        }
+    }
+}
