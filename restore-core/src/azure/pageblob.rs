@@ -281,6 +281,24 @@ impl DiskWriter for PageBlobWriter {
         self.write(offset, data, Some(sha256)).await
     }
 
+    async fn holds(&self, offset: u64, length: u64, sha256: &str) -> bool {
+        let held = self
+            .known
+            .as_ref()
+            .and_then(|k| k.get(&offset))
+            .is_some_and(|(l, s)| *l == length && s == sha256);
+        if held {
+            self.stats
+                .bytes_unchanged
+                .fetch_add(length, Ordering::Relaxed);
+            self.done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(offset, (length, sha256.to_string()));
+        }
+        held
+    }
+
     async fn finish(&self, digest: &str) -> CloudResult<()> {
         let done: Vec<(u64, u64, String)> = self
             .done

@@ -364,6 +364,12 @@ pub trait DiskWriter: Send + Sync {
         let _ = sha256;
         self.write_at(offset, data).await
     }
+    /// Whether the destination already holds this chunk (so the executor
+    /// need not even read it from the repository). Default: no.
+    async fn holds(&self, offset: u64, length: u64, sha256: &str) -> bool {
+        let _ = (offset, length, sha256);
+        false
+    }
     /// Completes the disk (for a VHD: writes the footer) after every write
     /// has returned and the disk's digest has been verified.
     async fn finish(&self, digest: &str) -> CloudResult<()>;

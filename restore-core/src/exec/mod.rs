@@ -1121,10 +1121,15 @@ impl Run<'_> {
             .collect();
         let writes = futures::stream::iter(todo)
             .map(|c| {
-                let (repo, src) = (self.ex.repo.clone(), src.clone());
+                let (repo, src, writer) = (self.ex.repo.clone(), src.clone(), writer.clone());
                 async move {
+                    // A destination that already holds the chunk (a rerun
+                    // over the same disk) spares reading it.
+                    if writer.holds(c.offset, c.length, &c.sha256).await {
+                        return (c, None);
+                    }
                     let data = repo.read_chunk(&src, &c).await;
-                    (c, data)
+                    (c, Some(data))
                 }
             })
             .buffered(self.ex.opts.read_ahead.max(1))
@@ -1132,6 +1137,9 @@ impl Run<'_> {
                 let writer = writer.clone();
                 let name = d.name.clone();
                 async move {
+                    let Some(data) = data else {
+                        return Ok::<_, StepFailure>(c);
+                    };
                     let data = data.map_err(StepFailure::from_error)?;
                     let key = format!("{name}@{}", c.offset);
                     self.retry_cloud(&key, &s.id, || {
