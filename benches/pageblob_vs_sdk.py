@@ -56,7 +56,9 @@ def run_child(cmd) -> tuple[float, float, str]:
     """Wall seconds, CPU seconds (user + sys) of the child, stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -121,12 +123,23 @@ def main() -> int:
         def sdk(disk: str, blob: str):
             return run_child([sys.executable, "-c", SDK_CHILD, url, "bench", blob, str(images[disk])])
 
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={KEY};BlobEndpoint={url};")
+
+        def drop(blob: str) -> None:
+            # Azurite keeps blobs in memory: free them between cases.
+            service.get_blob_client("bench", blob).delete_blob()
+
         results: dict[str, list[tuple[float, float]]] = {}
         ceiling = []
         for r in range(args.runs):
             wall, cpu, _ = run_child([str(UPLOADER), "--ceiling", "--size", str(size), "--container",
                                       f"{url}/bench", "--blob", f"ceiling-{r}", "--concurrency", "8"])
             ceiling.append(size / wall / (1 << 20))
+            drop(f"ceiling-{r}")
             for disk in ["half", "dense"]:
                 order = [("vmrestore", ours), ("sdk", sdk)]
                 if r % 2:
@@ -136,6 +149,11 @@ def main() -> int:
                     # The SDK writes the blob as it is; ours adds the 512-byte footer.
                     results.setdefault(f"{tool} {disk}", []).append(fn(disk, blob)[:2])
                     results.setdefault(f"{tool} {disk} rerun", []).append(fn(disk, blob)[:2])
+                    if tool == "vmrestore":
+                        drop(f"{blob}.vhd")
+                        drop(f"{blob}.vhd.vmrestore-state.json")
+                    else:
+                        drop(blob)
         ceil = statistics.median(ceiling)
         print(f"Azurite ceiling (4 MiB Put Page, 8 in flight): median {ceil:.1f} MiB/s over {args.runs} runs")
         print(f"{'case':28} {'wall s':>8} {'CPU s':>7} {'data MiB/s':>11} {'of ceiling':>10}")

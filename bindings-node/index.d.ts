@@ -46,6 +46,43 @@ declare global {
   }
 }
 
+/** The Azure Resource Manager cloud. */
+export declare class ArmCloud {
+  constructor(options: ArmCloudOptions)
+  /** The destination catalog read from ARM (regions with zones, VM sizes). */
+  catalog(): Promise<Catalog>
+}
+
+/**
+ * A backup repository in an object store (Azure Blob, S3, GCS, local
+ * files), in the same format as `Repository`.
+ */
+export declare class ObjectStoreRepository {
+  constructor(options: ObjectStoreOptions)
+  /** Restore point IDs. */
+  list(): Promise<string[]>
+  /**
+   * Copies restore point `id` from a local `Repository`; resolves to the
+   * number of chunks sent (those already there are not sent again).
+   */
+  uploadFrom(local: Repository, id: string): Promise<number>
+}
+
+/**
+ * Disks written as page blobs `<disk>.vhd` into an Azure container (or
+ * Azurite).
+ */
+export declare class PageBlobSink {
+  constructor(containerUrl: string, auth?: BlobAuth | undefined | null)
+  /**
+   * What was sent for `disk` (bytes_put, puts, bytes_cleared,
+   * bytes_unchanged, bytes_zero_skipped, bytes_read_back), or null.
+   */
+  stats(disk: string): Record<string, number> | null
+  /** The bytes of a disk's blob (data, then the VHD footer), or null. */
+  readDisk(disk: string): Promise<Buffer | null>
+}
+
 /**
  * Progress events as an async iterator: pass it as `options.progress` to
  * `run()` and read it with `for await`. It ends when the run ends.
@@ -77,7 +114,12 @@ export declare class Repository {
 
 /** Runs plans over a cloud and a repository. */
 export declare class RestoreExecutor {
-  constructor(cloud: SimCloud, repository: Repository, options?: ExecutorOptions | undefined | null)
+  /**
+   * `cloud` is a `SimCloud` or an `ArmCloud`; `repository` a `Repository`
+   * or an `ObjectStoreRepository`; `blobSink` sends the disks to page
+   * blobs instead of the cloud's disks (or `options.outDir` to VHD files).
+   */
+  constructor(cloud: SimCloud | ArmCloud, repository: Repository | ObjectStoreRepository, options?: ExecutorOptions | undefined | null, blobSink?: PageBlobSink | undefined | null)
   /**
    * Runs `plan`; resolves to the report. `options.onProgress` receives
    * each event (it never keeps the process alive); `options.progress`
@@ -101,6 +143,32 @@ export declare class SimCloud {
   diskBytes(name: string): Buffer | null
   /** Faults injected so far. */
   faultsInjected(): number
+}
+
+/** Options of an `ArmCloud`. */
+export interface ArmCloudOptions {
+  /** Subscription of resources whose request names none. */
+  subscriptionId: string
+  /** An access token for ARM (a secret; make a new ArmCloud to refresh it). */
+  token: string
+  /** Tenant (key vaults need it). */
+  tenantId?: string
+  /** Default `https://management.azure.com`. */
+  endpoint?: string
+  /** Object ID of the application's service principal (key-vault grants). */
+  principalObjectId?: string
+  /** Poll interval of long-running operations without Retry-After (ms). */
+  pollIntervalMs?: number
+}
+
+/** Authorisation of a `PageBlobSink`: `account` and `key`, or `sas`. */
+export interface BlobAuth {
+  /** Storage account (shared key). */
+  account?: string
+  /** Account key (a secret). */
+  key?: string
+  /** A SAS query string (a secret). */
+  sas?: string
 }
 
 /** Builds the demo repository under `dir`; returns the demo restores. */
@@ -140,6 +208,30 @@ export interface ExecutorOptions {
   baseDelayMs?: number
   /** On cancel, keep what was created (for a resume) instead of cleaning up. */
   keepOnCancel?: boolean
+}
+
+/** Options of an `ObjectStoreRepository`. */
+export interface ObjectStoreOptions {
+  /**
+   * `az://container/prefix`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+   * `file:///dir` or `memory:///`, with `options` for the store.
+   */
+  url?: string
+  /**
+   * The store's options (account, keys, region, endpoint, ...): secrets,
+   * never shown in errors.
+   */
+  options?: Record<string, string>
+  /** Or an Azure storage account (or Azurite) with shared key: endpoint ... */
+  endpoint?: string
+  /** ... account ... */
+  account?: string
+  /** ... key ... */
+  key?: string
+  /** ... and container. */
+  container?: string
+  /** Path prefix inside the container or bucket. */
+  prefix?: string
 }
 
 /**

@@ -835,6 +835,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ArmCloud = nativeBinding.ArmCloud
+module.exports.ObjectStoreRepository = nativeBinding.ObjectStoreRepository
+module.exports.PageBlobSink = nativeBinding.PageBlobSink
 module.exports.ProgressStream = nativeBinding.ProgressStream
 module.exports.Repository = nativeBinding.Repository
 module.exports.RestoreExecutor = nativeBinding.RestoreExecutor

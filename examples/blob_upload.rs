@@ -63,7 +63,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let results: Vec<_> = futures::stream::iter((0..size).step_by(CHUNK))
             .map(|o| {
                 let (c, b) = (client.clone(), buf.clone());
-                async move { c.put_page(o, b.slice(..(size - o).min(CHUNK as u64) as usize)).await }
+                async move {
+                    c.put_page(o, b.slice(..(size - o).min(CHUNK as u64) as usize))
+                        .await
+                }
             })
             .buffer_unordered(concurrency)
             .collect()
@@ -89,7 +92,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             "disks": [{{"name": "disk0", "role": "os", "size_bytes": {size}}}]}}}}"#
             ))?;
             let repo = vmrestore::repo::LocalRepository::create(&dir)?;
-            repo.import_raw(&rp, &[("disk0", std::path::Path::new(&image))], CHUNK as u64)?;
+            repo.import_raw(
+                &rp,
+                &[("disk0", std::path::Path::new(&image))],
+                CHUNK as u64,
+            )?;
             return Ok(());
         }
         let repo = vmrestore::repo::LocalRepository::open(&dir)?;
@@ -110,7 +117,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let data =
                             tokio::task::spawn_blocking(move || repo.read_chunk("disk0", &c2))
                                 .await??;
-                        w.write_chunk(c.offset, Bytes::from(data), &c.sha256).await?;
+                        w.write_chunk(c.offset, Bytes::from(data), &c.sha256)
+                            .await?;
                         Ok(())
                     }
                 })

@@ -448,6 +448,221 @@ impl Repository {
     }
 }
 
+fn cloud_err(e: exec::CloudError) -> CoreError {
+    CoreError::Cloud(e)
+}
+
+/// Options of an `ObjectStoreRepository`.
+#[napi(object)]
+#[derive(Default)]
+pub struct ObjectStoreOptions {
+    /// `az://container/prefix`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `file:///dir` or `memory:///`, with `options` for the store.
+    pub url: Option<String>,
+    /// The store's options (account, keys, region, endpoint, ...): secrets,
+    /// never shown in errors.
+    pub options: Option<HashMap<String, String>>,
+    /// Or an Azure storage account (or Azurite) with shared key: endpoint ...
+    pub endpoint: Option<String>,
+    /// ... account ...
+    pub account: Option<String>,
+    /// ... key ...
+    pub key: Option<String>,
+    /// ... and container.
+    pub container: Option<String>,
+    /// Path prefix inside the container or bucket.
+    pub prefix: Option<String>,
+}
+
+/// A backup repository in an object store (Azure Blob, S3, GCS, local
+/// files), in the same format as `Repository`.
+#[napi]
+pub struct ObjectStoreRepository {
+    inner: restore_core::repo::ObjectStoreRepository,
+}
+
+#[napi]
+impl ObjectStoreRepository {
+    #[napi(constructor)]
+    pub fn new(options: ObjectStoreOptions) -> napi::Result<Self, Code> {
+        let o = options;
+        let inner = match (o.url, o.endpoint, o.account, o.key, o.container) {
+            (Some(u), None, None, None, None) => {
+                restore_core::repo::ObjectStoreRepository::from_url(
+                    &u,
+                    o.options.unwrap_or_default(),
+                )
+            }
+            (None, Some(e), Some(a), Some(k), Some(c)) => {
+                restore_core::repo::ObjectStoreRepository::azure_shared_key(
+                    &e,
+                    &a,
+                    &k,
+                    &c,
+                    o.prefix.as_deref().unwrap_or(""),
+                )
+            }
+            _ => Err(invalid(
+                "options",
+                "give url (and options), or endpoint, account, key and container",
+            )),
+        }
+        .map_err(coded)?;
+        Ok(ObjectStoreRepository { inner })
+    }
+
+    /// Restore point IDs.
+    #[napi(ts_return_type = "Promise<string[]>")]
+    pub fn list<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Vec<String>>> {
+        let r = self.inner.clone();
+        promise(env, async move { r.list().await }, Ok)
+    }
+
+    /// Copies restore point `id` from a local `Repository`; resolves to the
+    /// number of chunks sent (those already there are not sent again).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn upload_from<'env>(
+        &self,
+        env: &'env Env,
+        local: &Repository,
+        id: String,
+    ) -> Result<PromiseRaw<'env, u32>> {
+        let (r, l) = (self.inner.clone(), local.inner.clone());
+        promise(env, async move { r.upload_from(&l, &id).await }, |n| {
+            Ok(n as u32)
+        })
+    }
+}
+
+/// Authorisation of a `PageBlobSink`: `account` and `key`, or `sas`.
+#[napi(object)]
+#[derive(Default)]
+pub struct BlobAuth {
+    /// Storage account (shared key).
+    pub account: Option<String>,
+    /// Account key (a secret).
+    pub key: Option<String>,
+    /// A SAS query string (a secret).
+    pub sas: Option<String>,
+}
+
+/// Disks written as page blobs `<disk>.vhd` into an Azure container (or
+/// Azurite).
+#[napi]
+pub struct PageBlobSink {
+    inner: Arc<restore_core::azure::PageBlobSink>,
+}
+
+#[napi]
+impl PageBlobSink {
+    #[napi(constructor)]
+    pub fn new(container_url: String, auth: Option<BlobAuth>) -> napi::Result<Self, Code> {
+        let a = auth.unwrap_or_default();
+        let auth = match (a.account, a.key, a.sas) {
+            (Some(account), Some(key), None) => {
+                restore_core::azure::StorageAuth::SharedKey { account, key }
+            }
+            (None, None, sas) => restore_core::azure::StorageAuth::Sas(sas.unwrap_or_default()),
+            _ => {
+                return Err(coded(invalid(
+                    "auth",
+                    "give account and key, or a SAS (or neither when the URL carries one)",
+                )));
+            }
+        };
+        let inner = restore_core::azure::PageBlobSink::new(&container_url, auth)
+            .map_err(|e| coded(cloud_err(e)))?;
+        Ok(PageBlobSink {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// What was sent for `disk` (bytes_put, puts, bytes_cleared,
+    /// bytes_unchanged, bytes_zero_skipped, bytes_read_back), or null.
+    #[napi(ts_return_type = "Record<string, number> | null")]
+    pub fn stats(&self, disk: String) -> napi::Result<Value, Code> {
+        to_js(&self.inner.stats(&disk))
+    }
+
+    /// The bytes of a disk's blob (data, then the VHD footer), or null.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn read_disk<'env>(
+        &self,
+        env: &'env Env,
+        disk: String,
+    ) -> Result<PromiseRaw<'env, Option<Buffer>>> {
+        let s = self.inner.clone();
+        promise(
+            env,
+            async move {
+                let blob = s.disk_blob(&disk).map_err(cloud_err)?;
+                blob.get().await.map_err(cloud_err)
+            },
+            |b| Ok(b.map(|b| Buffer::from(b.to_vec()))),
+        )
+    }
+}
+
+/// Options of an `ArmCloud`.
+#[napi(object)]
+pub struct ArmCloudOptions {
+    /// Subscription of resources whose request names none.
+    pub subscription_id: String,
+    /// An access token for ARM (a secret; make a new ArmCloud to refresh it).
+    pub token: String,
+    /// Tenant (key vaults need it).
+    pub tenant_id: Option<String>,
+    /// Default `https://management.azure.com`.
+    pub endpoint: Option<String>,
+    /// Object ID of the application's service principal (key-vault grants).
+    pub principal_object_id: Option<String>,
+    /// Poll interval of long-running operations without Retry-After (ms).
+    pub poll_interval_ms: Option<u32>,
+}
+
+/// The Azure Resource Manager cloud.
+#[napi]
+pub struct ArmCloud {
+    inner: Arc<restore_core::azure::ArmCloud>,
+}
+
+#[napi]
+impl ArmCloud {
+    #[napi(constructor)]
+    pub fn new(options: ArmCloudOptions) -> napi::Result<Self, Code> {
+        let cfg = restore_core::azure::ArmConfig {
+            endpoint: options
+                .endpoint
+                .unwrap_or_else(|| "https://management.azure.com".into()),
+            subscription_id: options.subscription_id,
+            tenant_id: options.tenant_id.unwrap_or_default(),
+            principal_object_id: options.principal_object_id.unwrap_or_default(),
+            poll_interval: std::time::Duration::from_millis(u64::from(
+                options.poll_interval_ms.unwrap_or(2000),
+            )),
+            ..Default::default()
+        };
+        let tp = Arc::new(restore_core::azure::StaticToken(
+            restore_core::azure::AccessToken::new(options.token, None),
+        ));
+        let inner = restore_core::azure::ArmCloud::new(cfg, tp).map_err(|e| coded(cloud_err(e)))?;
+        Ok(ArmCloud {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The destination catalog read from ARM (regions with zones, VM sizes).
+    #[napi(ts_return_type = "Promise<Catalog>")]
+    pub fn catalog<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Value>> {
+        let c = self.inner.clone();
+        promise(
+            env,
+            async move { exec::Cloud::catalog(&*c).await.map_err(cloud_err) },
+            |cat| serde_json::to_value(&cat).map_err(|e| Error::from_reason(e.to_string())),
+        )
+    }
+}
+
 /// Options of the simulated Azure.
 #[napi(object)]
 #[derive(Default)]
@@ -619,11 +834,15 @@ pub struct RestoreExecutor {
 
 #[napi]
 impl RestoreExecutor {
+    /// `cloud` is a `SimCloud` or an `ArmCloud`; `repository` a `Repository`
+    /// or an `ObjectStoreRepository`; `blobSink` sends the disks to page
+    /// blobs instead of the cloud's disks (or `options.outDir` to VHD files).
     #[napi(constructor)]
     pub fn new(
-        cloud: &SimCloud,
-        repository: &Repository,
+        cloud: Either<&SimCloud, &ArmCloud>,
+        repository: Either<&Repository, &ObjectStoreRepository>,
         options: Option<ExecutorOptions>,
+        blob_sink: Option<&PageBlobSink>,
     ) -> napi::Result<Self, Code> {
         let o = options.unwrap_or_default();
         let defaults = ExecOptions::default();
@@ -654,15 +873,21 @@ impl RestoreExecutor {
             },
             ..defaults
         };
-        let mut ex = Executor::new(
-            Arc::new(cloud.inner.clone()),
-            Arc::new(repository.inner.clone()),
-        )
-        .with_options(opts);
+        let cloud: Arc<dyn exec::Cloud> = match cloud {
+            Either::A(c) => Arc::new(c.inner.clone()),
+            Either::B(c) => c.inner.clone(),
+        };
+        let repo: Arc<dyn exec::Repository> = match repository {
+            Either::A(r) => Arc::new(r.inner.clone()),
+            Either::B(r) => Arc::new(r.inner.clone()),
+        };
+        let mut ex = Executor::new(cloud, repo).with_options(opts);
         if let Some(dir) = o.out_dir {
             let sink = LocalVhdSink::new(std::path::Path::new(&dir))
                 .map_err(|e| coded(invalid("outDir", e.to_string())))?;
             ex = ex.with_sink(Arc::new(sink));
+        } else if let Some(b) = blob_sink {
+            ex = ex.with_sink(b.inner.clone());
         }
         Ok(RestoreExecutor {
             inner: Arc::new(ex),

@@ -7,6 +7,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
+use restore_core::azure;
 use restore_core::exec::{
     self, Event, ExecOptions, Executor, Faults, LocalVhdSink, ProgressFn, RetryPolicy, SimConfig,
 };
@@ -641,6 +642,199 @@ impl Repository {
     }
 }
 
+fn storage_auth(
+    account: Option<String>,
+    key: Option<String>,
+    sas: Option<String>,
+) -> PyResult<azure::StorageAuth> {
+    match (account, key, sas) {
+        (Some(account), Some(key), None) => Ok(azure::StorageAuth::SharedKey { account, key }),
+        (None, None, sas) => Ok(azure::StorageAuth::Sas(sas.unwrap_or_default())),
+        _ => Err(to_py_err(restore_core::Error::Invalid {
+            path: "auth".into(),
+            message: "give account and key, or a SAS (or neither when the URL carries one)".into(),
+        })),
+    }
+}
+
+fn cloud_err(e: exec::CloudError) -> PyErr {
+    to_py_err(restore_core::Error::Cloud(e))
+}
+
+/// A backup repository in an object store (Azure Blob, S3, GCS, local files),
+/// in the same format as `Repository`.
+#[pyclass(module = "vmrestore._native", frozen)]
+struct ObjectStoreRepository {
+    inner: restore_core::repo::ObjectStoreRepository,
+}
+
+#[pymethods]
+impl ObjectStoreRepository {
+    /// `url` is `az://container/prefix`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `file:///dir` or `memory:///`; `options` are
+    /// the store's (account, keys, endpoint, ...). Or give `endpoint`,
+    /// `account`, `key` and `container` for an Azure storage account (or
+    /// Azurite) with shared key.
+    #[new]
+    #[pyo3(signature = (url=None, options=None, endpoint=None, account=None, key=None, container=None, prefix=""))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        url: Option<String>,
+        options: Option<std::collections::HashMap<String, String>>,
+        endpoint: Option<String>,
+        account: Option<String>,
+        key: Option<String>,
+        container: Option<String>,
+        prefix: &str,
+    ) -> PyResult<Self> {
+        let inner = match (url, endpoint, account, key, container) {
+            (Some(u), None, None, None, None) => {
+                restore_core::repo::ObjectStoreRepository::from_url(&u, options.unwrap_or_default())
+            }
+            (None, Some(e), Some(a), Some(k), Some(c)) => {
+                restore_core::repo::ObjectStoreRepository::azure_shared_key(&e, &a, &k, &c, prefix)
+            }
+            _ => Err(restore_core::Error::Invalid {
+                path: "url".into(),
+                message: "give url (and options), or endpoint, account, key and container".into(),
+            }),
+        }
+        .map_err(to_py_err)?;
+        Ok(ObjectStoreRepository { inner })
+    }
+    /// Restore point IDs.
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let r = self.inner.clone();
+        py.detach(move || {
+            runtime()?
+                .block_on(async move { r.list().await })
+                .map_err(to_py_err)
+        })
+    }
+    /// A restore point's manifest as a dict.
+    fn manifest(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
+        let r = self.inner.clone();
+        let m = py.detach(move || {
+            runtime()?
+                .block_on(async move { r.manifest(&id).await })
+                .map_err(to_py_err)
+        })?;
+        to_py(py, &m)
+    }
+    /// Copies restore point `id` from a local `Repository`; returns the
+    /// number of chunks sent (those already there are not sent again).
+    fn upload_from(&self, py: Python<'_>, local: &Repository, id: String) -> PyResult<usize> {
+        let (r, l) = (self.inner.clone(), local.inner.clone());
+        py.detach(move || {
+            runtime()?
+                .block_on(async move { r.upload_from(&l, &id).await })
+                .map_err(to_py_err)
+        })
+    }
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+/// Disks written as page blobs `<disk>.vhd` into an Azure container (or
+/// Azurite): pass as `RestoreExecutor(..., blob_sink=...)`.
+#[pyclass(module = "vmrestore._native", frozen)]
+struct PageBlobSink {
+    inner: Arc<azure::PageBlobSink>,
+}
+
+#[pymethods]
+impl PageBlobSink {
+    /// `container_url` like `https://acct.blob.core.windows.net/restores`;
+    /// authorise with `account` and `key` (shared key) or `sas`.
+    #[new]
+    #[pyo3(signature = (container_url, account=None, key=None, sas=None))]
+    fn new(
+        container_url: &str,
+        account: Option<String>,
+        key: Option<String>,
+        sas: Option<String>,
+    ) -> PyResult<Self> {
+        let auth = storage_auth(account, key, sas)?;
+        let inner = azure::PageBlobSink::new(container_url, auth).map_err(cloud_err)?;
+        Ok(PageBlobSink {
+            inner: Arc::new(inner),
+        })
+    }
+    /// What was sent for `disk`: bytes_put, puts, bytes_cleared,
+    /// bytes_unchanged, bytes_zero_skipped, bytes_read_back; or None.
+    fn stats(&self, py: Python<'_>, disk: &str) -> PyResult<Py<PyAny>> {
+        to_py(py, &self.inner.stats(disk))
+    }
+    /// The bytes of a disk's blob (the VHD: data then footer), or None.
+    fn read_disk<'py>(
+        &self,
+        py: Python<'py>,
+        disk: String,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
+        let s = self.inner.clone();
+        let b = py.detach(move || {
+            runtime()?.block_on(async move {
+                let blob = s.disk_blob(&disk).map_err(cloud_err)?;
+                blob.get().await.map_err(cloud_err)
+            })
+        })?;
+        Ok(b.map(|b| pyo3::types::PyBytes::new(py, &b)))
+    }
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+/// The Azure Resource Manager cloud. `token` is an access token for ARM
+/// (the host refreshes it by making a new ArmCloud); it never appears in
+/// errors or reprs.
+#[pyclass(module = "vmrestore._native", frozen)]
+struct ArmCloud {
+    inner: Arc<azure::ArmCloud>,
+}
+
+#[pymethods]
+impl ArmCloud {
+    #[new]
+    #[pyo3(signature = (subscription_id, token, tenant_id="", endpoint="https://management.azure.com", principal_object_id="", poll_interval_ms=2000))]
+    fn new(
+        subscription_id: &str,
+        token: String,
+        tenant_id: &str,
+        endpoint: &str,
+        principal_object_id: &str,
+        poll_interval_ms: u64,
+    ) -> PyResult<Self> {
+        let cfg = azure::ArmConfig {
+            endpoint: endpoint.into(),
+            subscription_id: subscription_id.into(),
+            tenant_id: tenant_id.into(),
+            principal_object_id: principal_object_id.into(),
+            poll_interval: std::time::Duration::from_millis(poll_interval_ms),
+            ..Default::default()
+        };
+        let tp = Arc::new(azure::StaticToken(azure::AccessToken::new(token, None)));
+        let inner = azure::ArmCloud::new(cfg, tp).map_err(cloud_err)?;
+        Ok(ArmCloud {
+            inner: Arc::new(inner),
+        })
+    }
+    /// The destination catalog read from ARM (regions with zones, VM sizes).
+    fn catalog(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let c = self.inner.clone();
+        let cat = py.detach(move || {
+            runtime()?
+                .block_on(async move { exec::Cloud::catalog(&*c).await })
+                .map_err(cloud_err)
+        })?;
+        to_py(py, &cat)
+    }
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
 /// The simulated Azure.
 #[pyclass(module = "vmrestore._native", frozen)]
 struct SimCloud {
@@ -898,11 +1092,11 @@ impl RestoreExecutor {
     /// `out_dir` sends disks to fixed VHD files there (with a template and
     /// the report); without it the disks go to the cloud's own disks.
     #[new]
-    #[pyo3(signature = (cloud, repository, out_dir=None, journal=None, control_concurrency=8, data_concurrency=4, max_attempts=8, base_delay_ms=200, keep_on_cancel=false))]
+    #[pyo3(signature = (cloud, repository, out_dir=None, journal=None, control_concurrency=8, data_concurrency=4, max_attempts=8, base_delay_ms=200, keep_on_cancel=false, blob_sink=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        cloud: &SimCloud,
-        repository: &Repository,
+        cloud: &Bound<'_, PyAny>,
+        repository: &Bound<'_, PyAny>,
         out_dir: Option<std::path::PathBuf>,
         journal: Option<std::path::PathBuf>,
         control_concurrency: usize,
@@ -910,6 +1104,7 @@ impl RestoreExecutor {
         max_attempts: u32,
         base_delay_ms: u64,
         keep_on_cancel: bool,
+        blob_sink: Option<&PageBlobSink>,
     ) -> PyResult<Self> {
         let opts = ExecOptions {
             control_concurrency,
@@ -923,11 +1118,25 @@ impl RestoreExecutor {
             },
             ..Default::default()
         };
-        let mut ex = Executor::new(
-            Arc::new(cloud.inner.clone()),
-            Arc::new(repository.inner.clone()),
-        )
-        .with_options(opts);
+        let cloud: Arc<dyn exec::Cloud> = if let Ok(c) = cloud.cast::<SimCloud>() {
+            Arc::new(c.get().inner.clone())
+        } else if let Ok(c) = cloud.cast::<ArmCloud>() {
+            c.get().inner.clone()
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "cloud must be a SimCloud or an ArmCloud",
+            ));
+        };
+        let repo: Arc<dyn exec::Repository> = if let Ok(r) = repository.cast::<Repository>() {
+            Arc::new(r.get().inner.clone())
+        } else if let Ok(r) = repository.cast::<ObjectStoreRepository>() {
+            Arc::new(r.get().inner.clone())
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "repository must be a Repository or an ObjectStoreRepository",
+            ));
+        };
+        let mut ex = Executor::new(cloud, repo).with_options(opts);
         if let Some(dir) = out_dir {
             let sink = LocalVhdSink::new(&dir).map_err(|e| {
                 to_py_err(restore_core::Error::Invalid {
@@ -936,6 +1145,8 @@ impl RestoreExecutor {
                 })
             })?;
             ex = ex.with_sink(Arc::new(sink));
+        } else if let Some(b) = blob_sink {
+            ex = ex.with_sink(b.inner.clone());
         }
         Ok(RestoreExecutor {
             inner: Arc::new(ex),
@@ -1036,6 +1247,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Estimates>()?;
     m.add_class::<Repository>()?;
     m.add_class::<SimCloud>()?;
+    m.add_class::<ArmCloud>()?;
+    m.add_class::<ObjectStoreRepository>()?;
+    m.add_class::<PageBlobSink>()?;
     m.add_class::<Report>()?;
     m.add_class::<ProgressStream>()?;
     m.add_class::<RestoreExecutor>()?;

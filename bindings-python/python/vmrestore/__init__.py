@@ -5,8 +5,11 @@ data-path decision is made there.
 """
 
 from ._native import (
+    ArmCloud,
     Estimates,
     Finding,
+    ObjectStoreRepository,
+    PageBlobSink,
     Plan,
     PostAction,
     ProgressStream,
@@ -41,12 +44,15 @@ from .exceptions import (
 )
 
 __all__ = [
+    "ArmCloud",
     "CloudError",
     "Estimates",
     "Finding",
     "IntegrityError",
     "InvalidInputError",
     "JournalError",
+    "ObjectStoreRepository",
+    "PageBlobSink",
     "ParseError",
     "Plan",
     "PlanBlockedError",

@@ -24,6 +24,9 @@ __all__ = [
     "Estimates",
     "Repository",
     "SimCloud",
+    "ArmCloud",
+    "ObjectStoreRepository",
+    "PageBlobSink",
     "Report",
     "ProgressStream",
     "RestoreExecutor",
@@ -232,11 +235,52 @@ class ProgressStream:
 _Progress = Union[Callable[[dict[str, Any]], object], ProgressStream]
 
 @final
+@final
+class ObjectStoreRepository:
+    def __new__(
+        cls,
+        url: str | None = None,
+        options: dict[str, str] | None = None,
+        endpoint: str | None = None,
+        account: str | None = None,
+        key: str | None = None,
+        container: str | None = None,
+        prefix: str = "",
+    ) -> ObjectStoreRepository: ...
+    def list(self) -> list[str]: ...
+    def manifest(self, id: str) -> dict[str, Any]: ...
+    def upload_from(self, local: Repository, id: str) -> int: ...
+
+@final
+class PageBlobSink:
+    def __new__(
+        cls,
+        container_url: str,
+        account: str | None = None,
+        key: str | None = None,
+        sas: str | None = None,
+    ) -> PageBlobSink: ...
+    def stats(self, disk: str) -> dict[str, int] | None: ...
+    def read_disk(self, disk: str) -> bytes | None: ...
+
+@final
+class ArmCloud:
+    def __new__(
+        cls,
+        subscription_id: str,
+        token: str,
+        tenant_id: str = "",
+        endpoint: str = "https://management.azure.com",
+        principal_object_id: str = "",
+        poll_interval_ms: int = 2000,
+    ) -> ArmCloud: ...
+    def catalog(self) -> dict[str, Any]: ...
+
 class RestoreExecutor:
     def __new__(
         cls,
-        cloud: SimCloud,
-        repository: Repository,
+        cloud: SimCloud | ArmCloud,
+        repository: Repository | ObjectStoreRepository,
         out_dir: str | os.PathLike[str] | None = None,
         journal: str | os.PathLike[str] | None = None,
         control_concurrency: int = 8,
@@ -244,6 +288,7 @@ class RestoreExecutor:
         max_attempts: int = 8,
         base_delay_ms: int = 200,
         keep_on_cancel: bool = False,
+        blob_sink: PageBlobSink | None = None,
     ) -> RestoreExecutor: ...
     def run(self, plan: Plan, progress: _Progress | None = None) -> Awaitable[Report]: ...
     def run_sync(self, plan: Plan, progress: _Progress | None = None) -> Report: ...
