@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from azure.storage.blob import BlobServiceClient
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 AZURITE = ROOT / "bindings-node" / "node_modules" / ".bin" / "azurite-blob"
 UPLOADER = ROOT / "target" / "release" / "examples" / "blob_upload"
@@ -84,26 +86,32 @@ def main() -> int:
         if not p.exists():
             print(f"{p} is missing: {how}", file=sys.stderr)
             return 2
-    try:
-        import azure.storage.blob  # noqa: F401
-    except ImportError:
-        print("azure-storage-blob is missing: .venv/bin/pip install -r benches/requirements.txt", file=sys.stderr)
-        return 2
     size = args.size_mib << 20
-    port = free_port()
     work = pathlib.Path(tempfile.mkdtemp(prefix="vmrestore-bench-"))
-    azurite = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-         "--skipApiVersionCheck", "--silent", "--disableTelemetry"],
-        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    azurite = None
+
+    def start_azurite() -> str:
+        # A fresh Azurite per run: it keeps blobs in memory (and frees
+        # deleted ones late), and a run writes about 10 GiB.
+        nonlocal azurite
+        if azurite:
+            azurite.kill()
+            azurite.wait()
+        port = free_port()
+        azurite = subprocess.Popen(
+            [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+             "--skipApiVersionCheck", "--silent", "--disableTelemetry"],
+            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
                 time.sleep(0.1)
-        url = f"http://127.0.0.1:{port}/{ACCOUNT}"
+        return f"http://127.0.0.1:{port}/{ACCOUNT}"
+
+    try:
+        url = start_azurite()
         images = {"half": work / "half.raw", "dense": work / "dense.raw"}
         for name, path in images.items():
             make_image(path, size, dense=name == "dense")
@@ -123,19 +131,19 @@ def main() -> int:
         def sdk(disk: str, blob: str):
             return run_child([sys.executable, "-c", SDK_CHILD, url, "bench", blob, str(images[disk])])
 
-        from azure.storage.blob import BlobServiceClient
-
-        service = BlobServiceClient.from_connection_string(
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-            f"AccountKey={KEY};BlobEndpoint={url};")
+        def service():
+            return BlobServiceClient.from_connection_string(
+                "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                f"AccountKey={KEY};BlobEndpoint={url};")
 
         def drop(blob: str) -> None:
-            # Azurite keeps blobs in memory: free them between cases.
-            service.get_blob_client("bench", blob).delete_blob()
+            service().get_blob_client("bench", blob).delete_blob()
 
         results: dict[str, list[tuple[float, float]]] = {}
         ceiling = []
         for r in range(args.runs):
+            if r:
+                url = start_azurite()
             wall, cpu, _ = run_child([str(UPLOADER), "--ceiling", "--size", str(size), "--container",
                                       f"{url}/bench", "--blob", f"ceiling-{r}", "--concurrency", "8"])
             ceiling.append(size / wall / (1 << 20))
@@ -174,8 +182,9 @@ def main() -> int:
                   f" (sdk rerun {med[f'sdk {disk} rerun'][0]:.2f} s)")
         print(json.dumps({"ceiling_mib_s": ceil, "cases": med}))
     finally:
-        azurite.kill()
-        azurite.wait()
+        if azurite:
+            azurite.kill()
+            azurite.wait()
         import shutil
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -235,7 +235,6 @@ class ProgressStream:
 _Progress = Union[Callable[[dict[str, Any]], object], ProgressStream]
 
 @final
-@final
 class ObjectStoreRepository:
     def __new__(
         cls,
@@ -276,6 +275,7 @@ class ArmCloud:
     ) -> ArmCloud: ...
     def catalog(self) -> dict[str, Any]: ...
 
+@final
 class RestoreExecutor:
     def __new__(
         cls,
