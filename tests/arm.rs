@@ -7,8 +7,8 @@
 //! (AZURE.md: api-versions, `createOption`, `uploadSizeBytes`, attached
 //! disks that must exist and have left the upload state, ...). These are
 //! written from AZURE.md, not read from Microsoft's published API
-//! definitions: see docs/RELIABILITY.md / the issue notes for why those are
-//! not vendored here.
+//! definitions: see ARCHITECTURE.md (Azure adapters) for why those are not
+//! vendored here.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
