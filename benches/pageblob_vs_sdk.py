@@ -82,7 +82,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=2048)
     args = ap.parse_args()
-    for p, how in [(AZURITE, "npm ci in bindings-node"), (UPLOADER, "cargo build --release --example blob_upload")]:
+    for p, how in [(AZURITE, "npm install in bindings-node"), (UPLOADER, "cargo build --release --example blob_upload")]:
         if not p.exists():
             print(f"{p} is missing: {how}", file=sys.stderr)
             return 2

@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 # the Rust tests start Azurite from there.
 (
   cd bindings-node
+  # `npm install --no-save` from the lock file (npm ci refuses lock files
+  # whose optional platform packages npm itself left out).
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
+    npm install --no-save --no-audit --no-fund --loglevel=error
   fi
 )
 

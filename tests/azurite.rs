@@ -40,7 +40,7 @@ impl Azurite {
             });
         assert!(
             bin.exists(),
-            "{} not found: run `npm ci` in bindings-node (scripts/test.sh does)",
+            "{} not found: run `npm install` in bindings-node (scripts/test.sh does)",
             bin.display()
         );
         let port = TcpListener::bind("127.0.0.1:0")

@@ -26,7 +26,7 @@ async function freePort() {
 }
 
 async function startAzurite() {
-  assert.ok(fs.existsSync(AZURITE), `${AZURITE} is missing: run npm ci in bindings-node`);
+  assert.ok(fs.existsSync(AZURITE), `${AZURITE} is missing: run npm install in bindings-node`);
   const port = await freePort();
   const child = spawn(
     AZURITE,

@@ -20,7 +20,7 @@ KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory):
-    assert AZURITE.exists(), f"{AZURITE} is missing: run npm ci in bindings-node"
+    assert AZURITE.exists(), f"{AZURITE} is missing: run npm install in bindings-node"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
