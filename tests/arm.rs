@@ -3,12 +3,15 @@
 //! `Location` headers, polling, 429 with `Retry-After`, failed operations,
 //! and a managed disk's upload endpoint that enforces Azure's page rules.
 //!
-//! Every request body is checked against the rules of the resource types
-//! (AZURE.md: api-versions, `createOption`, `uploadSizeBytes`, attached
-//! disks that must exist and have left the upload state, ...). These are
-//! written from AZURE.md, not read from Microsoft's published API
-//! definitions: see ARCHITECTURE.md (Azure adapters) for why those are not
-//! vendored here.
+//! Every request body is checked twice:
+//! - by the server, against the rules of the resource types in AZURE.md
+//!   (api-versions, `createOption`, `uploadSizeBytes`, attached disks that
+//!   must exist and have left the upload state, ...);
+//! - after the run, against Microsoft's published API definitions, by
+//!   `tests/arm_spec/validate.py` with Microsoft's AutoRest-generated
+//!   management SDK models (property names and nesting, types, read-only
+//!   and required properties, enum values, constraints) for the
+//!   api-versions of AZURE.md.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -51,6 +54,8 @@ struct Fake {
     unauthorised: u32,
     fail_vm: bool,
     calls: Vec<String>,
+    /// Every request with a body, for the published definitions' check.
+    bodies: Vec<Value>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -145,6 +150,17 @@ fn validate(f: &Fake, path: &str, body: &Value) -> Result<(), String> {
             )
         {
             return Err("an OS disk needs hyperVGeneration V1 or V2".into());
+        }
+    } else if p.contains("/extensions/") {
+        let vm = &p[..p.find("/extensions/").unwrap()];
+        if !f.resources.contains_key(vm) {
+            return Err(format!("VM {vm} does not exist"));
+        }
+        for k in ["publisher", "type", "typeHandlerVersion"] {
+            props
+                .get(k)
+                .and_then(Value::as_str)
+                .ok_or(format!("properties.{k} is required"))?;
         }
     } else if p.contains("/microsoft.compute/virtualmachines/") {
         props
@@ -327,6 +343,7 @@ async fn handle(
                     );
                 }
             };
+            f.bodies.push(json!({ "method": "PUT", "path": path, "api_version": q.get("api-version"), "body": body }));
             // ARM's write throttling: the first NIC write is refused once.
             if key.contains("/networkinterfaces/") && f.throttled == 0 {
                 f.throttled += 1;
@@ -397,6 +414,10 @@ async fn handle(
         Method::POST => {
             let (res, verb) = key.rsplit_once('/').unwrap_or((&key, ""));
             let res = res.to_string();
+            if !body.is_empty() {
+                let b: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                f.bodies.push(json!({ "method": "POST", "path": path, "api_version": q.get("api-version"), "body": b }));
+            }
             if !f.resources.contains_key(&res) {
                 return err(StatusCode::NOT_FOUND, "ResourceNotFound", &path);
             }
@@ -611,6 +632,56 @@ fn plan_for(r: &DemoRestore, profile: &str) -> Plan {
         .unwrap()
 }
 
+/// The Python that has Microsoft's management SDKs
+/// (`tests/arm_spec/requirements.txt`): `VMRESTORE_SPEC_PYTHON`, else the
+/// repository's `.venv` (made by `scripts/test.sh`). `None` when neither
+/// has them, unless `VMRESTORE_REQUIRE_SPEC` is set (as the test script
+/// does): then the check may not be skipped.
+fn spec_python() -> Option<std::path::PathBuf> {
+    let candidate = std::env::var_os("VMRESTORE_SPEC_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+        });
+    let ok = std::process::Command::new(&candidate)
+        .args(["-c", "import azure.mgmt.compute, azure.mgmt.network, azure.mgmt.keyvault, azure.mgmt.storage, azure.mgmt.resource"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var_os("VMRESTORE_REQUIRE_SPEC").is_none(),
+        "{} cannot import Microsoft's management SDKs: pip install -r tests/arm_spec/requirements.txt",
+        candidate.display()
+    );
+    eprintln!(
+        "skipping the published-definitions check: no Python with tests/arm_spec/requirements.txt"
+    );
+    None
+}
+
+/// Runs `tests/arm_spec/validate.py` over requests: its exit status and
+/// what it printed.
+fn check_against_spec(python: &std::path::Path, requests: &[Value]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requests.json");
+    std::fs::write(&file, serde_json::to_vec(requests).unwrap()).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/arm_spec/validate.py"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 fn options() -> ExecOptions {
     ExecOptions {
         check_catalog: false,
@@ -682,6 +753,117 @@ async fn a_full_restore_runs_through_arm_with_lros_throttling_and_disk_uploads()
     );
     // Uploads ended before the VM attached them (the server refuses otherwise).
     assert!(f.calls.iter().any(|c| c.ends_with("/endGetAccess")));
+    // Every body the cloud sent, against Microsoft's published definitions.
+    if let Some(python) = spec_python() {
+        let kinds: BTreeSet<String> = f
+            .bodies
+            .iter()
+            .filter_map(|b| b["path"].as_str())
+            .filter_map(|p| p.split("/providers/").nth(1))
+            .map(|p| p.split('/').take(2).collect::<Vec<_>>().join("/"))
+            .collect();
+        for k in [
+            "Microsoft.Compute/disks",
+            "Microsoft.Compute/virtualMachines",
+            "Microsoft.Network/networkInterfaces",
+        ] {
+            assert!(kinds.contains(k), "no {k} body in {kinds:?}");
+        }
+        let (code, out) = check_against_spec(&python, &f.bodies);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("0 violation(s)"), "{out}");
+    }
+}
+
+/// The published-definitions check is live: bodies that break Microsoft's
+/// definitions in the ways a hand-written client can are each refused, with
+/// the JSON path named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_definitions_refuse_bodies_that_break_them() {
+    let Some(python) = spec_python() else { return };
+    let (st, cloud) = serve(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let plan = plan_for(web01, "azure-backup");
+    let ex = Executor::new(Arc::new(cloud), Arc::new(repo)).with_options(options());
+    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    let bodies = st.lock().unwrap().bodies.clone();
+    let find = |part: &str| {
+        bodies
+            .iter()
+            .find(|b| b["path"].as_str().unwrap().contains(part) && b["method"] == "PUT")
+            .cloned()
+            .unwrap()
+    };
+    let (disk, vm) = (find("/disks/"), find("/virtualMachines/"));
+    let mutants: Vec<(&str, Value, &str)> = vec![
+        (
+            "a misspelt property",
+            {
+                let mut d = disk.clone();
+                let c = d["body"]["properties"]["creationData"]
+                    .as_object_mut()
+                    .unwrap();
+                let v = c.remove("uploadSizeBytes").unwrap();
+                c.insert("uploadSize".into(), v);
+                d
+            },
+            "$.properties.creationData.uploadSize: unknown property",
+        ),
+        (
+            "a read-only property",
+            {
+                let mut v = vm.clone();
+                v["body"]["properties"]["vmId"] = json!("x");
+                v
+            },
+            "$.properties.vmId: read-only",
+        ),
+        (
+            "a missing required property",
+            {
+                let mut d = disk.clone();
+                d["body"].as_object_mut().unwrap().remove("location");
+                d
+            },
+            "$.location: required",
+        ),
+        (
+            "a value outside an enum",
+            {
+                let mut v = vm.clone();
+                v["body"]["properties"]["storageProfile"]["osDisk"]["createOption"] =
+                    json!("Attached");
+                v
+            },
+            "$.properties.storageProfile.osDisk.createOption: 'Attached' is not one of",
+        ),
+        (
+            "a wrong type",
+            {
+                let mut d = disk.clone();
+                d["body"]["properties"]["creationData"]["uploadSizeBytes"] = json!("21475837440");
+                d
+            },
+            "$.properties.creationData.uploadSizeBytes: must be an integer",
+        ),
+        (
+            "a wrong api-version",
+            {
+                let mut d = disk.clone();
+                d["api_version"] = json!("2020-12-01");
+                d
+            },
+            "api-version '2020-12-01'",
+        ),
+    ];
+    for (what, request, expect) in mutants {
+        let (code, out) = check_against_spec(&python, &[request]);
+        assert_eq!(code, 1, "{what} was accepted: {out}");
+        assert!(out.contains(expect), "{what}: {out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,4 +904,242 @@ async fn the_catalog_is_read_from_arm() {
         (s.vcpus, s.max_data_disks, s.gen2, s.premium_storage),
         (4, 8, true, true)
     );
+}
+
+/// Runs the credential's shell command with a fake `az` first on `PATH`
+/// (a real process, as the Azure CLI credential runs one).
+#[derive(Debug)]
+struct FakeAzPath(std::path::PathBuf);
+
+#[vmrestore::azure::auth::async_trait]
+impl vmrestore::azure::identity::azure_identity::Executor for FakeAzPath {
+    async fn run(
+        &self,
+        program: &std::ffi::OsStr,
+        args: &[&std::ffi::OsStr],
+    ) -> std::io::Result<std::process::Output> {
+        let path = format!(
+            "{}:{}",
+            self.0.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        tokio::process::Command::new(program)
+            .args(args)
+            .env("PATH", path)
+            .output()
+            .await
+    }
+}
+
+fn fake_az(dir: &std::path::Path, script: &str) -> vmrestore::azure::AzureIdentity {
+    use std::os::unix::fs::PermissionsExt;
+    let az = dir.join("az");
+    std::fs::write(&az, script).unwrap();
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    vmrestore::azure::AzureIdentity::azure_cli_with(
+        vmrestore::azure::identity::azure_identity::AzureCliCredentialOptions {
+            executor: Some(Arc::new(FakeAzPath(dir.to_path_buf()))),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// `azure_identity`'s Azure CLI credential, through our token provider,
+/// authenticates ARM calls; its token is cached (one `az` run for many
+/// requests) and never shows in `Debug`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_identity_credentials_authenticate_arm_and_are_cached() {
+    let (st, _) = serve(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let script = format!(
+        "#!/bin/sh\necho run >> \"{}\"\ncase \"$*\" in *--scope*/.default*) ;; *) echo bad scope >&2; exit 1;; esac\n\
+         echo '{{\"accessToken\": \"{TOKEN}\", \"expires_on\": {expires}, \"tokenType\": \"Bearer\"}}'\n",
+        dir.path().join("runs").display()
+    );
+    let identity = fake_az(dir.path(), &script);
+    assert!(!format!("{identity:?}").contains(TOKEN));
+    let base = st.lock().unwrap().base.clone();
+    let cloud = ArmCloud::new(
+        ArmConfig {
+            endpoint: base,
+            subscription_id: SUB.into(),
+            tenant_id: "33333333-3333-3333-3333-333333333333".into(),
+            poll_interval: Duration::from_millis(5),
+            ..Default::default()
+        },
+        Arc::new(identity),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let c = cloud.catalog().await.unwrap();
+        assert_eq!(c.regions.len(), 1);
+    }
+    assert_eq!(st.lock().unwrap().unauthorised, 0);
+    let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "the token is cached");
+}
+
+/// A credential that fails (not signed in) fails the ARM call with the
+/// credential's reason, as an authentication error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_azure_identity_credential_is_a_clear_error() {
+    let (st, _) = serve(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = fake_az(
+        dir.path(),
+        "#!/bin/sh\necho \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n",
+    );
+    let base = st.lock().unwrap().base.clone();
+    let cloud = ArmCloud::new(
+        ArmConfig {
+            endpoint: base,
+            subscription_id: SUB.into(),
+            ..Default::default()
+        },
+        Arc::new(identity),
+    )
+    .unwrap();
+    let e = cloud.catalog().await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("AzureCliCredential"), "{text}");
+    assert!(text.contains("az login"), "{text}");
+    assert_eq!(st.lock().unwrap().calls.len(), 0, "nothing was sent");
+}
+
+/// A trusted-launch (generation 2) VM is created with its security profile
+/// and its OS disk as a trusted-launch disk; the VMAccess extension then
+/// resets a password that reaches only the extension's protected settings.
+/// Both bodies pass Microsoft's published definitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_launch_and_vm_access_reach_arm_as_published() {
+    let (st, cloud) = serve(false).await;
+    const PASSWORD: &str = "vm-password-sentinel-93af";
+    let cloud = cloud.with_vm_credentials(Arc::new(|vm: &str, user: &str| {
+        assert_eq!((vm, user), ("web01-dr", "azureadmin"));
+        Ok(vmrestore::azure::VmCredential::Password(PASSWORD.into()))
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, restores) = demo::build(dir.path()).unwrap();
+    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let mut rp = serde_json::to_value(&web01.restore_point).unwrap();
+    rp["vm"]["generation"] = json!("gen2");
+    rp["vm"]["firmware"] = json!("uefi");
+    rp["vm"]["security_type"] = json!("trusted_launch");
+    let rp: vmrestore::model::RestorePoint = serde_json::from_value(rp).unwrap();
+    let repo = vmrestore::repo::LocalRepository::create(dir.path().join("tl")).unwrap();
+    let images: Vec<(String, std::path::PathBuf)> = rp
+        .vm
+        .disks
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                demo::image_path(dir.path(), "web01", &d.name, None),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &std::path::Path)> = images
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_path()))
+        .collect();
+    repo.import_raw(&rp, &refs, 4 << 20).unwrap();
+    let plan = Planner::new(&Catalog::builtin())
+        .unwrap()
+        .plan(
+            &rp,
+            &web01.request,
+            &[Profile::builtin("azure-backup").unwrap()],
+        )
+        .unwrap();
+    assert!(plan.is_ready(), "{:?}", plan.findings);
+    let cloud = Arc::new(cloud);
+    let ex = Executor::new(cloud.clone(), Arc::new(repo)).with_options(options());
+    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    let rg = plan.target.resource_group.clone();
+    cloud
+        .act(
+            "k",
+            &vmrestore::exec::Action::VmAccessExtension {
+                resource_group: rg.clone(),
+                vm: "web01-dr".into(),
+                username: "azureadmin".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let f = st.lock().unwrap();
+    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+    let put = |part: &str| {
+        f.bodies
+            .iter()
+            .filter(|b| b["method"] == "PUT")
+            .find(|b| b["path"].as_str().unwrap().contains(part))
+            .unwrap_or_else(|| panic!("no PUT of {part}"))
+            .clone()
+    };
+    let vm = put("/virtualMachines/");
+    assert_eq!(
+        vm["body"]["properties"]["securityProfile"],
+        json!({ "securityType": "TrustedLaunch", "uefiSettings": { "secureBootEnabled": true, "vTpmEnabled": true } })
+    );
+    let os_disk = plan
+        .target
+        .disks
+        .iter()
+        .find(|d| d.role == vmrestore::model::DiskRole::Os)
+        .unwrap();
+    let disk = put(&format!("/disks/{}", os_disk.name));
+    assert_eq!(
+        disk["body"]["properties"]["securityProfile"]["securityType"],
+        "TrustedLaunch"
+    );
+    assert_eq!(disk["body"]["properties"]["hyperVGeneration"], "V2");
+    let ext = put("/extensions/");
+    assert_eq!(ext["body"]["properties"]["type"], "VMAccessAgent");
+    assert_eq!(
+        ext["body"]["properties"]["protectedSettings"]["Password"],
+        PASSWORD
+    );
+    assert!(
+        ext["body"]["properties"]["settings"]
+            .to_string()
+            .contains("azureadmin")
+    );
+    assert!(
+        !ext["body"]["properties"]["settings"]
+            .to_string()
+            .contains(PASSWORD)
+    );
+    assert!(!format!("{report:?}{cloud:?}").contains(PASSWORD));
+    if let Some(python) = spec_python() {
+        let (code, out) = check_against_spec(&python, &f.bodies);
+        assert_eq!(code, 0, "{out}");
+    }
+}
+
+/// Without a credential source, a VMAccess reset fails clearly and sends
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_access_without_a_credential_source_is_refused() {
+    let (st, cloud) = serve(false).await;
+    let e = cloud
+        .act(
+            "k",
+            &vmrestore::exec::Action::VmAccessExtension {
+                resource_group: "rg".into(),
+                vm: "vm1".into(),
+                username: "admin".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no VM credential source"), "{e}");
+    assert!(st.lock().unwrap().calls.is_empty());
 }

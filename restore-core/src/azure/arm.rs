@@ -24,13 +24,13 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::auth::TokenProvider;
+use super::auth::{TokenError, TokenProvider};
 use super::pageblob::{PageBlobWriter, WriteStats};
 use super::storage::{self, http_client, transport_error};
 use crate::exec::{
     Action, CloudError, CloudErrorKind, CloudResult, DiskWriter, Resource, ResourceSpec,
 };
-use crate::model::{Catalog, DiskSku, Generation, OsFamily, Region, VmSize};
+use crate::model::{Catalog, DiskSku, Generation, OsFamily, Region, SecurityType, VmSize};
 
 /// api-versions (AZURE.md).
 pub mod api {
@@ -85,6 +85,43 @@ impl Default for ArmConfig {
     }
 }
 
+/// A credential that the VMAccess extension sets on a restored VM.
+#[derive(Clone)]
+pub enum VmCredential {
+    /// A new password.
+    Password(String),
+    /// An SSH public key to authorise (Linux).
+    SshPublicKey(String),
+}
+
+impl std::fmt::Debug for VmCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmCredential::Password(_) => f.write_str("Password(<redacted>)"),
+            VmCredential::SshPublicKey(_) => f.write_str("SshPublicKey(<redacted>)"),
+        }
+    }
+}
+
+/// Gives the credential to reset on a restored VM (`vm_access_extension`
+/// post-actions). Plans never hold it: the host answers at run time, from
+/// its vault or its operator. Implemented for closures.
+#[async_trait]
+pub trait VmCredentials: Send + Sync {
+    /// The credential for `username` on `vm`.
+    async fn credential(&self, vm: &str, username: &str) -> Result<VmCredential, TokenError>;
+}
+
+#[async_trait]
+impl<F> VmCredentials for F
+where
+    F: Fn(&str, &str) -> Result<VmCredential, TokenError> + Send + Sync,
+{
+    async fn credential(&self, vm: &str, username: &str) -> Result<VmCredential, TokenError> {
+        self(vm, username)
+    }
+}
+
 /// Counters of an [`ArmCloud`].
 #[derive(Debug, Default)]
 pub struct ArmStats {
@@ -106,6 +143,8 @@ pub struct ArmCloud {
     /// IDs of what this cloud created, by `(kind, resource group, name)`
     /// (lower case): actions name resources without their subscription.
     created: std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
+    /// Where VMAccess credentials come from.
+    vm_credentials: Option<Arc<dyn VmCredentials>>,
 }
 
 impl std::fmt::Debug for ArmCloud {
@@ -115,6 +154,15 @@ impl std::fmt::Debug for ArmCloud {
             .field("subscription_id", &self.cfg.subscription_id)
             .finish()
     }
+}
+
+/// Confidential VMs need their disks' security state (VMGS) restored with
+/// them, which an upload of the disk images cannot carry.
+fn confidential(op: &str) -> CloudError {
+    bad(
+        op,
+        "confidential VMs are not supported by the ARM cloud: their disks need the VM guest state, which a disk upload cannot carry",
+    )
 }
 
 fn bad(op: &str, m: impl Into<String>) -> CloudError {
@@ -160,7 +208,83 @@ impl ArmCloud {
             token,
             stats: Arc::new(ArmStats::default()),
             created: Default::default(),
+            vm_credentials: None,
         })
+    }
+
+    /// Where the credentials of `vm_access_extension` actions come from.
+    /// Without it, such actions fail with a clear error.
+    pub fn with_vm_credentials(mut self, credentials: Arc<dyn VmCredentials>) -> Self {
+        self.vm_credentials = Some(credentials);
+        self
+    }
+
+    /// Installs the VMAccess extension on a VM to set `username`'s
+    /// credential. The secret goes only into the extension's
+    /// `protectedSettings` (encrypted by Azure, never returned).
+    async fn vm_access(&self, resource_group: &str, vm: &str, username: &str) -> CloudResult<()> {
+        let op = format!("reset access of '{username}' on VM '{vm}'");
+        let source = self.vm_credentials.as_ref().ok_or_else(|| {
+            bad(
+                &op,
+                "no VM credential source: give the ARM cloud one (with_vm_credentials)",
+            )
+        })?;
+        let credential = source
+            .credential(vm, username)
+            .await
+            .map_err(|e| CloudError::new(CloudErrorKind::Fatal, &op, e.to_string()))?;
+        let id = self.known_id("virtual_machine", resource_group, vm, || {
+            self.id(
+                None,
+                resource_group,
+                "Microsoft.Compute/virtualMachines",
+                vm,
+            )
+        });
+        let v = self.call(Method::GET, &id, api::VM, None, &op).await?;
+        let location = v.get("location").cloned().unwrap_or(Value::Null);
+        let os = v
+            .pointer("/properties/storageProfile/osDisk/osType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let properties = match (os, &credential) {
+            ("Linux", VmCredential::Password(p)) => json!({
+                "publisher": "Microsoft.OSTCExtensions", "type": "VMAccessForLinux",
+                "typeHandlerVersion": "1.5", "autoUpgradeMinorVersion": true,
+                "protectedSettings": { "username": username, "password": p }
+            }),
+            ("Linux", VmCredential::SshPublicKey(k)) => json!({
+                "publisher": "Microsoft.OSTCExtensions", "type": "VMAccessForLinux",
+                "typeHandlerVersion": "1.5", "autoUpgradeMinorVersion": true,
+                "protectedSettings": { "username": username, "ssh_key": k }
+            }),
+            ("Windows", VmCredential::Password(p)) => json!({
+                "publisher": "Microsoft.Compute", "type": "VMAccessAgent",
+                "typeHandlerVersion": "2.4", "autoUpgradeMinorVersion": true,
+                "settings": { "UserName": username },
+                "protectedSettings": { "Password": p }
+            }),
+            ("Windows", VmCredential::SshPublicKey(_)) => {
+                return Err(bad(&op, "a Windows VM takes a password, not an SSH key"));
+            }
+            (other, _) => {
+                return Err(bad(
+                    &op,
+                    format!("the VM's OS type is {other:?}, not Linux or Windows"),
+                ));
+            }
+        };
+        let body = json!({ "location": location, "properties": properties });
+        self.call(
+            Method::PUT,
+            &format!("{id}/extensions/enablevmaccess"),
+            api::VM,
+            Some(&body),
+            &op,
+        )
+        .await
+        .map(drop)
     }
 
     fn rg_id(&self, sub: Option<&str>, rg: &str) -> String {
@@ -496,6 +620,7 @@ impl ArmCloud {
                 sku,
                 zone,
                 os,
+                security_type,
                 staging_account,
                 disk_encryption_set,
             } => {
@@ -511,6 +636,13 @@ impl ArmCloud {
                 if let Some((family, generation)) = os {
                     props["osType"] = json!(os_type(*family));
                     props["hyperVGeneration"] = json!(hyperv(*generation));
+                }
+                match security_type {
+                    SecurityType::Standard => {}
+                    SecurityType::TrustedLaunch => {
+                        props["securityProfile"] = json!({ "securityType": "TrustedLaunch" });
+                    }
+                    SecurityType::Confidential => return Err(confidential(op)),
                 }
                 if let Some(des) = disk_encryption_set {
                     props["encryption"] = json!({ "type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": des });
@@ -642,6 +774,7 @@ impl ArmCloud {
                 availability_set,
                 os,
                 generation: _,
+                security_type,
                 os_disk,
                 data_disks,
                 nics,
@@ -668,6 +801,16 @@ impl ArmCloud {
                     },
                     "networkProfile": { "networkInterfaces": nic_refs }
                 });
+                match security_type {
+                    SecurityType::Standard => {}
+                    SecurityType::TrustedLaunch => {
+                        props["securityProfile"] = json!({
+                            "securityType": "TrustedLaunch",
+                            "uefiSettings": { "secureBootEnabled": true, "vTpmEnabled": true }
+                        });
+                    }
+                    SecurityType::Confidential => return Err(confidential(op)),
+                }
                 if let Some(a) = availability_set {
                     props["availabilitySet"] = json!({ "id": self.id(sub, resource_group, "Microsoft.Compute/availabilitySets", a) });
                 }
@@ -1038,6 +1181,11 @@ impl crate::exec::Cloud for ArmCloud {
                 .await
                 .map(drop)
             }
+            Action::VmAccessExtension {
+                resource_group,
+                vm,
+                username,
+            } => self.vm_access(resource_group, vm, username).await,
             other => Err(bad(
                 "act",
                 format!(

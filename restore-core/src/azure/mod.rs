@@ -5,10 +5,14 @@
 
 pub mod arm;
 pub mod auth;
+#[cfg(feature = "azure-identity")]
+pub mod identity;
 pub mod pageblob;
 pub mod storage;
 
-pub use arm::{ArmCloud, ArmConfig, ArmStats};
+pub use arm::{ArmCloud, ArmConfig, ArmStats, VmCredential, VmCredentials};
 pub use auth::{AccessToken, StaticToken, TokenError, TokenProvider};
+#[cfg(feature = "azure-identity")]
+pub use identity::AzureIdentity;
 pub use pageblob::{PageBlobSink, PageBlobWriter, WriteStats};
 pub use storage::{BlobClient, StorageAuth};

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Catalog, DiskSku, Generation, OsFamily};
+use crate::model::{Catalog, DiskSku, Generation, OsFamily, SecurityType};
 
 /// What went wrong in a cloud or storage call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -172,6 +172,10 @@ pub enum ResourceSpec {
         zone: Option<u8>,
         /// OS disk: its OS family and generation.
         os: Option<(OsFamily, Generation)>,
+        /// Security type of the VM an OS disk is for (a trusted-launch VM
+        /// needs its OS disk created as such).
+        #[serde(default)]
+        security_type: SecurityType,
         /// Page blob in this staging account instead of a managed disk.
         staging_account: Option<String>,
         /// Disk encryption set.
@@ -238,6 +242,9 @@ pub enum ResourceSpec {
         os: OsFamily,
         /// Generation.
         generation: Generation,
+        /// Security type (trusted launch only with generation 2).
+        #[serde(default)]
+        security_type: SecurityType,
         /// OS disk name.
         os_disk: String,
         /// Data disks with their LUNs.

@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::model::{DiskRole, Validate};
+use crate::model::{DiskRole, Generation, SecurityType, Validate};
 use crate::plan::{Plan, Step, StepKind, Target, Verdict, catalog_digest, restore_point_digest};
 use crate::repo::Manifest;
 
@@ -796,6 +796,11 @@ impl Run<'_> {
                     sku: d.sku,
                     zone: t.zone,
                     os: (d.role == DiskRole::Os).then_some((t.os_family, t.generation)),
+                    security_type: if d.role == DiskRole::Os {
+                        effective_security(t)
+                    } else {
+                        SecurityType::Standard
+                    },
                     staging_account: if staged {
                         t.staging_account.clone()
                     } else {
@@ -934,6 +939,7 @@ impl Run<'_> {
                     availability_set: t.availability_set.clone(),
                     os: t.os_family,
                     generation: t.generation,
+                    security_type: effective_security(t),
                     os_disk,
                     data_disks,
                     nics: t.nics.iter().map(|n| n.name.clone()).collect(),
@@ -1240,5 +1246,15 @@ impl Run<'_> {
         r.digest = Some(digest);
         r.verified = true;
         Ok(())
+    }
+}
+
+/// The security type the restored VM gets: trusted launch and confidential
+/// VMs need generation 2, so a VM restored as generation 1 is standard.
+fn effective_security(t: &Target) -> SecurityType {
+    if t.generation == Generation::Gen2 {
+        t.security_type
+    } else {
+        SecurityType::Standard
     }
 }

@@ -175,6 +175,13 @@ pub enum SecurityType {
     Confidential,
 }
 
+impl SecurityType {
+    /// Whether this is the standard security type (no trusted launch).
+    pub fn is_standard(&self) -> bool {
+        *self == SecurityType::Standard
+    }
+}
+
 /// Azure deployment model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

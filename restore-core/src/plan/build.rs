@@ -119,6 +119,7 @@ pub(super) fn initial_target(
         os_family: vm.os.family,
         generation: vm.generation,
         firmware: vm.firmware,
+        security_type: vm.security_type,
         managed,
         create_vm: req.restore_type == RestoreType::FullVm,
         power_on: req.restore_type == RestoreType::FullVm && dest.power_on,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DiskRole, DiskSku, Firmware, Generation, OsFamily};
+use crate::model::{DiskRole, DiskSku, Firmware, Generation, OsFamily, SecurityType};
 
 /// Version of the plan's JSON format. Bumped on any incompatible change.
 pub const FORMAT_VERSION: &str = "1.0";
@@ -406,6 +406,10 @@ pub struct Target {
     pub generation: Generation,
     /// Firmware.
     pub firmware: Firmware,
+    /// Security type of the restored VM (trusted launch needs generation 2;
+    /// left out of the JSON when standard).
+    #[serde(default, skip_serializing_if = "SecurityType::is_standard")]
+    pub security_type: SecurityType,
     /// Managed disks (else unmanaged VHD blobs).
     pub managed: bool,
     /// Create a VM (false: restore disks and a template only).
