@@ -29,7 +29,10 @@ use vmrestore::azure::{ArmCloud, ArmConfig};
 use vmrestore::demo::{self, DemoRestore};
 use vmrestore::exec::{Cloud, ExecOptions, Executor, Outcome, RetryPolicy};
 use vmrestore::model::Catalog;
-use vmrestore::plan::{Plan, Planner};
+use vmrestore::plan::{Plan, Planner, StepKind};
+
+mod common;
+use common::azurite::Azurite;
 use vmrestore::policy::Profile;
 
 const TOKEN: &str = "arm-token-sentinel-5d1e";
@@ -54,6 +57,8 @@ struct Fake {
     unauthorised: u32,
     fail_vm: bool,
     calls: Vec<String>,
+    /// The blob endpoint staging storage accounts report (Azurite's).
+    staging_blob: String,
     /// Every request with a body, for the published definitions' check.
     bodies: Vec<Value>,
 }
@@ -79,6 +84,8 @@ fn api_version_for(path: &str) -> Option<&'static str> {
         "2024-10-01"
     } else if p.contains("/microsoft.keyvault/") {
         "2024-11-01"
+    } else if p.contains("/microsoft.storage/") {
+        "2023-05-01"
     } else if p.contains("/providers/") {
         return None;
     } else {
@@ -125,23 +132,41 @@ fn validate(f: &Fake, path: &str, body: &Value) -> Result<(), String> {
         {
             return Err(format!("disk sku '{sku}'"));
         }
-        if props
+        match props
             .pointer("/creationData/createOption")
             .and_then(Value::as_str)
-            != Some("Upload")
         {
-            return Err("creationData.createOption must be Upload".into());
-        }
-        let size = props
-            .pointer("/creationData/uploadSizeBytes")
-            .and_then(Value::as_u64)
-            .ok_or("creationData.uploadSizeBytes is required")?;
-        if !((20 << 20) + 512..=(32u64 << 40) + 512).contains(&size)
-            || (size - 512) % (1 << 20) != 0
-        {
-            return Err(format!(
-                "uploadSizeBytes {size} must be N MiB + 512 from 20 MiB to 32 TiB"
-            ));
+            Some("Upload") => {
+                let size = props
+                    .pointer("/creationData/uploadSizeBytes")
+                    .and_then(Value::as_u64)
+                    .ok_or("creationData.uploadSizeBytes is required")?;
+                if !((20 << 20) + 512..=(32u64 << 40) + 512).contains(&size)
+                    || (size - 512) % (1 << 20) != 0
+                {
+                    return Err(format!(
+                        "uploadSizeBytes {size} must be N MiB + 512 from 20 MiB to 32 TiB"
+                    ));
+                }
+            }
+            Some("Import") => {
+                let account = props
+                    .pointer("/creationData/storageAccountId")
+                    .and_then(Value::as_str)
+                    .ok_or("creationData.storageAccountId is required to import")?;
+                if !f.resources.contains_key(&account.to_ascii_lowercase()) {
+                    return Err(format!("storage account {account} does not exist"));
+                }
+                let uri = props
+                    .pointer("/creationData/sourceUri")
+                    .and_then(Value::as_str)
+                    .ok_or("creationData.sourceUri is required to import")?;
+                if !uri.starts_with(&f.staging_blob) || !uri.ends_with(".vhd") || uri.contains('?')
+                {
+                    return Err(format!("sourceUri {uri} is not a VHD blob of the account"));
+                }
+            }
+            other => return Err(format!("creationData.createOption {other:?}")),
         }
         if props.get("osType").is_some()
             && !matches!(
@@ -358,6 +383,28 @@ async fn handle(
                 )
                     .into_response();
             }
+            if let Some(vault) = key.strip_suffix("/accesspolicies/add") {
+                // Adds access policies to an existing vault (200, no LRO).
+                if !f.resources.contains_key(vault) {
+                    return err(StatusCode::NOT_FOUND, "ResourceNotFound", vault);
+                }
+                let ok = body
+                    .pointer("/properties/accessPolicies")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| {
+                        !a.is_empty()
+                            && a.iter().all(|p| {
+                                p.get("tenantId").is_some()
+                                    && p.get("objectId").is_some()
+                                    && p.get("permissions").is_some()
+                            })
+                    });
+                if !ok {
+                    f.rejected.push(format!("PUT {path}: accessPolicies"));
+                    return err(StatusCode::BAD_REQUEST, "BadRequest", "accessPolicies");
+                }
+                return Json(body).into_response();
+            }
             if let Err(m) = validate(&f, &path, &body) {
                 f.rejected.push(format!("PUT {path}: {m}"));
                 return err(StatusCode::BAD_REQUEST, "InvalidRequestContent", &m);
@@ -365,7 +412,14 @@ async fn handle(
             let mut stored = body.clone();
             stored["id"] = json!(path);
             stored["properties"]["provisioningState"] = json!("Creating");
-            if key.contains("/microsoft.compute/disks/") {
+            if key.contains("/microsoft.storage/storageaccounts/") {
+                stored["properties"]["primaryEndpoints"] = json!({ "blob": f.staging_blob });
+            }
+            if key.contains("/microsoft.compute/disks/")
+                && body.pointer("/properties/creationData/createOption") == Some(&json!("Import"))
+            {
+                stored["properties"]["diskState"] = json!("Unattached");
+            } else if key.contains("/microsoft.compute/disks/") {
                 stored["properties"]["diskState"] = json!("ReadyToUpload");
                 let size = body
                     .pointer("/properties/creationData/uploadSizeBytes")
@@ -422,6 +476,10 @@ async fn handle(
                 return err(StatusCode::NOT_FOUND, "ResourceNotFound", &path);
             }
             match verb {
+                "listkeys" if res.contains("/microsoft.storage/storageaccounts/") => {
+                    Json(json!({ "keys": [ { "keyName": "key1", "value": vmrestore::azure::storage::EMULATOR_KEY, "permissions": "FULL" } ] }))
+                        .into_response()
+                }
                 "begingetaccess" => {
                     let b: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     if b.get("access").and_then(Value::as_str) != Some("Write") {
@@ -1142,4 +1200,106 @@ async fn vm_access_without_a_credential_source_is_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("no VM credential source"), "{e}");
     assert!(st.lock().unwrap().calls.is_empty());
+}
+
+/// A restore staged through a storage account: the disks are written as
+/// page blobs to the account's blob endpoint (Azurite, reached with the key
+/// from `listKeys`), made managed disks with `createOption: Import`, and
+/// attached; the key vault and its access grant go through ARM too. Every
+/// body passes the published definitions, and the blobs hold the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_restore_imports_page_blobs_from_a_storage_account() {
+    let az = Azurite::start();
+    let (st, cloud) = serve(false).await;
+    st.lock().unwrap().staging_blob = format!("{}/", az.endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    // The first ready plan, over every demo VM and profile, that stages its
+    // disks and makes a key vault.
+    let (source, plan) = restores
+        .iter()
+        .flat_map(|r| {
+            vmrestore::policy::BUILTIN_PROFILES
+                .iter()
+                .map(move |p| (r, plan_for(r, p)))
+        })
+        .find(|(_, p)| {
+            p.is_ready()
+                && p.steps.iter().any(|s| s.kind == StepKind::ConvertToManaged)
+                && p.steps.iter().any(|s| s.kind == StepKind::KeyVault)
+        })
+        .expect("a ready staged plan with a key vault");
+    let ex = Executor::new(Arc::new(cloud), Arc::new(repo)).with_options(options());
+    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    let f = std::mem::take(&mut *st.lock().unwrap());
+    assert_eq!(
+        report.outcome,
+        Outcome::Succeeded,
+        "{:?}\nrejected: {:?}",
+        report.error,
+        f.rejected
+    );
+    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+    // Each disk: imported from its blob, which holds the source and a footer.
+    let http = vmrestore::azure::storage::http_client().unwrap();
+    for d in &plan.target.disks {
+        let disk = f
+            .bodies
+            .iter()
+            .filter(|b| b["method"] == "PUT")
+            .find(|b| {
+                b["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/disks/{}", d.name))
+            })
+            .unwrap_or_else(|| panic!("no managed disk {}", d.name));
+        let cd = &disk["body"]["properties"]["creationData"];
+        assert_eq!(cd["createOption"], "Import");
+        let uri = cd["sourceUri"].as_str().unwrap();
+        let blob = vmrestore::azure::BlobClient::new(http.clone(), uri, az.auth()).unwrap();
+        let data = blob.get().await.unwrap().expect("the staged blob");
+        assert_eq!(data.len() as u64, d.size_bytes + 512);
+        let mut want = std::fs::read(demo::image_path(
+            dir.path(),
+            source.name,
+            &d.source_disk,
+            d.volume_group.as_deref(),
+        ))
+        .unwrap();
+        want.resize(d.size_bytes as usize, 0);
+        assert!(
+            data[..d.size_bytes as usize] == want[..],
+            "{} differs",
+            d.name
+        );
+        assert_eq!(&data[d.size_bytes as usize..][..8], b"conectix");
+    }
+    let paths: Vec<&str> = f.bodies.iter().filter_map(|b| b["path"].as_str()).collect();
+    for part in [
+        "/Microsoft.KeyVault/vaults/",
+        "/Microsoft.Storage/storageAccounts/",
+    ] {
+        assert!(paths.iter().any(|p| p.contains(part)), "{part}: {paths:?}");
+    }
+    // The grant is least privilege: one principal, only what disk
+    // encryption needs (keys get/wrap/unwrap, secrets get/set).
+    let grant = f
+        .bodies
+        .iter()
+        .find(|b| b["path"].as_str().unwrap().ends_with("/accessPolicies/add"))
+        .expect("the access grant");
+    let policies = grant["body"]["properties"]["accessPolicies"]
+        .as_array()
+        .unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(
+        policies[0]["permissions"],
+        json!({ "keys": ["get", "wrapKey", "unwrapKey"], "secrets": ["get", "set"] })
+    );
+    assert!(!format!("{report:?}").contains(vmrestore::azure::storage::EMULATOR_KEY));
+    if let Some(python) = spec_python() {
+        let (code, out) = check_against_spec(&python, &f.bodies);
+        assert_eq!(code, 0, "{out}");
+    }
 }

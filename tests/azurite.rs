@@ -5,11 +5,8 @@
 //! blob in Azurite → read back byte-identical; a rerun writes only what
 //! differs.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -23,75 +20,8 @@ use vmrestore::policy::Profile;
 use vmrestore::repo::ObjectStoreRepository;
 use vmrestore::vhd::parse_footer;
 
-/// A running Azurite blob service; stopped when dropped.
-struct Azurite {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Azurite {
-    fn start() -> Azurite {
-        let bin = std::env::var_os("AZURITE_BLOB")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("bindings-node/node_modules/.bin/azurite-blob")
-            });
-        assert!(
-            bin.exists(),
-            "{} not found: run `npm install` in bindings-node (scripts/test.sh does)",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args(["--inMemoryPersistence", "--skipApiVersionCheck", "--silent"])
-            .arg("--disableTelemetry")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start azurite-blob");
-        let az = Azurite {
-            child,
-            port,
-            _dir: dir,
-        };
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "Azurite did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        az
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{EMULATOR_ACCOUNT}", self.port)
-    }
-
-    fn auth(&self) -> StorageAuth {
-        StorageAuth::SharedKey {
-            account: EMULATOR_ACCOUNT.into(),
-            key: EMULATOR_KEY.into(),
-        }
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::azurite::Azurite;
 
 fn plan_for(r: &DemoRestore, profile: &str) -> Plan {
     Planner::new(&Catalog::builtin())

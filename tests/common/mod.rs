@@ -1,6 +1,8 @@
 //! Shared helpers for the top-level tests: the JSON test vectors.
 #![allow(dead_code)]
 
+pub mod azurite;
+
 use serde_json::{Value, json};
 use vmrestore::model::{Catalog, RestorePoint, RestoreRequest, from_value};
 use vmrestore::plan::{Plan, Planner};

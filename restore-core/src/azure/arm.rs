@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::auth::{TokenError, TokenProvider};
 use super::pageblob::{PageBlobWriter, WriteStats};
-use super::storage::{self, http_client, transport_error};
+use super::storage::{self, BlobClient, StorageAuth, http_client, transport_error};
 use crate::exec::{
     Action, CloudError, CloudErrorKind, CloudResult, DiskWriter, Resource, ResourceSpec,
 };
@@ -145,6 +145,44 @@ pub struct ArmCloud {
     created: std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
     /// Where VMAccess credentials come from.
     vm_credentials: Option<Arc<dyn VmCredentials>>,
+    /// Disks staged as page blobs, by the (lower-case) ID of the managed
+    /// disk `ConvertToManaged` makes of them.
+    staged: std::sync::Mutex<std::collections::HashMap<String, Staged>>,
+    /// Blob endpoint and key of each staging account, by its ID.
+    staging_access: tokio::sync::Mutex<std::collections::HashMap<String, (String, StorageAuth)>>,
+}
+
+/// A disk staged as a page blob in a storage account.
+#[derive(Clone)]
+struct Staged {
+    /// The disk's spec (what the managed disk is made from).
+    spec: ResourceSpec,
+    /// ARM ID of the storage account.
+    account_id: String,
+    /// The blob (`<endpoint>vhds/<disk>.vhd`), without a query.
+    blob_url: String,
+}
+
+/// The container staged disks go to (the one Azure's tools use).
+const STAGING_CONTAINER: &str = "vhds";
+
+/// The account name of a blob endpoint: the host's first label
+/// (`https://<account>.blob.core.windows.net/`), or the first path segment
+/// for path-style endpoints such as the emulator's
+/// (`http://127.0.0.1:10000/<account>/`).
+fn endpoint_account(endpoint: &str) -> Option<String> {
+    let u = reqwest::Url::parse(endpoint).ok()?;
+    let host = u.host_str()?;
+    let path_style = host.parse::<std::net::IpAddr>().is_ok()
+        || host.starts_with('[')
+        || host.eq_ignore_ascii_case("localhost");
+    if path_style {
+        u.path_segments()?
+            .find(|s| !s.is_empty())
+            .map(str::to_string)
+    } else {
+        host.split('.').next().map(str::to_string)
+    }
 }
 
 impl std::fmt::Debug for ArmCloud {
@@ -209,6 +247,8 @@ impl ArmCloud {
             stats: Arc::new(ArmStats::default()),
             created: Default::default(),
             vm_credentials: None,
+            staged: Default::default(),
+            staging_access: Default::default(),
         })
     }
 
@@ -217,6 +257,146 @@ impl ArmCloud {
     pub fn with_vm_credentials(mut self, credentials: Arc<dyn VmCredentials>) -> Self {
         self.vm_credentials = Some(credentials);
         self
+    }
+
+    /// The blob endpoint of a staging account and a shared key for it (from
+    /// `listKeys`), cached per account. The key stays in memory only.
+    async fn staging(&self, account_id: &str, op: &str) -> CloudResult<(String, StorageAuth)> {
+        let mut cache = self.staging_access.lock().await;
+        if let Some(a) = cache.get(&account_id.to_ascii_lowercase()) {
+            return Ok(a.clone());
+        }
+        let acct = self.get(account_id, api::STORAGE, op).await?;
+        let endpoint = acct
+            .pointer("/properties/primaryEndpoints/blob")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(op, "the staging account has no blob endpoint"))?
+            .to_string();
+        let name = endpoint_account(&endpoint)
+            .ok_or_else(|| bad(op, format!("cannot tell the account of {endpoint}")))?;
+        let keys = self
+            .call(
+                Method::POST,
+                &format!("{account_id}/listKeys"),
+                api::STORAGE,
+                None,
+                op,
+            )
+            .await?;
+        let key = keys
+            .pointer("/keys/0/value")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(op, "listKeys gave no key"))?
+            .to_string();
+        let auth = StorageAuth::SharedKey { account: name, key };
+        let endpoint = format!("{}/", endpoint.trim_end_matches('/'));
+        cache.insert(
+            account_id.to_ascii_lowercase(),
+            (endpoint.clone(), auth.clone()),
+        );
+        Ok((endpoint, auth))
+    }
+
+    /// A staged disk: a page blob in the staging account's `vhds` container,
+    /// written by `open_disk`, made a managed disk by `ConvertToManaged`.
+    async fn create_staged(
+        &self,
+        key: &str,
+        spec: &ResourceSpec,
+        op: &str,
+    ) -> CloudResult<Resource> {
+        let ResourceSpec::Disk {
+            subscription_id,
+            resource_group,
+            name,
+            staging_account: Some(account),
+            ..
+        } = spec
+        else {
+            return Err(bad(op, "not a staged disk"));
+        };
+        let account_id = self.known_id("storage_account", resource_group, account, || {
+            self.id(
+                Some(subscription_id),
+                resource_group,
+                "Microsoft.Storage/storageAccounts",
+                account,
+            )
+        });
+        let (endpoint, auth) = self.staging(&account_id, op).await?;
+        let blob_url = format!("{endpoint}{STAGING_CONTAINER}/{name}.vhd");
+        let blob = BlobClient::new(self.http.clone(), &blob_url, auth)?;
+        blob.create_container().await?;
+        let id = self.id(
+            Some(subscription_id),
+            resource_group,
+            "Microsoft.Compute/disks",
+            name,
+        );
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.to_ascii_lowercase(),
+                Staged {
+                    spec: spec.clone(),
+                    account_id,
+                    blob_url,
+                },
+            );
+        Ok(Resource {
+            id,
+            kind: spec.kind().to_string(),
+            name: name.clone(),
+            key: key.to_string(),
+            existed: false,
+        })
+    }
+
+    fn staged_disk(&self, id: &str) -> Option<Staged> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// Makes managed disks of staged page blobs (`createOption: Import`).
+    async fn convert_to_managed(
+        &self,
+        key: &str,
+        resource_group: &str,
+        disks: &[String],
+    ) -> CloudResult<()> {
+        for disk in disks {
+            let op = format!("make managed disk '{disk}' from its staged blob");
+            let staged = self
+                .staged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(_, s)| match &s.spec {
+                    ResourceSpec::Disk {
+                        resource_group: rg,
+                        name,
+                        ..
+                    } => rg.eq_ignore_ascii_case(resource_group) && name.eq_ignore_ascii_case(disk),
+                    _ => false,
+                })
+                .map(|(id, s)| (id.clone(), s.clone()));
+            let Some((_, s)) = staged else {
+                return Err(bad(&op, "no such staged disk in this run"));
+            };
+            let (id, _, mut body) = self.body(key, &s.spec, &op, true)?;
+            body["properties"]["creationData"] = json!({
+                "createOption": "Import",
+                "sourceUri": s.blob_url,
+                "storageAccountId": s.account_id,
+            });
+            self.call(Method::PUT, &id, api::DISK, Some(&body), &op)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Installs the VMAccess extension on a VM to set `username`'s
@@ -553,6 +733,7 @@ impl ArmCloud {
         key: &str,
         spec: &ResourceSpec,
         op: &str,
+        staged_import: bool,
     ) -> CloudResult<(String, &'static str, Value)> {
         let tags = json!({ "vmrestore-key": key });
         Ok(match spec {
@@ -624,11 +805,8 @@ impl ArmCloud {
                 staging_account,
                 disk_encryption_set,
             } => {
-                if staging_account.is_some() {
-                    return Err(bad(
-                        op,
-                        "disks staged as page blobs in a storage account are not supported by the ARM cloud yet: restore to managed disks (direct upload)",
-                    ));
+                if staging_account.is_some() && !staged_import {
+                    return Err(bad(op, "a staged disk is a page blob, not a managed disk"));
                 }
                 let mut props = json!({
                     "creationData": { "createOption": "Upload", "uploadSizeBytes": size_bytes + 512 }
@@ -1031,7 +1209,14 @@ impl crate::exec::Cloud for ArmCloud {
 
     async fn create(&self, key: &str, spec: &ResourceSpec) -> CloudResult<Resource> {
         let op = format!("create {} '{}'", spec.kind(), spec.name());
-        let (id, api_version, body) = self.body(key, spec, &op)?;
+        if let ResourceSpec::Disk {
+            staging_account: Some(_),
+            ..
+        } = spec
+        {
+            return self.create_staged(key, spec, &op).await;
+        }
+        let (id, api_version, body) = self.body(key, spec, &op, false)?;
         let v = match self
             .call(Method::PUT, &id, api_version, Some(&body), &op)
             .await
@@ -1095,6 +1280,25 @@ impl crate::exec::Cloud for ArmCloud {
 
     async fn delete(&self, resource: &Resource) -> CloudResult<()> {
         let op = format!("delete {} '{}'", resource.kind, resource.name);
+        if let Some(s) = self.staged_disk(&resource.id) {
+            // The managed disk made of it, if any, then the blob and the
+            // writer's state.
+            match self
+                .call(Method::DELETE, &resource.id, api::DISK, None, &op)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.kind == CloudErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let (_, auth) = self.staging(&s.account_id, &op).await?;
+            let blob = BlobClient::new(self.http.clone(), &s.blob_url, auth)?;
+            blob.delete().await?;
+            blob.sibling(&format!("{}.vhd.vmrestore-state.json", resource.name))?
+                .delete()
+                .await?;
+            return Ok(());
+        }
         match self
             .call(
                 Method::DELETE,
@@ -1111,8 +1315,12 @@ impl crate::exec::Cloud for ArmCloud {
         }
     }
 
-    async fn act(&self, _key: &str, action: &Action) -> CloudResult<()> {
+    async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
         match action {
+            Action::ConvertToManaged {
+                resource_group,
+                disks,
+            } => self.convert_to_managed(key, resource_group, disks).await,
             Action::PowerOn { resource_group, vm } => {
                 let id = self.known_id("virtual_machine", resource_group, vm, || {
                     self.id(
@@ -1148,7 +1356,21 @@ impl crate::exec::Cloud for ArmCloud {
                 let id = if vault.starts_with("/subscriptions/") {
                     vault.clone()
                 } else {
-                    return Err(bad(&op, "the vault must be given by its ARM resource ID"));
+                    // A vault this run created, by its name.
+                    let created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut ids = created
+                        .iter()
+                        .filter(|((k, _, n), _)| k == "key_vault" && n.eq_ignore_ascii_case(vault))
+                        .map(|(_, id)| id.clone());
+                    match (ids.next(), ids.next()) {
+                        (Some(id), None) => id,
+                        _ => {
+                            return Err(bad(
+                                &op,
+                                "the vault was not created by this run: give its ARM resource ID",
+                            ));
+                        }
+                    }
                 };
                 self.call(
                     Method::PUT,
@@ -1201,6 +1423,23 @@ impl crate::exec::Cloud for ArmCloud {
 
     async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
         let op = format!("open disk '{}' for upload", disk.name);
+        if let Some(s) = self.staged_disk(&disk.id) {
+            let ResourceSpec::Disk { size_bytes, .. } = s.spec else {
+                return Err(bad(&op, "not a disk"));
+            };
+            let (_, auth) = self.staging(&s.account_id, &op).await?;
+            let blob = BlobClient::new(self.http.clone(), &s.blob_url, auth)?;
+            let state = blob.sibling(&format!("{}.vhd.vmrestore-state.json", disk.name))?;
+            let w = PageBlobWriter::open(
+                blob,
+                Some(state),
+                size_bytes,
+                true,
+                Arc::new(WriteStats::default()),
+            )
+            .await?;
+            return Ok(Box::new(w));
+        }
         let d = self
             .call(Method::GET, &disk.id, api::DISK, None, &op)
             .await?;
@@ -1242,6 +1481,9 @@ impl crate::exec::Cloud for ArmCloud {
 
     async fn close_disk(&self, disk: &Resource) -> CloudResult<()> {
         let op = format!("end upload of disk '{}'", disk.name);
+        if self.staged_disk(&disk.id).is_some() {
+            return Ok(()); // a page blob: nothing to end
+        }
         self.call(
             Method::POST,
             &format!("{}/endGetAccess", disk.id),
