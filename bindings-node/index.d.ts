@@ -149,8 +149,18 @@ export declare class SimCloud {
 export interface ArmCloudOptions {
   /** Subscription of resources whose request names none. */
   subscriptionId: string
-  /** An access token for ARM (a secret; make a new ArmCloud to refresh it). */
-  token: string
+  /**
+   * A fixed access token for ARM (a secret; make a new ArmCloud to
+   * refresh it). Give this or `credential`.
+   */
+  token?: string
+  /**
+   * An `azure_identity` credential by name: `azure-cli`,
+   * `managed-identity` or `developer-tools` (tokens refreshed as needed).
+   */
+  credential?: string
+  /** Client ID of a user-assigned managed identity. */
+  managedIdentityClientId?: string
   /** Tenant (key vaults need it). */
   tenantId?: string
   /** Default `https://management.azure.com`. */

@@ -608,8 +608,14 @@ impl PageBlobSink {
 pub struct ArmCloudOptions {
     /// Subscription of resources whose request names none.
     pub subscription_id: String,
-    /// An access token for ARM (a secret; make a new ArmCloud to refresh it).
-    pub token: String,
+    /// A fixed access token for ARM (a secret; make a new ArmCloud to
+    /// refresh it). Give this or `credential`.
+    pub token: Option<String>,
+    /// An `azure_identity` credential by name: `azure-cli`,
+    /// `managed-identity` or `developer-tools` (tokens refreshed as needed).
+    pub credential: Option<String>,
+    /// Client ID of a user-assigned managed identity.
+    pub managed_identity_client_id: Option<String>,
     /// Tenant (key vaults need it).
     pub tenant_id: Option<String>,
     /// Default `https://management.azure.com`.
@@ -642,9 +648,18 @@ impl ArmCloud {
             )),
             ..Default::default()
         };
-        let tp = Arc::new(restore_core::azure::StaticToken(
-            restore_core::azure::AccessToken::new(options.token, None),
-        ));
+        let tp = restore_core::azure::identity::token_source(
+            options.token,
+            options.credential.as_deref(),
+            Some(cfg.tenant_id.clone()),
+            options.managed_identity_client_id,
+        )
+        .map_err(|e| {
+            coded(restore_core::Error::Invalid {
+                path: "credential".into(),
+                message: e.0,
+            })
+        })?;
         let inner = restore_core::azure::ArmCloud::new(cfg, tp).map_err(|e| coded(cloud_err(e)))?;
         Ok(ArmCloud {
             inner: Arc::new(inner),

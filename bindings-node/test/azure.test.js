@@ -83,3 +83,17 @@ test('Azure errors keep their codes and hold no secret', async (t) => {
   const arm = new vmrestore.ArmCloud({ subscriptionId: '22222222-2222-2222-2222-222222222222', token: 'tok-sentinel-77', endpoint: 'http://127.0.0.1:9' });
   await assert.rejects(arm.catalog(), (e) => e.code === 'E_CLOUD' && !e.message.includes('tok-sentinel-77'));
 });
+
+test('ARM credentials are a token or a named azure_identity credential', () => {
+  const subscriptionId = '22222222-2222-2222-2222-222222222222';
+  new vmrestore.ArmCloud({ subscriptionId, credential: 'azure-cli', endpoint: 'http://127.0.0.1:9' });
+  new vmrestore.ArmCloud({ subscriptionId, credential: 'managed-identity', managedIdentityClientId: 'abc' });
+  for (const [opts, expect] of [
+    [{ token: 'tok-sentinel-78', credential: 'azure-cli' }, 'not both'],
+    [{ credential: 'az' }, "unknown credential 'az'"],
+    [{}, 'give a token or a credential'],
+  ]) {
+    assert.throws(() => new vmrestore.ArmCloud({ subscriptionId, ...opts }),
+      (e) => e.code === 'E_INVALID' && e.message.includes(expect) && !e.message.includes('tok-sentinel-78'));
+  }
+});

@@ -797,14 +797,17 @@ struct ArmCloud {
 #[pymethods]
 impl ArmCloud {
     #[new]
-    #[pyo3(signature = (subscription_id, token, tenant_id="", endpoint="https://management.azure.com", principal_object_id="", poll_interval_ms=2000))]
+    #[pyo3(signature = (subscription_id, token=None, tenant_id="", endpoint="https://management.azure.com", principal_object_id="", poll_interval_ms=2000, credential=None, managed_identity_client_id=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         subscription_id: &str,
-        token: String,
+        token: Option<String>,
         tenant_id: &str,
         endpoint: &str,
         principal_object_id: &str,
         poll_interval_ms: u64,
+        credential: Option<&str>,
+        managed_identity_client_id: Option<String>,
     ) -> PyResult<Self> {
         let cfg = azure::ArmConfig {
             endpoint: endpoint.into(),
@@ -814,7 +817,18 @@ impl ArmCloud {
             poll_interval: std::time::Duration::from_millis(poll_interval_ms),
             ..Default::default()
         };
-        let tp = Arc::new(azure::StaticToken(azure::AccessToken::new(token, None)));
+        let tp = azure::identity::token_source(
+            token,
+            credential,
+            Some(tenant_id.to_string()),
+            managed_identity_client_id,
+        )
+        .map_err(|e| {
+            to_py_err(restore_core::Error::Invalid {
+                path: "credential".into(),
+                message: e.0,
+            })
+        })?;
         let inner = azure::ArmCloud::new(cfg, tp).map_err(cloud_err)?;
         Ok(ArmCloud {
             inner: Arc::new(inner),

@@ -7,6 +7,7 @@ import pathlib
 import socket
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,21 @@ def test_errors_keep_their_codes_and_hold_no_secret(azurite, demo):
     with pytest.raises(vmrestore.CloudError) as e2:
         cloud.catalog()
     assert "tok-sentinel-77" not in str(e2.value)
+
+
+def test_arm_credentials_are_a_token_or_a_named_azure_identity_credential() -> None:
+    sub = "22222222-2222-2222-2222-222222222222"
+    # A named credential builds (tokens are fetched when a call needs one).
+    vmrestore.ArmCloud(sub, credential="azure-cli", endpoint="http://127.0.0.1:9")
+    vmrestore.ArmCloud(sub, credential="managed-identity", managed_identity_client_id="abc")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"token": "tok-sentinel-78", "credential": "azure-cli"}, "not both"),
+        ({"credential": "az"}, "unknown credential 'az'"),
+        ({}, "give a token or a credential"),
+    ]
+    for kwargs, expect in cases:
+        with pytest.raises(vmrestore.InvalidInputError) as e:
+            vmrestore.ArmCloud(sub, **kwargs)
+        assert e.value.code == "E_INVALID"
+        assert expect in str(e.value) and "credential" in str(e.value)
+        assert "tok-sentinel-78" not in str(e.value)

@@ -267,11 +267,13 @@ class ArmCloud:
     def __new__(
         cls,
         subscription_id: str,
-        token: str,
+        token: str | None = None,
         tenant_id: str = "",
         endpoint: str = "https://management.azure.com",
         principal_object_id: str = "",
         poll_interval_ms: int = 2000,
+        credential: str | None = None,
+        managed_identity_client_id: str | None = None,
     ) -> ArmCloud: ...
     def catalog(self) -> dict[str, Any]: ...
 

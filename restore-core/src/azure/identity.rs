@@ -135,3 +135,66 @@ impl TokenProvider for AzureIdentity {
         Ok(token)
     }
 }
+
+/// The credential names [`token_source`] knows.
+pub const CREDENTIAL_NAMES: [&str; 3] = ["azure-cli", "managed-identity", "developer-tools"];
+
+/// The token provider of a configuration that gives either a fixed `token`
+/// or a `credential` by name (`azure-cli`, `managed-identity`,
+/// `developer-tools`), as the bindings and configuration files do.
+/// `client_id` picks a user-assigned managed identity; `tenant_id` the
+/// Azure CLI's tenant.
+pub fn token_source(
+    token: Option<String>,
+    credential: Option<&str>,
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+) -> Result<Arc<dyn TokenProvider>, TokenError> {
+    match (token, credential) {
+        (Some(_), Some(_)) => Err(TokenError(
+            "give either a token or a credential, not both".into(),
+        )),
+        (Some(t), None) if !t.is_empty() => Ok(Arc::new(super::auth::StaticToken(
+            AccessToken::new(t, None),
+        ))),
+        (Some(_), None) => Err(TokenError("the token is empty".into())),
+        (None, Some("azure-cli")) => Ok(Arc::new(AzureIdentity::azure_cli(
+            tenant_id.filter(|t| !t.is_empty()),
+        )?)),
+        (None, Some("managed-identity")) => {
+            Ok(Arc::new(AzureIdentity::managed_identity(client_id)?))
+        }
+        (None, Some("developer-tools")) => Ok(Arc::new(AzureIdentity::developer_tools()?)),
+        (None, Some(other)) => Err(TokenError(format!(
+            "unknown credential '{other}': expected one of {}",
+            CREDENTIAL_NAMES.join(", ")
+        ))),
+        (None, None) => Err(TokenError(format!(
+            "give a token or a credential ({})",
+            CREDENTIAL_NAMES.join(", ")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_source_takes_exactly_one_known_source() {
+        assert!(token_source(Some("t".into()), None, None, None).is_ok());
+        assert!(token_source(None, Some("azure-cli"), None, None).is_ok());
+        assert!(token_source(None, Some("developer-tools"), None, None).is_ok());
+        let e = token_source(Some("secret-token".into()), Some("azure-cli"), None, None)
+            .err()
+            .unwrap();
+        assert!(
+            e.0.contains("not both") && !e.0.contains("secret-token"),
+            "{e}"
+        );
+        let e = token_source(None, Some("az"), None, None).err().unwrap();
+        assert!(e.0.contains("unknown credential 'az'"), "{e}");
+        assert!(token_source(None, None, None, None).is_err());
+        assert!(token_source(Some(String::new()), None, None, None).is_err());
+    }
+}
