@@ -1159,6 +1159,7 @@ export interface Target {
   os_family: OsFamily
   generation: Generation
   firmware: Firmware
+  security_type?: SecurityType
   /**
    * Managed disks (else unmanaged VHD blobs).
    */
