@@ -1395,6 +1395,11 @@ export interface DiskReport {
    */
   chunks_written: number
   /**
+   * Chunks the destination already held (a rerun over the same blob):
+   * neither read nor written.
+   */
+  chunks_held?: number
+  /**
    * Chunks an earlier run had written (resume).
    */
   chunks_resumed: number

@@ -138,6 +138,10 @@ async fn a_repository_in_azurite_restores_to_page_blobs_byte_identical_and_rerun
         assert_eq!(s.bytes_put, 512, "{}: {s:?}", disk.name);
         assert_eq!(s.bytes_read_back, 0, "the state file says what is there");
         assert!(s.bytes_unchanged > 0);
+        // The report says so too: every chunk held, none written.
+        let r = report.disks.iter().find(|r| r.name == disk.name).unwrap();
+        assert_eq!((r.bytes_written, r.chunks_written), (0, 0), "{r:?}");
+        assert!(r.chunks_held > 0 && r.verified, "{r:?}");
     }
 
     // Someone writes into a blob behind our back: one page inside a chunk

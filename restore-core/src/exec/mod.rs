@@ -1118,7 +1118,7 @@ impl Run<'_> {
             .filter(|c| already.contains(&c.offset))
             .count() as u64;
         let t0 = Instant::now();
-        let (mut written, mut chunks) = (0u64, 0u64);
+        let (mut written, mut chunks, mut held) = (0u64, 0u64, 0u64);
         let todo: Vec<crate::repo::ChunkRef> = m
             .chunks
             .iter()
@@ -1144,7 +1144,7 @@ impl Run<'_> {
                 let name = d.name.clone();
                 async move {
                     let Some(data) = data else {
-                        return Ok::<_, StepFailure>(c);
+                        return Ok::<_, StepFailure>((c, true));
                     };
                     let data = data.map_err(StepFailure::from_error)?;
                     let key = format!("{name}@{}", c.offset);
@@ -1152,13 +1152,13 @@ impl Run<'_> {
                         writer.write_chunk(c.offset, data.clone(), &c.sha256)
                     })
                     .await?;
-                    Ok::<_, StepFailure>(c)
+                    Ok::<_, StepFailure>((c, false))
                 }
             })
             .buffer_unordered(self.ex.opts.write_concurrency.max(1));
         futures::pin_mut!(writes);
         while let Some(c) = writes.next().await {
-            let c = c?;
+            let (c, was_held) = c?;
             if let Some(j) = &self.journal {
                 j.chunk(&d.name, c.offset)
                     .map_err(StepFailure::from_error)?;
@@ -1167,8 +1167,12 @@ impl Run<'_> {
                 .entry(d.name.clone())
                 .or_default()
                 .insert(c.offset);
-            written += c.length;
-            chunks += 1;
+            if was_held {
+                held += 1;
+            } else {
+                written += c.length;
+                chunks += 1;
+            }
             done += c.length;
             let secs = t0.elapsed().as_secs_f64().max(1e-6);
             self.emit(Event::Bytes {
@@ -1185,11 +1189,13 @@ impl Run<'_> {
             bytes_written: 0,
             chunks_written: 0,
             chunks_resumed: 0,
+            chunks_held: 0,
             digest: None,
             verified: false,
         });
         r.bytes_written += written;
         r.chunks_written += chunks;
+        r.chunks_held += held;
         r.chunks_resumed = resumed_chunks;
         Ok(())
     }
@@ -1240,6 +1246,7 @@ impl Run<'_> {
             bytes_written: 0,
             chunks_written: 0,
             chunks_resumed: written.len() as u64,
+            chunks_held: 0,
             digest: None,
             verified: false,
         });

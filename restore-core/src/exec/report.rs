@@ -137,6 +137,10 @@ pub struct DiskReport {
     pub bytes_written: u64,
     /// Chunks written by this run.
     pub chunks_written: u64,
+    /// Chunks the destination already held (a rerun over the same blob):
+    /// neither read nor written.
+    #[serde(default)]
+    pub chunks_held: u64,
     /// Chunks an earlier run had written (resume).
     pub chunks_resumed: u64,
     /// Disk digest (SHA-256 over the chunk digests), verified.
