@@ -574,6 +574,34 @@ impl Run<'_> {
     }
 
     /// Calls `f` until it succeeds, fails for good, or the attempts run out.
+    /// Reads a chunk, retrying what the repository reports as transient
+    /// (its store unavailable: `Error::Cloud` with a transient kind) under
+    /// the retry policy. Integrity errors and missing chunks are final.
+    async fn read_chunk(
+        &self,
+        repo: &dyn Repository,
+        disk: &str,
+        c: &crate::repo::ChunkRef,
+    ) -> crate::Result<Bytes> {
+        let policy = &self.ex.opts.retry;
+        let key = format!("read {disk}@{}", c.offset);
+        let mut attempt = 1;
+        loop {
+            match repo.read_chunk(disk, c).await {
+                Err(crate::Error::Cloud(e))
+                    if e.is_transient() && attempt < policy.max_attempts.max(1) =>
+                {
+                    let wait =
+                        policy.delay(&key, attempt, e.retry_after_ms.map(Duration::from_millis));
+                    tracing::debug!(disk, offset = c.offset, attempt, error = %e, "chunk read retried");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn retry_cloud<T, F, Fut>(
         &self,
         key: &str,
@@ -1134,7 +1162,7 @@ impl Run<'_> {
                     if writer.holds(c.offset, c.length, &c.sha256).await {
                         return (c, None);
                     }
-                    let data = repo.read_chunk(&src, &c).await;
+                    let data = self.read_chunk(&*repo, &src, &c).await;
                     (c, Some(data))
                 }
             })

@@ -188,7 +188,7 @@ impl SimCloud {
             return None;
         }
         st.faults_injected += 1;
-        Some(match h % 3 {
+        Some(match h % 4 {
             0 => CloudError::new(
                 CloudErrorKind::Throttled,
                 name,
@@ -200,7 +200,12 @@ impl SimCloud {
                 name,
                 "injected 503 Service Unavailable",
             ),
-            _ => CloudError::new(CloudErrorKind::Timeout, name, "injected timeout"),
+            2 => CloudError::new(CloudErrorKind::Timeout, name, "injected timeout"),
+            _ => CloudError::new(
+                CloudErrorKind::Unavailable,
+                name,
+                "injected connection reset (the connection dropped)",
+            ),
         })
     }
 

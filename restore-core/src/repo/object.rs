@@ -218,8 +218,16 @@ impl ObjectStoreRepository {
                     describe(&e)
                 )));
             }
-            // Anything else (network, throttling) is not the data's fault.
-            Err(e) => return Err(repo_err(format!("chunk {}", chunk.sha256), e)),
+            // Anything else (network, throttling) is not the data's fault:
+            // transient, for the executor to retry (the store has retried
+            // already under its own policy).
+            Err(e) => {
+                return Err(Error::Cloud(crate::exec::CloudError::new(
+                    crate::exec::CloudErrorKind::Unavailable,
+                    format!("read chunk {} of disk '{disk}'", chunk.sha256),
+                    describe(&e),
+                )));
+            }
         };
         super::verify_chunk(disk, chunk, &data)?;
         Ok(data)
