@@ -6,7 +6,7 @@
 //! persist end the run with a report naming the step, and everything the
 //! run created deleted.
 //!
-//! `VMRESTORE_FAULT_SEEDS` sets the number of seeds (default 3; the figures in docs/RELIABILITY.md are from 50); the
+//! `VMRESTORE_FAULT_SEEDS` sets the number of seeds (default 3; more for a longer run); the
 //! totals are printed (`cargo test --test faults -- --nocapture`).
 
 use std::collections::HashMap;
