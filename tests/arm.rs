@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use vmrestore::azure::auth::{AccessToken, TokenError, TokenProvider};
 use vmrestore::azure::{ArmCloud, ArmConfig};
 use vmrestore::demo::{self, DemoRestore};
-use vmrestore::exec::{Cloud, ExecOptions, Executor, Outcome, RetryPolicy};
+use vmrestore::exec::{Cloud, ExecOptions, Executor, Outcome, Resource, RetryPolicy};
 use vmrestore::model::Catalog;
 use vmrestore::plan::{Plan, Planner, StepKind};
 
@@ -1302,4 +1302,122 @@ async fn a_staged_restore_imports_page_blobs_from_a_storage_account() {
         let (code, out) = check_against_spec(&python, &f.bodies);
         assert_eq!(code, 0, "{out}");
     }
+}
+
+/// A `MakeWriter` into a shared buffer (what the tracing output holds).
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The secrets sentinel: an ARM token, a managed disk's upload SAS, a
+/// storage account key (from `listKeys`) and a VM password, all planted in
+/// one run (direct uploads, a staged restore, a VMAccess reset, and calls
+/// that fail), never appear in the tracing output at TRACE level (ours,
+/// reqwest's, hyper's), in errors, in `Debug` output, in plans or in
+/// reports.
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    const PASSWORD: &str = "vm-password-sentinel-71c2";
+    let secrets = [
+        TOKEN,
+        "upload-sas-sentinel",
+        vmrestore::azure::storage::EMULATOR_KEY,
+        PASSWORD,
+    ];
+    let az = Azurite::start();
+    let (st, cloud) = serve(false).await;
+    st.lock().unwrap().staging_blob = format!("{}/", az.endpoint());
+    let cloud = Arc::new(cloud.with_vm_credentials(Arc::new(|_: &str, _: &str| {
+        Ok(vmrestore::azure::VmCredential::Password(PASSWORD.into()))
+    })));
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let repo = Arc::new(repo);
+    let mut seen = String::new();
+    // A direct upload and a staged restore.
+    let staged = restores
+        .iter()
+        .flat_map(|r| {
+            vmrestore::policy::BUILTIN_PROFILES
+                .iter()
+                .map(move |p| plan_for(r, p))
+        })
+        .find(|p| p.is_ready() && p.steps.iter().any(|s| s.kind == StepKind::ConvertToManaged))
+        .unwrap();
+    let direct = plan_for(
+        restores.iter().find(|r| r.name == "web01").unwrap(),
+        "azure-backup",
+    );
+    for plan in [&direct, &staged] {
+        let report = Executor::new(cloud.clone(), repo.clone())
+            .with_options(options())
+            .run(plan, CancellationToken::new(), None)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+        seen += &format!("{report:?}{}", serde_json::to_string(&report).unwrap());
+        seen += &format!("{plan:?}{}", serde_json::to_string(plan).unwrap());
+    }
+    // A VMAccess reset, then calls that fail.
+    let reset = |vm: &str| vmrestore::exec::Action::VmAccessExtension {
+        resource_group: direct.target.resource_group.clone(),
+        vm: vm.into(),
+        username: "azureadmin".into(),
+    };
+    cloud.act("k", &reset("web01-dr")).await.unwrap();
+    let e = cloud.act("k", &reset("no-such-vm")).await.unwrap_err();
+    seen += &format!("{e}{e:?}");
+    let e = cloud
+        .open_disk(&Resource {
+            id: "/subscriptions/x/resourceGroups/y/providers/Microsoft.Compute/disks/none".into(),
+            kind: "disk".into(),
+            name: "none".into(),
+            key: "k".into(),
+            existed: false,
+        })
+        .await
+        .err()
+        .unwrap();
+    seen += &format!("{e}{e:?}{cloud:?}");
+    let log = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("page blob opened"),
+        "the capture works: {} bytes of log",
+        log.len()
+    );
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret} in the tracing output");
+        assert!(
+            !seen.contains(secret),
+            "{secret} in errors, Debug, plans or reports"
+        );
+    }
+    // The secrets did travel where they must: the ARM server saw the token
+    // and the password reached the extension's protected settings only.
+    let f = st.lock().unwrap();
+    assert_eq!(f.unauthorised, 0);
+    assert!(f.bodies.iter().any(|b| b.to_string().contains(PASSWORD)));
 }

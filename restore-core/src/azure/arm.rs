@@ -1510,7 +1510,7 @@ fn resource_group_of(id: &str) -> Option<&str> {
 /// Drops what ARM returns but does not take back in a PUT.
 fn strip_read_only(v: &mut Value) {
     if let Some(o) = v.as_object_mut() {
-        for k in ["etag", "type", "name"] {
+        for k in ["id", "etag", "type", "name"] {
             o.remove(k);
         }
         if let Some(p) = o.get_mut("properties").and_then(Value::as_object_mut) {
