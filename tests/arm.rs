@@ -1333,13 +1333,22 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 /// reports.
 #[tokio::test(flavor = "current_thread")]
 async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // A global subscriber: a thread-local one misses events whose
+    // callsites other tests (running in parallel) registered first. It
+    // captures the other tests' output too, which only widens the check.
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    let logs = LOGS
+        .get_or_init(|| {
+            let logs = LogBuffer::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(logs.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            logs
+        })
+        .clone();
     const PASSWORD: &str = "vm-password-sentinel-71c2";
     let secrets = [
         TOKEN,
