@@ -414,14 +414,7 @@ impl ArmCloud {
             .credential(vm, username)
             .await
             .map_err(|e| CloudError::new(CloudErrorKind::Fatal, &op, e.to_string()))?;
-        let id = self.known_id("virtual_machine", resource_group, vm, || {
-            self.id(
-                None,
-                resource_group,
-                "Microsoft.Compute/virtualMachines",
-                vm,
-            )
-        });
+        let id = self.vm_id(resource_group, vm);
         let v = self.call(Method::GET, &id, api::VM, None, &op).await?;
         let location = v.get("location").cloned().unwrap_or(Value::Null);
         let os = v
@@ -1019,6 +1012,19 @@ impl ArmCloud {
         })
     }
 
+    /// The ID of a VM: the one this cloud created, else in the default
+    /// subscription.
+    fn vm_id(&self, resource_group: &str, vm: &str) -> String {
+        self.known_id("virtual_machine", resource_group, vm, || {
+            self.id(
+                None,
+                resource_group,
+                "Microsoft.Compute/virtualMachines",
+                vm,
+            )
+        })
+    }
+
     /// The ID of a resource this cloud created, else `fallback()`.
     fn known_id(
         &self,
@@ -1322,14 +1328,7 @@ impl crate::exec::Cloud for ArmCloud {
                 disks,
             } => self.convert_to_managed(key, resource_group, disks).await,
             Action::PowerOn { resource_group, vm } => {
-                let id = self.known_id("virtual_machine", resource_group, vm, || {
-                    self.id(
-                        None,
-                        resource_group,
-                        "Microsoft.Compute/virtualMachines",
-                        vm,
-                    )
-                });
+                let id = self.vm_id(resource_group, vm);
                 self.call(
                     Method::POST,
                     &format!("{id}/start"),
