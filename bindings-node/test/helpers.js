@@ -34,8 +34,17 @@ function setPointer(doc, ptr, value) {
   });
 }
 
+// Temporary directories of this test process, removed when it exits (demo
+// repositories hold gigabytes of sparse images).
+const made = [];
+process.on('exit', () => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function tmpdir(prefix = 'vmrestore-node-') {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 module.exports = { ROOT, load, setPointer, tmpdir };

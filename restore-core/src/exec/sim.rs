@@ -8,14 +8,25 @@
 //! are decided by a hash of (seed, operation, key, attempt), so a run is
 //! deterministic for a seed whatever the interleaving of concurrent calls.
 //! [`SimCloud::dump`] gives the state for tests to assert on.
+//!
+//! [`SimCloud::persistent`] keeps the state in a directory instead, so that
+//! it outlives the process: a restore killed mid-run (SIGKILL) and resumed
+//! by another process meets the cloud it left. The directory holds
+//! `state.json` (resources, upload states, actions; replaced atomically
+//! after every change), one sparse image per disk under `disks/`, and two
+//! append-only logs: `creates.log` (a line per resource made, with its step
+//! key) and `writes.log` (a line per page write: disk, offset, length),
+//! from which tests count what was done twice.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cloud::*;
 use crate::model::{Catalog, ExistingVm};
@@ -53,6 +64,10 @@ pub struct SimConfig {
     pub lro: Duration,
     /// Latency of each page write.
     pub write_latency: Duration,
+    /// Time between a page landing and the caller hearing of it (the
+    /// response in transit): a crash within it leaves pages written that
+    /// the caller never knew of, as on a real network.
+    pub write_ack_latency: Duration,
     /// Write rate limit in bytes per second (None: unlimited).
     pub write_rate: Option<u64>,
     /// Faults.
@@ -73,6 +88,7 @@ impl Default for SimConfig {
             op_latency: Default::default(),
             lro: Duration::ZERO,
             write_latency: Duration::ZERO,
+            write_ack_latency: Duration::ZERO,
             write_rate: None,
             faults: Faults::default(),
             max_vms: 1000,
@@ -83,7 +99,7 @@ impl Default for SimConfig {
 }
 
 /// A resource as SimCloud holds it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimResource {
     /// The resource.
     pub resource: Resource,
@@ -91,15 +107,39 @@ pub struct SimResource {
     pub spec: ResourceSpec,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct SimDisk {
     size: u64,
     open: bool,
     closed_once: bool,
-    /// Written pages by offset (each a multiple of 512 bytes).
+    /// Written pages by offset (each a multiple of 512 bytes); in a
+    /// persistent cloud they are in the disk's image file instead.
+    #[serde(skip)]
     pages: BTreeMap<u64, Bytes>,
+    #[serde(skip)]
     bytes_written: u64,
+    #[serde(skip)]
     writes: u64,
+}
+
+/// What a persistent cloud saves in `state.json`.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    resources: BTreeMap<String, SimResource>,
+    by_key: HashMap<String, String>,
+    disks: HashMap<String, SimDisk>,
+    actions: Vec<(String, Action)>,
+    existing: Vec<ExistingVm>,
+    powered_on: Vec<String>,
+    creates: u64,
+}
+
+/// A line of `writes.log`.
+#[derive(Serialize, Deserialize)]
+struct WriteLine {
+    disk: String,
+    offset: u64,
+    len: u64,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +163,8 @@ struct State {
 pub struct SimCloud {
     cfg: Arc<SimConfig>,
     state: Arc<Mutex<State>>,
+    /// The directory of a persistent cloud.
+    dir: Option<Arc<PathBuf>>,
 }
 
 impl std::fmt::Debug for SimCloud {
@@ -153,7 +195,121 @@ impl SimCloud {
                 existing,
                 ..Default::default()
             })),
+            dir: None,
         }
+    }
+
+    /// A simulated cloud whose state lives in `dir` (created if missing):
+    /// opening a directory an earlier process used gives the cloud it left,
+    /// so a killed run can be resumed against it. `cfg.existing_vms` seeds
+    /// a new directory only. An unreadable or foreign `state.json` is an
+    /// error; nothing in the directory is changed then.
+    pub fn persistent(cfg: SimConfig, dir: impl AsRef<Path>) -> std::io::Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(dir.join("disks"))?;
+        let mut st = State {
+            existing: cfg.existing_vms.clone(),
+            ..Default::default()
+        };
+        let state_path = dir.join("state.json");
+        if state_path.exists() {
+            let text = std::fs::read_to_string(&state_path)?;
+            let saved: Saved = serde_json::from_str(&text).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", state_path.display()),
+                )
+            })?;
+            st.resources = saved.resources;
+            st.by_key = saved.by_key;
+            st.disks = saved.disks;
+            st.actions = saved.actions;
+            st.existing = saved.existing;
+            st.powered_on = saved.powered_on;
+            st.creates = saved.creates;
+            // Counters come from the write log (a torn last line is ignored).
+            if let Ok(log) = std::fs::read_to_string(dir.join("writes.log")) {
+                for line in log.lines() {
+                    let Ok(w) = serde_json::from_str::<WriteLine>(line) else {
+                        break;
+                    };
+                    if let Some(d) = st.disks.get_mut(&w.disk) {
+                        d.bytes_written += w.len;
+                        d.writes += 1;
+                    }
+                }
+            }
+        }
+        let cloud = SimCloud {
+            cfg: Arc::new(cfg),
+            state: Arc::new(Mutex::new(st)),
+            dir: Some(Arc::new(dir)),
+        };
+        if !state_path.exists() {
+            cloud.save(&cloud.lock()).map_err(std::io::Error::other)?;
+        }
+        Ok(cloud)
+    }
+
+    /// The image file of a disk (by resource ID) in a persistent cloud.
+    fn image_path(dir: &Path, id: &str) -> PathBuf {
+        let name: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        dir.join("disks").join(format!("{name}.img"))
+    }
+
+    /// Saves the state of a persistent cloud (a no-op for an in-memory one):
+    /// written to a temporary file and renamed, so a kill leaves either the
+    /// old state or the new one.
+    fn save(&self, st: &State) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let saved = serde_json::json!({
+            "resources": st.resources,
+            "by_key": st.by_key,
+            "disks": st.disks,
+            "actions": st.actions,
+            "existing": st.existing,
+            "powered_on": st.powered_on,
+            "creates": st.creates,
+        });
+        let tmp = dir.join("state.json.tmp");
+        std::fs::write(&tmp, saved.to_string())
+            .and_then(|_| std::fs::rename(&tmp, dir.join("state.json")))
+            .map_err(|e| format!("saving the simulated cloud's state: {e}"))
+    }
+
+    fn saved(&self, op: &str, st: &State) -> CloudResult<()> {
+        self.save(st)
+            .map_err(|e| CloudError::new(CloudErrorKind::Fatal, op, e))
+    }
+
+    fn append_log(&self, file: &str, line: &impl Serialize) -> CloudResult<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let text = format!("{}\n", serde_json::to_string(line).unwrap_or_default());
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(file))
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| {
+                CloudError::new(
+                    CloudErrorKind::Fatal,
+                    format!("append to {file}"),
+                    e.to_string(),
+                )
+            })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -245,6 +401,17 @@ impl SimCloud {
             .clone();
         let d = st.disks.get(&id)?;
         let mut out = vec![0u8; d.size as usize];
+        if let Some(dir) = &self.dir {
+            let mut f = match std::fs::File::open(Self::image_path(dir, &id)) {
+                Ok(f) => f,
+                // Nothing written yet.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(out),
+                Err(_) => return None,
+            };
+            let len = f.metadata().ok()?.len().min(d.size) as usize;
+            f.read_exact(&mut out[..len]).ok()?;
+            return Some(out);
+        }
         for (off, data) in &d.pages {
             let end = (*off as usize + data.len()).min(out.len());
             out[*off as usize..end].copy_from_slice(&data[..end - *off as usize]);
@@ -488,6 +655,11 @@ impl SimCloud {
                 },
             );
             st.creates += 1;
+            self.saved(&op, &st)?;
+            self.append_log(
+                "creates.log",
+                &serde_json::json!({"key": key, "id": resource.id}),
+            )?;
             Ok((resource, true))
         }
     }
@@ -555,7 +727,10 @@ impl Cloud for SimCloud {
         st.by_key.retain(|_, v| v != &resource.id);
         st.powered_on
             .retain(|v| v != &resource.name || resource.kind != "virtual_machine");
-        Ok(())
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_file(Self::image_path(dir, &resource.id));
+        }
+        self.saved(&format!("delete '{}'", resource.name), &st)
     }
 
     async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
@@ -588,7 +763,7 @@ impl Cloud for SimCloud {
             _ => {}
         }
         st.actions.push((key.into(), action.clone()));
-        Ok(())
+        self.saved(&format!("act '{key}'"), &st)
     }
 
     async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
@@ -631,7 +806,7 @@ impl SimCloud {
             )
         })?;
         f(d);
-        Ok(())
+        self.saved(&format!("{op} '{}'", disk.name), &st)
     }
 }
 
@@ -695,11 +870,40 @@ impl DiskWriter for SimDiskWriter {
                     format!("write past the end of the {}-byte disk", d.size),
                 ));
             }
-            d.pages.insert(at, piece);
             d.bytes_written += len as u64;
             d.writes += 1;
+            match &self.cloud.dir {
+                Some(dir) => {
+                    let path = SimCloud::image_path(dir, &self.id);
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&path)
+                        .and_then(|mut f| {
+                            f.seek(SeekFrom::Start(at))?;
+                            f.write_all(&piece)
+                        })
+                        .map_err(|e| {
+                            CloudError::new(CloudErrorKind::Fatal, op.clone(), e.to_string())
+                        })?;
+                    drop(st);
+                    self.cloud.append_log(
+                        "writes.log",
+                        &WriteLine {
+                            disk: self.id.clone(),
+                            offset: at,
+                            len: len as u64,
+                        },
+                    )?;
+                }
+                None => {
+                    d.pages.insert(at, piece);
+                }
+            }
             pos += len;
         }
+        self.cloud.delay(self.cloud.cfg.write_ack_latency).await;
         Ok(())
     }
 
