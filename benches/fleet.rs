@@ -70,7 +70,7 @@ pub fn fleet(n: usize) -> Value {
                 "firmware": if next() % 3 == 0 { "uefi" } else { "bios" },
                 "size": "Standard_D16s_v5",
                 "nics": [{"name": format!("vm{i}-nic"), "virtual_network": "vnet", "subnet": "default"}],
-                "network_security_group": if next() % 2 == 0 { json!("nsg") } else { Value::Null },
+                "network_security_group": if next() % 2 == 0 { json!(format!("vm{i}-nsg")) } else { Value::Null },
                 "tags": {"env": "prod", "owner": "team-a"},
                 "disks": ds,
             },

@@ -18,12 +18,14 @@
 
 mod cloud;
 mod journal;
+mod limit;
 mod local;
 mod report;
 mod sim;
 
 pub use cloud::*;
 pub use journal::{Journal, JournalState};
+pub use limit::{ArmLimits, TokenBucket, WriteLimitedCloud};
 pub use local::{LocalVhdSink, arm_template};
 pub use report::*;
 pub use sim::{Faults, MAX_PAGE_WRITE, SimCloud, SimConfig, SimResource};

@@ -70,6 +70,13 @@ pub struct SimConfig {
     pub write_ack_latency: Duration,
     /// Write rate limit in bytes per second (None: unlimited).
     pub write_rate: Option<u64>,
+    /// ARM's request limits for the subscription (None: unlimited): a write
+    /// (create, action, disk upload access) or delete that finds its bucket
+    /// empty gets 429 with the Retry-After of the next token.
+    pub arm_limits: Option<super::ArmLimits>,
+    /// Keep the bytes of page writes (default). Off, writes are checked and
+    /// counted but their bytes dropped: for fleet-scale runs.
+    pub keep_pages: bool,
     /// Faults.
     pub faults: Faults,
     /// Most VMs that can exist.
@@ -90,6 +97,8 @@ impl Default for SimConfig {
             write_latency: Duration::ZERO,
             write_ack_latency: Duration::ZERO,
             write_rate: None,
+            arm_limits: None,
+            keep_pages: true,
             faults: Faults::default(),
             max_vms: 1000,
             max_disks: 10_000,
@@ -154,6 +163,9 @@ struct State {
     calls: u64,
     faults_injected: u64,
     creates: u64,
+    /// ARM writes and deletes admitted, and those throttled (429).
+    arm_requests: u64,
+    throttled: u64,
     /// Token bucket for the write rate limit: when the bucket is next empty.
     write_free_at: Option<tokio::time::Instant>,
 }
@@ -163,6 +175,8 @@ struct State {
 pub struct SimCloud {
     cfg: Arc<SimConfig>,
     state: Arc<Mutex<State>>,
+    /// ARM's write and delete buckets, when limited.
+    buckets: Option<Arc<(super::TokenBucket, super::TokenBucket)>>,
     /// The directory of a persistent cloud.
     dir: Option<Arc<PathBuf>>,
 }
@@ -196,7 +210,51 @@ impl SimCloud {
                 ..Default::default()
             })),
             dir: None,
+            buckets: None,
         }
+        .with_buckets()
+    }
+
+    fn with_buckets(mut self) -> Self {
+        self.buckets = self.cfg.arm_limits.map(|l| {
+            Arc::new((
+                super::TokenBucket::new(l.writes.0, l.writes.1),
+                super::TokenBucket::new(l.deletes.0, l.deletes.1),
+            ))
+        });
+        self
+    }
+
+    /// ARM's throttling: a write (or delete) takes a token from its bucket
+    /// or is refused with 429 and the Retry-After of the next token.
+    fn throttle(&self, op: &str, key: &str, delete: bool) -> CloudResult<()> {
+        let Some(b) = &self.buckets else {
+            return Ok(());
+        };
+        let bucket = if delete { &b.1 } else { &b.0 };
+        let r = bucket.try_take();
+        let mut st = self.lock();
+        match r {
+            Ok(()) => {
+                st.arm_requests += 1;
+                Ok(())
+            }
+            Err(wait) => {
+                st.throttled += 1;
+                Err(CloudError::new(
+                    CloudErrorKind::Throttled,
+                    format!("{op} {key}"),
+                    "429 Too Many Requests (subscription write limit)",
+                )
+                .retry_after(wait))
+            }
+        }
+    }
+
+    /// ARM writes and deletes admitted, and requests throttled with 429.
+    pub fn arm_requests(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.arm_requests, st.throttled)
     }
 
     /// A simulated cloud whose state lives in `dir` (created if missing):
@@ -244,7 +302,9 @@ impl SimCloud {
             cfg: Arc::new(cfg),
             state: Arc::new(Mutex::new(st)),
             dir: Some(Arc::new(dir)),
-        };
+            buckets: None,
+        }
+        .with_buckets();
         if !state_path.exists() {
             cloud.save(&cloud.lock()).map_err(std::io::Error::other)?;
         }
@@ -450,6 +510,8 @@ impl SimCloud {
             "powered_on": st.powered_on.clone(),
             "calls": st.calls,
             "faults_injected": st.faults_injected,
+            "arm_requests": st.arm_requests,
+            "throttled": st.throttled,
         })
     }
 
@@ -550,7 +612,14 @@ impl SimCloud {
                     .existing
                     .iter()
                     .any(|v| v.name.eq_ignore_ascii_case(spec.name()));
-            if taken && matches!(spec, ResourceSpec::ResourceGroup { .. }) {
+            // Resource groups and the region's helper appliance are shared:
+            // a restore that finds one uses it (and leaves it at clean-up).
+            if taken
+                && matches!(
+                    spec,
+                    ResourceSpec::ResourceGroup { .. } | ResourceSpec::HelperAppliance { .. }
+                )
+            {
                 let r = st.resources.get(&id).map(|r| Resource {
                     existed: true,
                     key: key.into(),
@@ -689,6 +758,7 @@ impl Cloud for SimCloud {
     }
 
     async fn create(&self, key: &str, spec: &ResourceSpec) -> CloudResult<Resource> {
+        self.throttle("create", key, false)?;
         self.delay(self.latency("create")).await;
         if let Some(e) = self.fault("create", key, self.cfg.faults.control) {
             return Err(e);
@@ -717,6 +787,7 @@ impl Cloud for SimCloud {
     }
 
     async fn delete(&self, resource: &Resource) -> CloudResult<()> {
+        self.throttle("delete", &resource.key, true)?;
         self.delay(self.latency("delete")).await;
         if let Some(e) = self.fault("delete", &resource.key, self.cfg.faults.control) {
             return Err(e);
@@ -734,6 +805,7 @@ impl Cloud for SimCloud {
     }
 
     async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
+        self.throttle("act", key, false)?;
         self.delay(self.latency("act")).await;
         if let Some(e) = self.fault("act", key, self.cfg.faults.control) {
             return Err(e);
@@ -793,6 +865,7 @@ impl SimCloud {
         disk: &Resource,
         f: impl FnOnce(&mut SimDisk),
     ) -> CloudResult<()> {
+        self.throttle(op, &disk.key, false)?;
         self.delay(self.latency(op)).await;
         if let Some(e) = self.fault(op, &disk.key, self.cfg.faults.control) {
             return Err(e);
@@ -897,9 +970,10 @@ impl DiskWriter for SimDiskWriter {
                         },
                     )?;
                 }
-                None => {
+                None if self.cloud.cfg.keep_pages => {
                     d.pages.insert(at, piece);
                 }
+                None => {}
             }
             pos += len;
         }

@@ -132,10 +132,17 @@ pub(super) fn initial_target(
     }
 }
 
-/// A deterministic staging account name (3-24 lowercase letters and digits).
+/// A deterministic staging account name (3-24 lowercase letters and digits),
+/// one per restored VM: restores of several VMs into one resource group
+/// each create, and clean up, their own.
 fn default_staging_name(t: &Target) -> String {
-    let digest =
-        short_digest(format!("{}/{}/{}", t.subscription_id, t.resource_group, t.region).as_bytes());
+    let digest = short_digest(
+        format!(
+            "{}/{}/{}/{}",
+            t.subscription_id, t.resource_group, t.region, t.vm_name
+        )
+        .as_bytes(),
+    );
     format!("vmrstage{digest}")
 }
 

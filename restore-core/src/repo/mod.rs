@@ -373,11 +373,13 @@ pub(crate) fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-/// Checks a manifest's internal consistency: the format, chunk geometry
-/// (inside the disk, ordered, not overlapping), digests that are SHA-256s,
-/// disk digests that match, and a restore point that validates.
-/// Parses and checks the text of restore point `id`'s manifest.
-pub(crate) fn parse_manifest(text: &str, id: &str) -> Result<Manifest> {
+/// Parses and checks the text of restore point `id`'s manifest, as every
+/// repository does before a restore reads it: at most 64 MiB, the format,
+/// chunk geometry (inside the disk, ordered, not overlapping), digests that
+/// are SHA-256s, disk digests that match their chunks, and a restore point
+/// that validates. Errors name the restore point, and the disk and offset
+/// where a chunk is at fault.
+pub fn parse_manifest(text: &str, id: &str) -> Result<Manifest> {
     if text.len() as u64 > MAX_MANIFEST {
         return Err(Error::Repository(format!(
             "restore point '{id}': the manifest exceeds {MAX_MANIFEST} bytes"
