@@ -8,7 +8,8 @@
 //! operations, token waits) pass in simulated time, so the makespan is that
 //! of the schedule, not of this machine. It is compared with its lower
 //! bound: the larger of the critical path (the slowest VM restored alone,
-//! no limit) and the ARM writes over the refill rate. Peak RSS is read from
+//! no limit) and the ARM writes beyond the bucket's initial 200 over the
+//! refill rate. Peak RSS is read from
 //! /proc. A second, wall-clock run (latencies and rate scaled down 100
 //! times) measures what progress reporting costs: with and without a
 //! progress callback, alternating, medians.
@@ -293,7 +294,10 @@ fn main() {
     let burst_bound = Duration::from_secs_f64(
         f.arm_writes.saturating_sub(u64::from(limits.writes.0)) as f64 / limits.writes.1,
     );
-    let bound = critical.max(rate_bound);
+    // The bucket starts full: its first 200 writes need no refill, so the
+    // rate bound is (writes - burst) / rate; writes / rate, without the
+    // burst, is printed too (the makespan can beat it by up to 20 s).
+    let bound = critical.max(burst_bound);
     let ratio = f.makespan.as_secs_f64() / bound.as_secs_f64();
     println!(
         "fleet_restore: {n} VMs, {} ARM writes ({} throttled), {} progress events",
@@ -306,7 +310,10 @@ fn main() {
         rate_bound.as_secs_f64(),
         burst_bound.as_secs_f64()
     );
-    println!("  makespan / lower bound = {ratio:.3}");
+    println!(
+        "  makespan / lower bound = {ratio:.4} (/ writes-over-rate: {:.4})",
+        f.makespan.as_secs_f64() / critical.max(rate_bound).as_secs_f64()
+    );
     assert!(ratio <= 1.15, "makespan {ratio:.3} times the lower bound");
     // The limiter and the server keep separate clocks: a request may meet
     // an empty bucket a moment before its token (then it waits Retry-After).

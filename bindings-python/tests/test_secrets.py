@@ -116,15 +116,14 @@ def test_no_secret_reaches_errors_reprs_plans_reports_events_or_output(server, d
             texts.append(("read_disk error", error_text(err)))
 
     # Object-store repositories: a key, and options with one.
-    for kwargs in (
-        {"endpoint": f"{server}/devstoreaccount1", "account": "devstoreaccount1", "key": KEY,
-         "container": "backups"},
-        {"url": "az://backups", "options": {"azure_storage_account_name": "devstoreaccount1",
-                                            "azure_storage_access_key": OPT_KEY,
-                                            "azure_storage_endpoint": f"{server}/devstoreaccount1",
-                                            "azure_allow_http": "true"}},
-    ):
-        obj = vmrestore.ObjectStoreRepository(**kwargs)  # type: ignore[arg-type]
+    stores = [
+        vmrestore.ObjectStoreRepository(endpoint=f"{server}/devstoreaccount1", account="devstoreaccount1",
+                                        key=KEY, container="backups"),
+        vmrestore.ObjectStoreRepository(url="az://backups", options={
+            "azure_storage_account_name": "devstoreaccount1", "azure_storage_access_key": OPT_KEY,
+            "azure_storage_endpoint": f"{server}/devstoreaccount1", "azure_allow_http": "true"}),
+    ]
+    for obj in stores:
         texts.append(("ObjectStoreRepository repr", repr(obj)))
         with pytest.raises(vmrestore.VmrestoreError) as e3:
             obj.list()
