@@ -950,6 +950,86 @@ async fn a_failed_operation_surfaces_arms_error_and_everything_created_is_delete
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_there_before_is_neither_overwritten_nor_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let repo = Arc::new(repo);
+    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let plan = plan_for(web01, "azure-backup");
+    let t = &plan.target;
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/{}",
+        t.subscription_id, t.resource_group
+    );
+    let theirs = format!("{rg}/providers/Microsoft.Storage/storageAccounts/customerdata");
+    let rg_body = json!({"id": rg, "location": t.region, "tags": {"owner": "customer"}});
+
+    // A resource group that exists, holding the customer's data; the VM
+    // fails, so clean-up runs: the group and its content stay, untouched.
+    let (st, cloud) = serve(true).await;
+    {
+        let mut f = st.lock().unwrap();
+        f.resources.insert(rg.to_ascii_lowercase(), rg_body.clone());
+        f.resources
+            .insert(theirs.to_ascii_lowercase(), json!({"id": theirs}));
+    }
+    let report = Executor::new(Arc::new(cloud), repo.clone())
+        .with_options(options())
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(!report.cleaned_up.is_empty(), "clean-up ran");
+    {
+        let f = st.lock().unwrap();
+        assert_eq!(f.resources.get(&rg.to_ascii_lowercase()), Some(&rg_body));
+        assert!(f.resources.contains_key(&theirs.to_ascii_lowercase()));
+        assert!(
+            !f.bodies.iter().any(|b| b["path"]
+                .as_str()
+                .is_some_and(|p| p.eq_ignore_ascii_case(&rg))),
+            "the existing resource group was PUT"
+        );
+        let left: Vec<&String> = f
+            .resources
+            .keys()
+            .filter(|k| **k != rg.to_ascii_lowercase() && **k != theirs.to_ascii_lowercase())
+            .filter(|k| k.starts_with("/subscriptions/"))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    // A NIC of the plan's name that this restore did not make: refused
+    // with a clear error, never overwritten, never deleted.
+    let (st, cloud) = serve(false).await;
+    // (Network resources go to the cloud's own subscription.)
+    let nic = format!(
+        "/subscriptions/{SUB}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}",
+        t.resource_group, t.nics[0].name
+    );
+    let nic_body =
+        json!({"id": nic, "location": t.region, "properties": {"note": "the customer's"}});
+    st.lock()
+        .unwrap()
+        .resources
+        .insert(nic.to_ascii_lowercase(), nic_body.clone());
+    let report = Executor::new(Arc::new(cloud), repo)
+        .with_options(options())
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    let e = report.error.unwrap();
+    assert!(
+        e.message.contains("exists already") && e.message.contains(&t.nics[0].name),
+        "{}",
+        e.message
+    );
+    let f = st.lock().unwrap();
+    assert_eq!(f.resources.get(&nic.to_ascii_lowercase()), Some(&nic_body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_is_read_from_arm() {
     let (_st, cloud) = serve(false).await;
     let c = cloud.catalog().await.unwrap();
@@ -1380,7 +1460,12 @@ async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
         restores.iter().find(|r| r.name == "web01").unwrap(),
         "azure-backup",
     );
-    for plan in [&direct, &staged] {
+    for (i, plan) in [&direct, &staged].into_iter().enumerate() {
+        if i > 0 {
+            // Another restore of the same VM: into an empty subscription,
+            // or its NIC (made by the first plan) is not this plan's to reuse.
+            st.lock().unwrap().resources.clear();
+        }
         let report = Executor::new(cloud.clone(), repo.clone())
             .with_options(options())
             .run(plan, CancellationToken::new(), None)

@@ -1223,12 +1223,49 @@ impl crate::exec::Cloud for ArmCloud {
             return self.create_staged(key, spec, &op).await;
         }
         let (id, api_version, body) = self.body(key, spec, &op, false)?;
+        // A PUT overwrites, and clean-up deletes what the run created: so
+        // look first. What this step made before (its `vmrestore-key` tag)
+        // is completed by the PUT; a resource group that was there is used
+        // and left alone (`existed`); anything else of that name is not
+        // ours to overwrite, nor to delete.
+        let before = match self.call(Method::GET, &id, api_version, None, &op).await {
+            Ok(v) => Some(v),
+            Err(e) if e.kind == CloudErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(v) = &before {
+            let ours = v.pointer("/tags/vmrestore-key").and_then(Value::as_str) == Some(key);
+            if !ours {
+                if matches!(spec, ResourceSpec::ResourceGroup { .. }) {
+                    return Ok(Resource {
+                        id: v
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or(&id)
+                            .to_string(),
+                        kind: spec.kind().to_string(),
+                        name: spec.name().to_string(),
+                        key: key.to_string(),
+                        existed: true,
+                    });
+                }
+                return Err(CloudError::new(
+                    CloudErrorKind::Conflict,
+                    op,
+                    format!(
+                        "a {} named '{}' exists already and this restore did not make it: it is left as it is (choose another name or resource group)",
+                        spec.kind(),
+                        spec.name()
+                    ),
+                ));
+            }
+        }
         let v = match self
             .call(Method::PUT, &id, api_version, Some(&body), &op)
             .await
         {
             Ok(v) => v,
-            Err(e) if !e.is_transient() => {
+            Err(e) if !e.is_transient() && before.is_none() => {
                 // ARM keeps a resource whose creation failed (in state
                 // Failed): remove it, or clean-up would never know of it.
                 let _ = self.call(Method::DELETE, &id, api_version, None, &op).await;
