@@ -420,7 +420,15 @@ fn sigkill_at_random_points_then_resume() {
             keys.len(),
             "trial {trial}: a step created twice"
         );
-        assert_eq!(keys.len(), create_steps, "trial {trial}");
+        // The state (saved atomically with each resource) counts what was
+        // made new; the log line follows it, so a kill between the two can
+        // lose a line but never add one.
+        assert_eq!(
+            sim.creates() as usize,
+            create_steps,
+            "trial {trial}: creates"
+        );
+        assert!(keys.len() <= create_steps, "trial {trial}");
         let held: HashSet<String> = sim.dump()["resources"]
             .as_array()
             .unwrap()
@@ -431,7 +439,10 @@ fn sigkill_at_random_points_then_resume() {
         assert_eq!(held, reported, "trial {trial}: leaked or lost resources");
     }
     // A kill timed after the run's end finds nothing to kill: most land.
-    assert!(kills >= trials.min(20), "{kills} kills in {trials} trials");
+    assert!(
+        kills >= (trials * 5 / 6).min(20),
+        "{kills} kills in {trials} trials"
+    );
     assert!(
         in_control > 0 && in_data > 0,
         "kills in control steps: {in_control}, in data transfer: {in_data}"
