@@ -297,6 +297,17 @@ export declare function render(plan: Plan | string, format?: 'text' | 'json' | '
  */
 export declare function schema(name: 'restore_point' | 'restore_request' | 'catalog' | 'plan' | 'report' | 'event'): Record<string, unknown>
 
+/**
+ * Sends the library's log events to `logger(level, target, message)`
+ * (`level` is `error`, `warn`, `info`, `debug` or `trace`); `null`
+ * removes it. `filter` takes `RUST_LOG` directives (`debug`,
+ * `restore_core=trace,hyper_util=debug`; default: `RUST_LOG`, else
+ * `info`). The logger never keeps the process alive and is called on the
+ * event loop, after the event. Without a logger, events go to stderr when
+ * `RUST_LOG` is set.
+ */
+export declare function setLogger(logger: ((level: 'error' | 'warn' | 'info' | 'debug' | 'trace', target: string, message: string) => void) | null, filter?: string): void
+
 /** Options of the simulated Azure. */
 export interface SimCloudOptions {
   /** Seed of the fault decisions (the same seed gives the same faults). */

@@ -852,3 +852,4 @@ module.exports.planAsync = nativeBinding.planAsync
 module.exports.planMany = nativeBinding.planMany
 module.exports.render = nativeBinding.render
 module.exports.schema = nativeBinding.schema
+module.exports.setLogger = nativeBinding.setLogger

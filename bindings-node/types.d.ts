@@ -207,7 +207,7 @@ export type Action = 'create' | 'update' | 'delete' | 'read'
 /**
  * How the run ended.
  */
-export type Outcome = 'succeeded' | 'failed' | 'cancelled'
+export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'needs_attention'
 /**
  * What went wrong in a cloud or storage call.
  */
@@ -223,7 +223,11 @@ export type CloudErrorKind =
 /**
  * Status of one step in the report.
  */
-export type StepStatus = 'done' | 'resumed' | 'failed' | 'cancelled' | 'not_run'
+export type StepStatus = 'done' | 'resumed' | 'failed' | 'cancelled' | 'not_run' | 'skipped'
+/**
+ * What the VM of a run is at its end.
+ */
+export type VmState = 'restored' | 'original' | 'original_recreated' | 'missing' | 'not_created'
 /**
  * A progress event.
  */
@@ -941,6 +945,13 @@ export interface Plan {
    * Every rule ID that contributed to the plan, sorted.
    */
   rules_applied: string[]
+  inputs: PlanInputs
+  /**
+   * An HMAC-SHA256 over the plan (see [`crate::plan::seal`]), for plans
+   * that pass through untrusted hands: an executor given the key runs
+   * only a plan whose seal matches.
+   */
+  seal?: string | null
 }
 /**
  * Digests (SHA-256, hex) of everything the plan was computed from.
@@ -1259,6 +1270,29 @@ export interface TargetDisk {
   disk_encryption_set?: string | null
 }
 /**
+ * The inputs a plan records so that it can be planned again.
+ */
+export interface PlanInputs {
+  request: RestoreRequest
+  /**
+   * The profiles and custom rule sets, in order.
+   */
+  profiles: ProfileInput[]
+}
+/**
+ * A profile the plan was made under.
+ */
+export interface ProfileInput {
+  /**
+   * Its name (a built-in profile's, or a custom rule set's).
+   */
+  name: string
+  /**
+   * For a custom rule set, the text it was loaded from (TOML or JSON).
+   */
+  rules?: string | null
+}
+/**
  * The final report of a run, as JSON.
  */
 export interface Report {
@@ -1307,6 +1341,10 @@ export interface Report {
    * Notes, e.g. that an in-place restore's existing VM is gone but its disks were kept.
    */
   notes: string[]
+  /**
+   * Which VM exists at the end (for plans that create or replace one).
+   */
+  vm?: VmReport | null
 }
 /**
  * The error that ended a failed run.
@@ -1436,4 +1474,15 @@ export interface Resource {
    * It existed before (e.g. a shared resource group): clean-up leaves it.
    */
   existed?: boolean
+}
+/**
+ * Which VM exists after a run that has one (a VM step, or an existing VM
+ * it replaces).
+ */
+export interface VmReport {
+  /**
+   * The VM's name.
+   */
+  name: string
+  state: VmState
 }

@@ -25,8 +25,10 @@ cd "$(dirname "$0")/.."
 .venv/bin/pip install -q -r bindings-python/requirements-dev.txt -r tests/arm_spec/requirements.txt
 export VMRESTORE_REQUIRE_SPEC=1
 
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+# The Node addon's napi_* symbols come from the Node process that loads it:
+# a Rust test harness cannot link it. It is built and tested from Node below.
+cargo test --workspace --all-targets --exclude vmrestore-node
+cargo test --workspace --doc --exclude vmrestore-node
 
 export VIRTUAL_ENV="$PWD/.venv"
 (

@@ -61,6 +61,9 @@ struct Fake {
     staging_blob: String,
     /// Every request with a body, for the published definitions' check.
     bodies: Vec<Value>,
+    /// A resource group that GET does not show (no read permission, or
+    /// another location) but that exists: its PUT answers 409.
+    hidden_rg: Option<String>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -404,6 +407,13 @@ async fn handle(
                     return err(StatusCode::BAD_REQUEST, "BadRequest", "accessPolicies");
                 }
                 return Json(body).into_response();
+            }
+            if f.hidden_rg.as_deref() == Some(key.as_str()) {
+                return err(
+                    StatusCode::CONFLICT,
+                    "InvalidResourceGroupLocation",
+                    "Invalid resource group location 'westeurope'. The Resource group already exists in location 'northeurope'.",
+                );
             }
             if let Err(m) = validate(&f, &path, &body) {
                 f.rejected.push(format!("PUT {path}: {m}"));
@@ -1514,4 +1524,316 @@ async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
     let f = st.lock().unwrap();
     assert_eq!(f.unauthorised, 0);
     assert!(f.bodies.iter().any(|b| b.to_string().contains(PASSWORD)));
+}
+
+/// Issue 12, item 5: a server whose `Azure-AsyncOperation` / `Location`
+/// headers point at another host (here another port on 127.0.0.1, over
+/// plain http) never gets the bearer token: the URL is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_follows_a_poll_url_to_another_host() {
+    // The other host: it records whatever reaches it.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    let rec = seen.clone();
+    let app = Router::new().fallback(move |headers: HeaderMap, uri: Uri| {
+        let rec = rec.clone();
+        async move {
+            rec.lock().unwrap().push(format!(
+                "{uri} {:?}",
+                headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap_or("").to_string())
+            ));
+            Json(json!({ "status": "Succeeded" }))
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (st, cloud) = serve(false).await;
+    st.lock().unwrap().base = other.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let plan = plan_for(web01, "azure-backup");
+    let report = Executor::new(Arc::new(cloud), Arc::new(repo))
+        .with_options(options())
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    let e = report.error.unwrap();
+    assert!(e.message.contains("refusing to follow"), "{}", e.message);
+    assert!(e.message.contains(&other), "{}", e.message);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the other host was called: {:?}",
+        seen.lock().unwrap()
+    );
+}
+
+/// Issue 12, item 6: userinfo in an endpoint URL is redacted in `Debug`.
+#[test]
+fn userinfo_in_the_endpoint_is_redacted() {
+    let cloud = ArmCloud::new(
+        ArmConfig {
+            endpoint: "http://operator:hunter2-secret@127.0.0.1:9/".into(),
+            subscription_id: SUB.into(),
+            ..Default::default()
+        },
+        Arc::new(Token),
+    )
+    .unwrap();
+    let shown = format!("{cloud:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains("operator"), "{shown}");
+    assert!(shown.contains("127.0.0.1:9"), "{shown}");
+}
+
+/// Issue 12, item 4: clean-up deletes only what the cloud shows this run
+/// made. `GET rg → 404, PUT → 409 InvalidResourceGroupLocation` (someone
+/// else's group) sends no DELETE; a claimed resource (as a forged journal
+/// line would claim it) without this step's tag is refused, not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_up_deletes_only_what_arm_shows_this_run_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let plan = plan_for(web01, "azure-backup");
+    let t = &plan.target;
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/{}",
+        t.subscription_id, t.resource_group
+    );
+    let (st, cloud) = serve(false).await;
+    st.lock().unwrap().hidden_rg = Some(rg.to_ascii_lowercase());
+    let report = Executor::new(Arc::new(cloud), Arc::new(repo))
+        .with_options(options())
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    assert!(
+        report
+            .error
+            .unwrap()
+            .message
+            .contains("InvalidResourceGroupLocation")
+    );
+    {
+        let f = st.lock().unwrap();
+        let deletes: Vec<&String> = f.calls.iter().filter(|c| c.starts_with("DELETE")).collect();
+        assert!(deletes.is_empty(), "deleted: {deletes:?}");
+    }
+
+    // A resource claimed by this plan's key but not tagged with it (the
+    // customer's group, named in a forged journal line): refused.
+    let (st, cloud) = serve(false).await;
+    let theirs = format!("/subscriptions/{SUB}/resourceGroups/rg-finance");
+    st.lock().unwrap().resources.insert(
+        theirs.to_ascii_lowercase(),
+        json!({"id": theirs, "location": "westeurope", "tags": {"owner": "finance"}}),
+    );
+    let claimed = Resource {
+        id: theirs.clone(),
+        kind: "resource_group".into(),
+        name: "rg-finance".into(),
+        key: format!("{}:rg", &plan.fingerprint.combined[..16]),
+        existed: false,
+    };
+    let e = cloud.delete(&claimed).await.unwrap_err();
+    assert!(e.to_string().contains("not created by this restore"), "{e}");
+    let f = st.lock().unwrap();
+    assert!(f.resources.contains_key(&theirs.to_ascii_lowercase()));
+    assert!(
+        !f.calls.iter().any(|c| c.starts_with("DELETE")),
+        "{:?}",
+        f.calls
+    );
+}
+
+/// Issue 12, item 1: a name that would end an ARM path early
+/// (`rg?api-version=...#`) or climb out of it (`../../..`) never becomes a
+/// request. The planner refuses it at the model boundary with the field's
+/// JSON path; a plan edited after planning (plans are data, handed to
+/// workers) is refused by ArmCloud's path builder before any request; and
+/// every request the server saw stays under the target resource group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_never_leave_the_target_resource_groups_path() {
+    use vmrestore::exec::{Action, CloudErrorKind, ResourceSpec};
+    use vmrestore::model::Placement;
+    let other = "99999999-9999-9999-9999-999999999999";
+    let hostile = [
+        "rg-finance?api-version=2021-04-01#".to_string(),
+        format!("../../../subscriptions/{other}/resourceGroups/rg-other"),
+        "rg-finance/providers/Microsoft.Compute/virtualMachines/web01".to_string(),
+        "rg%2F..%2Fx".to_string(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let repo = Arc::new(repo);
+    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+
+    // 1. Planned in place under Commvault with the overwrite confirmed: refused.
+    let catalog = Catalog::builtin();
+    let planner = Planner::new(&catalog).unwrap();
+    for rg in &hostile {
+        let mut rp = web01.restore_point.clone();
+        rp.vm.resource_group = Some(rg.clone());
+        let mut req = web01.request.clone();
+        req.placement = Placement::InPlace;
+        req.overwrite_confirmed = true;
+        let e = planner
+            .plan(&rp, &req, &[Profile::builtin("commvault").unwrap()])
+            .expect_err(rg);
+        assert_eq!(e.code(), "E_INVALID");
+        assert!(
+            e.to_string()
+                .contains("at $.restore_point.vm.resource_group:"),
+            "{e}"
+        );
+    }
+
+    // 2. ArmCloud itself, called with hostile names: refused, no request.
+    let (st, cloud) = serve(false).await;
+    for bad in &hostile {
+        let e = cloud
+            .act(
+                "k:delete-vm",
+                &Action::DeleteExistingVm {
+                    subscription_id: SUB.into(),
+                    resource_group: bad.clone(),
+                    vm: "web01".into(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+        assert!(e.message.contains("cannot be part of an ARM path"), "{e}");
+        let e = cloud
+            .create(
+                "k:rg",
+                &ResourceSpec::ResourceGroup {
+                    subscription_id: SUB.into(),
+                    name: bad.clone(),
+                    region: "westeurope".into(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+        let e = cloud
+            .create(
+                "k:pip",
+                &ResourceSpec::PublicIp {
+                    resource_group: "rg-restore".into(),
+                    name: bad.clone(),
+                    region: "westeurope".into(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+        // A resource ID is a path already: `a/b` in it is two segments, so
+        // only what no segment may hold is refused there.
+        if !bad.contains(['?', '#', '%']) && !bad.contains("..") {
+            continue;
+        }
+        let e = cloud
+            .delete(&Resource {
+                id: format!("/subscriptions/{SUB}/resourceGroups/{bad}"),
+                kind: "resource_group".into(),
+                name: bad.clone(),
+                key: "k".into(),
+                existed: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+    }
+    let e = cloud
+        .act(
+            "k:delete-vm",
+            &Action::DeleteExistingVm {
+                subscription_id: format!("{SUB}/resourceGroups/rg-other/x/.."),
+                resource_group: "rg-prod".into(),
+                vm: "web01".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+    assert!(
+        st.lock().unwrap().calls.is_empty(),
+        "{:?}",
+        st.lock().unwrap().calls
+    );
+
+    // 3. A valid plan whose names are edited before it runs: the run fails
+    // at the first hostile name, and nothing outside the target resource
+    // group is touched, during the run or its clean-up.
+    let plan = plan_for(web01, "azure-backup");
+    let t = &plan.target;
+    let legit_rg = t.resource_group.clone();
+    let os_disk = t.disks[0].name.clone();
+    let json = vmrestore::plan::to_json(&plan);
+    let edits: Vec<(String, String)> = hostile
+        .iter()
+        .flat_map(|h| {
+            [
+                (format!("\"{legit_rg}\""), h.clone()),
+                (format!("\"{os_disk}\""), format!("{os_disk}/../../../{h}")),
+            ]
+        })
+        .collect();
+    for (from, to) in edits {
+        let edited = json.replace(&from, &serde_json::to_string(&to).unwrap());
+        assert_ne!(edited, json);
+        let plan: Plan = serde_json::from_str(&edited).unwrap();
+        let (st, cloud) = serve(false).await;
+        let report = Executor::new(Arc::new(cloud), repo.clone())
+            .with_options(options())
+            .run(&plan, CancellationToken::new(), None)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, Outcome::Failed, "{to}");
+        let e = report.error.unwrap();
+        assert!(
+            e.message.contains("cannot be part of an ARM path"),
+            "{to}: {}",
+            e.message
+        );
+        let f = st.lock().unwrap();
+        if from.contains(&os_disk) {
+            assert!(
+                f.calls.iter().any(|c| c.starts_with("PUT ")),
+                "{to}: the run stopped before the disk: {:?}",
+                f.calls
+            );
+        }
+        let inside = |p: &str| {
+            [t.subscription_id.as_str(), SUB].iter().any(|s| {
+                let rg = format!("/subscriptions/{s}/resourceGroups/{legit_rg}");
+                p == rg || p.starts_with(&format!("{rg}/"))
+            })
+        };
+        for call in &f.calls {
+            let (method, path) = call.split_once(' ').unwrap();
+            if path.starts_with("/ops/")
+                || path.starts_with("/results/")
+                || path.starts_with("/blobs/")
+            {
+                continue;
+            }
+            assert!(inside(path), "{to}: {call} left the resource group");
+            assert!(!path.contains(other) && !path.contains(".."), "{call}");
+            // The group itself is only deleted when this run made it.
+            if method == "DELETE" && path.ends_with(&format!("resourceGroups/{legit_rg}")) {
+                assert!(
+                    f.bodies.iter().any(|b| b["path"].as_str() == Some(path)),
+                    "{call}: a resource group this run did not make"
+                );
+            }
+        }
+    }
 }

@@ -136,3 +136,89 @@ fn a_rule_that_does_not_give_a_boolean_is_an_evaluation_error() {
     assert_eq!(err.code(), "E_RULE_EVAL");
     assert!(err.to_string().contains("T-1"));
 }
+
+fn rule(id: &str, when: &str) -> String {
+    format!(
+        "[[rules]]\nid = \"{id}\"\nwhen = {}\noutcome = \"warn\"\nmessage = \"m\"\n",
+        serde_json::Value::String(when.into())
+    )
+}
+
+/// Issue 12, item 12: eight nested maps over ten-element lists are 10^8
+/// iterations in about 300 characters; the load-time estimate refuses them,
+/// naming the rule, before any planning runs.
+#[test]
+fn a_rule_whose_cost_explodes_is_refused_at_load_time_naming_it() {
+    let ten = "[0,1,2,3,4,5,6,7,8,9]";
+    let mut when = "x7".to_string();
+    for i in (0..8).rev() {
+        when = format!("{ten}.map(x{i}, {when})");
+    }
+    let when = format!("size({when}) > 0");
+    assert!(when.len() < 400, "{}", when.len());
+    let err = custom::load(&rule("COST-1", &when), "t").unwrap_err();
+    assert_eq!(err.code(), "E_RULE");
+    let msg = err.to_string();
+    assert!(msg.contains("COST-1"), "{msg}");
+    assert!(msg.contains("more than the limit of 1000000"), "{msg}");
+
+    // Doubling a value at each level costs no iterations, only size.
+    let mut when = "[1]".to_string();
+    for i in 0..30 {
+        when = format!("[{when}].map(a{i}, a{i} + a{i})[0]");
+    }
+    let err = custom::load(&rule("COST-2", &format!("size({when}) > 0")), "t").unwrap_err();
+    assert!(err.to_string().contains("COST-2"), "{err}");
+
+    // Three levels over the inputs' collections are refused too; two pass.
+    let three = "vm.disks.exists(a, vm.disks.exists(b, vm.disks.exists(c, a.lun == c.lun)))";
+    assert!(custom::load(&rule("COST-3", three), "t").is_err());
+    let two = "vm.disks.exists(a, vm.disks.exists(b, a.lun == b.lun && a.name != b.name))";
+    custom::load(&rule("OK-2", two), "t").unwrap();
+}
+
+/// The runtime limit covers inputs larger than the load-time estimate
+/// assumes: two nested loops over 3,000 tags pass the estimate (256 items
+/// assumed) but are stopped at run time, naming the rule.
+#[test]
+fn a_rule_over_inputs_larger_than_assumed_is_stopped_at_run_time() {
+    let when = "vm.tags.all(k, vm.tags.all(j, k != j || vm.tags[k] == vm.tags[j]))";
+    let p = custom::load(&rule("RUN-1", when), "t").unwrap();
+    let tags: serde_json::Map<String, serde_json::Value> = (0..3000)
+        .map(|i| (format!("t{i}"), serde_json::Value::from("v")))
+        .collect();
+    let few: serde_json::Map<String, serde_json::Value> = (0..20)
+        .map(|i| (format!("t{i}"), serde_json::Value::from("v")))
+        .collect();
+
+    // With 20 tags the rule evaluates and stays quiet.
+    let quiet = plan(
+        &[("/restore_point/vm/tags", few.into())],
+        std::slice::from_ref(&p),
+    );
+    assert!(quiet.rules_applied.iter().all(|r| r != "RUN-1"));
+
+    let mut bases = common::load("bases.json");
+    common::set_pointer(
+        &mut bases["windows"],
+        "/restore_point/vm/tags",
+        tags.into(),
+    );
+    let rp: RestorePoint = from_value(bases["windows"]["restore_point"].clone()).unwrap();
+    let req: RestoreRequest = from_value(bases["windows"]["request"].clone()).unwrap();
+    let cat = Catalog::builtin();
+    let err = Planner::new(&cat)
+        .unwrap()
+        .plan(&rp, &req, &[p])
+        .unwrap_err();
+    assert_eq!(err.code(), "E_RULE", "{err}");
+    assert!(err.to_string().contains("RUN-1"), "{err}");
+    assert!(err.to_string().contains("budget"), "{err}");
+}
+
+/// The functions the budget inserts cannot be called by a rule.
+#[test]
+fn the_budget_functions_are_reserved() {
+    let err = custom::load(&rule("RES-1", "__vmr_tick(true)"), "t").unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+}

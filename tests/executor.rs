@@ -465,13 +465,23 @@ async fn in_place_restores_delete_the_vm_only_after_verifying_and_survive_corrup
     };
     let plan = plan_for(&r, "commvault", &Catalog::builtin());
     assert!(plan.is_ready(), "{:?}", plan.findings);
-    assert!(
-        plan.step("delete-vm")
-            .unwrap()
-            .depends_on
-            .iter()
-            .any(|d| &**d == "verify")
-    );
+    // The point of no return: the existing VM is deleted only after every
+    // new disk is written and verified.
+    let before = |a: &str, b: &str| {
+        let (ia, ib) = (
+            plan.steps.iter().position(|s| &*s.id == a).unwrap(),
+            plan.steps.iter().position(|s| &*s.id == b).unwrap(),
+        );
+        ia < ib
+    };
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::FinalizeDisk)
+    {
+        assert!(before(&s.id, "delete-vm"), "{} after delete-vm", s.id);
+    }
+    assert!(before("delete-vm", "vm"));
 
     // A corrupted chunk: verification fails, the existing VM is untouched.
     let m = repo.manifest(&r.restore_point.id).unwrap();
@@ -683,4 +693,463 @@ async fn a_run_can_be_spawned_on_the_runtime() {
         .unwrap()
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+}
+
+/// Issue 12, item 3: in place, a failure at any step after the point of no
+/// return ends with a VM (the new one kept, or the old one put back on its
+/// kept disks), nothing the restore needs cleaned up, outcome
+/// `needs_attention` and the report saying which VM exists. A failure
+/// before it leaves the existing VM and cleans up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_failures_after_the_point_of_no_return_always_leave_a_vm() {
+    let (_dir, repo, restores) = setup();
+    let repo = Arc::new(repo);
+    let mut r = restores[0].clone();
+    r.request.placement = vmrestore::model::Placement::InPlace;
+    r.request.overwrite_confirmed = true;
+    let existing = vmrestore::model::ExistingVm {
+        subscription_id: demo::SUBSCRIPTION.into(),
+        resource_group: "rg-prod".into(),
+        name: "web01".into(),
+        region: "westeurope".into(),
+        managed: true,
+        encrypted: false,
+        generalized: false,
+    };
+    let plan = plan_for(&r, "commvault", &Catalog::builtin());
+    assert!(plan.is_ready(), "{:?}", plan.findings);
+    let ponr = plan
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::DeleteExistingVm)
+        .unwrap();
+    let vm_at = plan
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::VirtualMachine)
+        .unwrap();
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(1),
+        ..Default::default()
+    };
+    let mut checked = 0;
+    for (i, s) in plan.steps.iter().enumerate() {
+        if matches!(
+            s.kind,
+            StepKind::WriteDisk | StepKind::FinalizeDisk | StepKind::VerifyRestorePoint
+        ) {
+            continue;
+        }
+        let sim = SimCloud::new(SimConfig {
+            existing_vms: vec![existing.clone()],
+            faults: Faults {
+                always_fail: vec![format!("step:{}", s.id)],
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let report = Executor::new(Arc::new(sim.clone()), repo.clone())
+            .with_options(ExecOptions {
+                retry: retry.clone(),
+                ..Default::default()
+            })
+            .run(&plan, CancellationToken::new(), None)
+            .await
+            .unwrap();
+        let dump = sim.dump();
+        let vms: Vec<&serde_json::Value> = dump["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["resource"]["kind"] == "virtual_machine")
+            .collect();
+        let vm = report.vm.clone().expect("the report says which VM exists");
+        assert_eq!(vm.name, "web01");
+        if i < ponr {
+            assert_eq!(
+                report.outcome,
+                Outcome::Failed,
+                "{}: {:?}",
+                s.id,
+                report.notes
+            );
+            assert_eq!(vm.state, VmState::Original, "{}", s.id);
+            assert_eq!(
+                dump["existing_vms"],
+                serde_json::json!(["web01"]),
+                "{}",
+                s.id
+            );
+            assert!(vms.is_empty(), "{}", s.id);
+            continue;
+        }
+        checked += 1;
+        assert_eq!(
+            report.outcome,
+            Outcome::NeedsAttention,
+            "{}: {:?}",
+            s.id,
+            report.error
+        );
+        assert!(
+            report.cleaned_up.is_empty(),
+            "{}: {:?}",
+            s.id,
+            report.cleaned_up
+        );
+        // Every new disk is still there.
+        for d in &plan.target.disks {
+            assert!(
+                sim.disk_bytes(&d.name).is_some(),
+                "{}: disk {} gone",
+                s.id,
+                d.name
+            );
+        }
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("point of no return")),
+            "{}: {:?}",
+            s.id,
+            report.notes
+        );
+        if i > vm_at {
+            assert_eq!(vm.state, VmState::Restored, "{}: {:?}", s.id, report.notes);
+            assert_eq!(vms.len(), 1, "{}", s.id);
+        } else {
+            assert_eq!(
+                vm.state,
+                VmState::OriginalRecreated,
+                "{}: {:?}",
+                s.id,
+                report.notes
+            );
+            assert_eq!(
+                dump["existing_vms"],
+                serde_json::json!(["web01"]),
+                "{}",
+                s.id
+            );
+            assert!(vms.is_empty(), "{}", s.id);
+        }
+    }
+    assert!(
+        checked >= 3,
+        "steps after the point of no return: {checked}"
+    );
+}
+
+/// Issue 12, item 2: the executor runs only what the planner makes of the
+/// plan's recorded inputs. A blocked plan made `ready` with steps grafted
+/// in, or a ready plan with an extra `delete_existing_vm` aimed at another
+/// VM, is refused before the first cloud change, naming what differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_plans_are_refused_before_any_cloud_change() {
+    let (_dir, repo, restores) = setup();
+    let repo = Arc::new(repo);
+    let good = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    assert!(good.is_ready());
+    let run = |plan: Plan, opts: ExecOptions| {
+        let repo = repo.clone();
+        async move {
+            let sim = SimCloud::new(SimConfig::default());
+            let r = Executor::new(Arc::new(sim.clone()), repo)
+                .with_options(opts)
+                .run(&plan, CancellationToken::new(), None)
+                .await;
+            (r, sim)
+        }
+    };
+    let refused = |r: &vmrestore::Result<Report>, sim: &SimCloud, code: &str, path: &str| {
+        let e = r.as_ref().expect_err("the edited plan ran");
+        assert_eq!(e.code(), code, "{e}");
+        assert!(e.to_string().contains(path), "{e}");
+        let dump = sim.dump();
+        assert_eq!(
+            dump["resources"],
+            serde_json::json!([]),
+            "something was created"
+        );
+        assert_eq!(dump["actions"], serde_json::json!([]), "an action ran");
+    };
+
+    // Blocked (in place without overwrite confirmed: CV-12), made ready,
+    // with the steps of a ready plan grafted in.
+    let mut r = restores[0].clone();
+    r.request.placement = vmrestore::model::Placement::InPlace;
+    let mut blocked = plan_for(&r, "commvault", &Catalog::builtin());
+    assert!(!blocked.is_ready());
+    blocked.verdict = vmrestore::plan::Verdict::Ready;
+    blocked
+        .findings
+        .retain(|f| f.severity != vmrestore::plan::Severity::Block);
+    blocked.steps = good.steps.clone();
+    let (res, sim) = run(blocked, ExecOptions::default()).await;
+    refused(&res, &sim, "E_PLAN_MISMATCH", "$.");
+
+    // A ready plan with a grafted delete of another VM.
+    let mut evil = good.clone();
+    let mut step = evil.steps[0].clone();
+    step.id = "delete-vm".into();
+    step.kind = StepKind::DeleteExistingVm;
+    step.resource = "finance-db".into();
+    evil.steps.push(step);
+    let (res, sim) = run(evil, ExecOptions::default()).await;
+    refused(&res, &sim, "E_PLAN_MISMATCH", "$.steps[");
+
+    // A changed target (another VM name) is refused too.
+    let mut evil = good.clone();
+    evil.target.vm_name = "finance-db".into();
+    let (res, sim) = run(evil, ExecOptions::default()).await;
+    refused(&res, &sim, "E_PLAN_MISMATCH", "$.target.vm_name");
+
+    // The plan survives JSON (as through a binding or a browser) and runs.
+    let text = vmrestore::plan::to_json(&good);
+    let back: Plan = serde_json::from_str(&text).unwrap();
+    let (res, _) = run(back, ExecOptions::default()).await;
+    assert_eq!(res.unwrap().outcome, Outcome::Succeeded);
+
+    // Seals: a host that requires one runs only plans it sealed.
+    let key = SealKey::new(b"0123456789abcdef-host-key".to_vec()).unwrap();
+    assert!(!format!("{key:?}").contains("0123456789"));
+    let sealed_opts = || ExecOptions {
+        seal_key: Some(key.clone()),
+        ..Default::default()
+    };
+    let (res, sim) = run(good.clone(), sealed_opts()).await;
+    refused(&res, &sim, "E_PLAN_SEAL", "not sealed");
+    let mut sealed = good.clone();
+    vmrestore::plan::seal(&mut sealed, key.expose()).unwrap();
+    let mut tampered = sealed.clone();
+    tampered.inputs.request.overwrite_confirmed = true;
+    let (res, sim) = run(tampered, sealed_opts()).await;
+    refused(&res, &sim, "E_PLAN_SEAL", "does not match");
+    let mut other = good.clone();
+    vmrestore::plan::seal(&mut other, b"another key of 16+ bytes").unwrap();
+    let (res, sim) = run(other, sealed_opts()).await;
+    refused(&res, &sim, "E_PLAN_SEAL", "does not match");
+    let text = vmrestore::plan::to_json(&sealed);
+    let back: Plan = serde_json::from_str(&text).unwrap();
+    let (res, _) = run(back, sealed_opts()).await;
+    assert_eq!(res.unwrap().outcome, Outcome::Succeeded);
+}
+
+/// Issue 12, item 4 (SimCloud): the cloud deletes only what it shows as
+/// made under the resource's key; another restore's resource, or one
+/// claimed under a key it was not made with, is refused and kept.
+#[tokio::test]
+async fn simcloud_deletes_only_what_was_made_under_the_key() {
+    let sim = SimCloud::new(SimConfig::default());
+    let spec = ResourceSpec::ResourceGroup {
+        subscription_id: demo::SUBSCRIPTION.into(),
+        name: "rg-finance".into(),
+        region: "westeurope".into(),
+    };
+    let theirs = sim.create("someoneelse:rg", &spec).await.unwrap();
+    let claimed = Resource {
+        key: "0123456789abcdef:rg".into(),
+        ..theirs.clone()
+    };
+    let e = sim.delete(&claimed).await.unwrap_err();
+    assert!(e.to_string().contains("not created by this restore"), "{e}");
+    assert_eq!(sim.names("resource_group"), vec!["rg-finance".to_string()]);
+    sim.delete(&theirs).await.unwrap();
+    assert!(sim.names("resource_group").is_empty());
+}
+
+/// Cancels `plan` (kept, with a journal) once 40 MiB are written.
+async fn cancel_midway(ex: &Executor, plan: &Plan) -> Report {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let progress: ProgressFn = Arc::new(move |e: &Event| {
+        if let Event::Bytes { done, .. } = e
+            && *done >= 40 << 20
+        {
+            t.cancel();
+        }
+    });
+    let r = ex.run(plan, token, Some(progress)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Cancelled);
+    r
+}
+
+fn vhd_matches(dir: &Path, sink: &LocalVhdSink, d: &vmrestore::plan::TargetDisk, vm: &str) -> bool {
+    let vhd = std::fs::read(sink.vhd_path(&d.name)).unwrap();
+    let data = &vhd[..vhd.len() - 512];
+    data == image(
+        dir,
+        vm,
+        &d.source_disk,
+        d.volume_group.as_deref(),
+        data.len(),
+    )
+    .as_slice()
+}
+
+/// Issue 12, item 7: resume trusts no journal about the destination's
+/// bytes. Cancel (kept, with a journal), then resume into an emptied output
+/// directory, into another directory, or against another cloud: every
+/// chunk the destination cannot prove is written again, and the disks are
+/// byte-identical wherever the report says `verified`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
+    let (dir, repo, restores) = setup();
+    let repo = Arc::new(repo);
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let opts = |j: &Path| ExecOptions {
+        journal: Some(j.to_path_buf()),
+        keep_on_cancel: true,
+        data_concurrency: 1,
+        ..Default::default()
+    };
+    let slow = || SimConfig {
+        write_latency: Duration::from_millis(3),
+        ..Default::default()
+    };
+    for case in ["emptied", "elsewhere"] {
+        let out = dir.path().join(format!("out-{case}"));
+        let journal = dir.path().join(format!("{case}.journal"));
+        let sink = Arc::new(LocalVhdSink::new(&out).unwrap());
+        let ex = Executor::new(Arc::new(SimCloud::new(slow())), repo.clone())
+            .with_sink(sink.clone())
+            .with_options(opts(&journal));
+        cancel_midway(&ex, &plan).await;
+        let sink = if case == "emptied" {
+            for e in std::fs::read_dir(&out).unwrap() {
+                std::fs::remove_file(e.unwrap().path()).unwrap();
+            }
+            sink
+        } else {
+            Arc::new(LocalVhdSink::new(dir.path().join("out-other")).unwrap())
+        };
+        let report = Executor::new(Arc::new(SimCloud::new(SimConfig::default())), repo.clone())
+            .with_sink(sink.clone())
+            .with_options(opts(&journal))
+            .run(&plan, CancellationToken::new(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.outcome,
+            Outcome::Succeeded,
+            "{case}: {:?}",
+            report.error
+        );
+        assert!(
+            report.notes.iter().any(|n| n.contains("written again")),
+            "{case}: {:?}",
+            report.notes
+        );
+        for d in &plan.target.disks {
+            let r = report.disks.iter().find(|x| x.name == d.name).unwrap();
+            assert!(r.verified, "{case}: {}", d.name);
+            assert!(
+                vhd_matches(dir.path(), &sink, d, "web01"),
+                "{case}: {} differs",
+                d.name
+            );
+        }
+    }
+
+    // Against another cloud (a new SimCloud: the disks are new and empty).
+    let journal = dir.path().join("cloud.journal");
+    let ex =
+        Executor::new(Arc::new(SimCloud::new(slow())), repo.clone()).with_options(opts(&journal));
+    cancel_midway(&ex, &plan).await;
+    let other = SimCloud::new(SimConfig::default());
+    let report = Executor::new(Arc::new(other.clone()), repo.clone())
+        .with_options(opts(&journal))
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    // The journal's disks are not in this cloud: the run fails (or, were
+    // they found, rewrites); it never reports a wrong disk as verified.
+    for r in report.disks.iter().filter(|r| r.verified) {
+        let got = other.disk_bytes(&r.name).unwrap();
+        let d = plan.target.disks.iter().find(|d| d.name == r.name).unwrap();
+        assert!(
+            got == image(dir.path(), "web01", &d.source_disk, None, got.len()),
+            "{} is reported verified and differs from the source",
+            d.name
+        );
+    }
+    if report.outcome != Outcome::Succeeded {
+        let e = report.error.as_ref().unwrap();
+        assert!(e.message.contains("web01-dr"), "{}", e.message);
+    }
+
+    // Resumed into the same, intact directory: nothing is written again.
+    let out = dir.path().join("out-same");
+    let journal = dir.path().join("same.journal");
+    let sink = Arc::new(LocalVhdSink::new(&out).unwrap());
+    let ex = Executor::new(Arc::new(SimCloud::new(slow())), repo.clone())
+        .with_sink(sink.clone())
+        .with_options(opts(&journal));
+    cancel_midway(&ex, &plan).await;
+    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    assert!(
+        !report.notes.iter().any(|n| n.contains("written again")),
+        "{:?}",
+        report.notes
+    );
+    assert!(report.disks.iter().map(|d| d.chunks_resumed).sum::<u64>() > 0);
+    for d in &plan.target.disks {
+        assert!(
+            vhd_matches(dir.path(), &sink, d, "web01"),
+            "{} differs",
+            d.name
+        );
+    }
+}
+
+/// Issue 12, item 9: with a sink, the disks' bytes go to the sink and the
+/// cloud's disks would get none, so no cloud step runs: no empty disk, no
+/// VM on blank disks; the report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_disks_go_to_a_sink_creates_no_cloud_disk_and_no_vm() {
+    let (dir, repo, restores) = setup();
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let sink = Arc::new(LocalVhdSink::new(dir.path().join("out")).unwrap());
+    let sim = SimCloud::new(SimConfig::default());
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
+        .with_sink(sink.clone())
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        sim.dump()["resources"],
+        serde_json::json!([]),
+        "the cloud was changed"
+    );
+    assert_eq!(sim.dump()["actions"], serde_json::json!([]));
+    assert_eq!(report.vm.as_ref().unwrap().state, VmState::NotCreated);
+    for s in &report.steps {
+        let data = matches!(
+            s.kind,
+            StepKind::VerifyRestorePoint
+                | StepKind::WriteDisk
+                | StepKind::FinalizeDisk
+                | StepKind::Template
+        );
+        assert_eq!(
+            s.status == StepStatus::Skipped,
+            !data,
+            "{}: {:?}",
+            s.id,
+            s.status
+        );
+    }
+    assert!(
+        report.notes.iter().any(|n| n.contains("no VM was created")),
+        "{:?}",
+        report.notes
+    );
+    for d in &plan.target.disks {
+        assert!(report.disks.iter().any(|r| r.name == d.name && r.verified));
+        assert!(vhd_matches(dir.path(), &sink, d, "web01"));
+    }
 }

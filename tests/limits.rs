@@ -101,3 +101,66 @@ fn deeply_nested_rule_expressions_are_refused_not_a_stack_overflow() {
         }
     }
 }
+
+/// One document per input: whatever follows the first JSON value (a second
+/// document, stray brackets, a NUL and garbage) is refused, not silently cut.
+#[test]
+fn trailing_data_after_a_json_document_is_refused() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/bases.json"
+    ))
+    .unwrap();
+    let bases: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rp = bases["windows"]["restore_point"].to_string();
+    let req = bases["windows"]["request"].to_string();
+    let cat = serde_json::to_string(&vmrestore::model::Catalog::builtin()).unwrap();
+    assert!(from_json::<RestorePoint>(&rp).is_ok());
+    assert!(from_json::<RestoreRequest>(&req).is_ok());
+    assert!(from_json::<vmrestore::model::Catalog>(&cat).is_ok());
+    for tail in ["{\"id\":\"other\"}", "]]]", "\0garbage", " x"] {
+        let e = from_json::<RestorePoint>(&format!("{rp}{tail}")).unwrap_err();
+        assert_eq!(e.code(), "E_PARSE", "{e}");
+        assert!(e.to_string().contains("trailing"), "{e}");
+        let e = from_json::<RestoreRequest>(&format!("{req}{tail}")).unwrap_err();
+        assert_eq!(e.code(), "E_PARSE", "{e}");
+        let e = from_json::<vmrestore::model::Catalog>(&format!("{cat}{tail}")).unwrap_err();
+        assert_eq!(e.code(), "E_PARSE", "{e}");
+    }
+    // Whitespace after the document is still fine.
+    assert!(from_json::<RestorePoint>(&format!("{rp}\n\t ")).is_ok());
+
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = vmrestore::demo::build(dir.path()).unwrap();
+    let id = restores[0].restore_point.id.clone();
+    let path = dir
+        .path()
+        .join(format!("repo/restore-points/{id}/manifest.json"));
+    let path = if path.exists() {
+        path
+    } else {
+        walk_for_manifest(dir.path(), &id)
+    };
+    let good = std::fs::read_to_string(&path).unwrap();
+    assert!(repo.manifest(&id).is_ok());
+    std::fs::write(&path, format!("{good}{{\"id\":\"other\"}}")).unwrap();
+    let e = repo.manifest(&id).unwrap_err();
+    assert_eq!(e.code(), "E_REPOSITORY", "{e}");
+    assert!(e.to_string().contains("trailing data"), "{e}");
+}
+
+fn walk_for_manifest(root: &std::path::Path, id: &str) -> std::path::PathBuf {
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            if p.file_name().unwrap() == id && p.join("manifest.json").exists() {
+                return p.join("manifest.json");
+            }
+            let found = walk_for_manifest(&p, id);
+            if found.exists() {
+                return found;
+            }
+        }
+    }
+    root.join("none")
+}

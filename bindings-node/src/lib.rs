@@ -26,6 +26,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+mod json;
+mod log;
+
+pub use json::Json;
+pub use log::set_logger;
+
 type CoreError = restore_core::Error;
 
 /// The `code` of a JavaScript error: the core's stable error code.
@@ -83,41 +89,19 @@ fn parse_error(path: &str, message: impl Into<String>) -> CoreError {
     }
 }
 
-/// JavaScript has one number type: napi hands every number beyond 32 bits
-/// over as a float. Whole numbers that a double holds exactly become
-/// integers again, so `137438953472` reaches a `u64` field as such.
-fn integers(v: Value) -> Value {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    match v {
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() <= EXACT => {
-                if f >= 0.0 {
-                    Value::from(f as u64)
-                } else {
-                    Value::from(f as i64)
-                }
-            }
-            _ => Value::Number(n),
-        },
-        Value::Array(a) => Value::Array(a.into_iter().map(integers).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, integers(v))).collect()),
-        other => other,
-    }
-}
-
 /// A model document given as an object or as JSON text.
-fn doc<T: DeserializeOwned + Validate>(v: Value) -> restore_core::Result<T> {
-    match v {
+fn doc<T: DeserializeOwned + Validate>(v: Json) -> restore_core::Result<T> {
+    match v.value()? {
         Value::String(s) => from_json(&s),
-        other => from_value(integers(other)),
+        other => from_value(other),
     }
 }
 
 /// A plan given as an object (from `plan()`) or as JSON text.
-fn plan_of(v: Value) -> restore_core::Result<core_plan::Plan> {
-    let r = match v {
+fn plan_of(v: Json) -> restore_core::Result<core_plan::Plan> {
+    let r = match v.value()? {
         Value::String(s) => serde_json::from_str(&s),
-        other => serde_json::from_value(integers(other)),
+        other => serde_json::from_value(other),
     };
     r.map_err(|e| parse_error("$.plan", e.to_string()))
 }
@@ -141,32 +125,32 @@ where
 }
 
 /// Options of `plan()`.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 pub struct PlanOptions {
     /// Built-in profile names (`commvault`, `veeam`, `azure-backup@2016`,
     /// `azure-backup`).
     pub profiles: Option<Vec<String>>,
     /// A custom rules document: TOML or JSON text, or an object.
     #[napi(ts_type = "string | Record<string, unknown>")]
-    pub rules: Option<Value>,
+    pub rules: Option<Json>,
     /// The name of the custom rule set when the document has none
     /// (default `custom`).
     pub rules_name: Option<String>,
     /// The destination catalog (default: the built-in one).
     #[napi(ts_type = "Catalog | string")]
-    pub catalog: Option<Value>,
+    pub catalog: Option<Json>,
 }
 
 struct PlanInputs {
-    rp: Value,
-    req: Value,
+    rp: Json,
+    req: Json,
     profiles: Vec<Profile>,
-    catalog: Option<Value>,
+    catalog: Option<Json>,
 }
 
 fn plan_inputs(
-    rp: Value,
-    req: Value,
+    rp: Json,
+    req: Json,
     options: Option<PlanOptions>,
 ) -> restore_core::Result<PlanInputs> {
     let o = options.unwrap_or(PlanOptions {
@@ -180,7 +164,7 @@ fn plan_inputs(
         profiles.push(Profile::builtin(&p)?);
     }
     if let Some(r) = o.rules {
-        let text = match r {
+        let text = match r.value()? {
             Value::String(s) => s,
             other => other.to_string(),
         };
@@ -197,7 +181,7 @@ fn plan_inputs(
     })
 }
 
-fn catalog_of(v: Option<Value>) -> restore_core::Result<Catalog> {
+fn catalog_of(v: Option<Json>) -> restore_core::Result<Catalog> {
     match v {
         Some(c) => doc(c),
         None => Ok(Catalog::builtin()),
@@ -218,8 +202,8 @@ fn run_plan(i: PlanInputs) -> restore_core::Result<core_plan::Plan> {
     ts_return_type = "Plan"
 )]
 pub fn plan(
-    restore_point: Value,
-    request: Value,
+    restore_point: Json,
+    request: Json,
     options: Option<PlanOptions>,
 ) -> napi::Result<Value, Code> {
     let p = plan_inputs(restore_point, request, options)
@@ -236,8 +220,8 @@ pub fn plan(
 )]
 pub fn plan_async<'env>(
     env: &'env Env,
-    restore_point: Value,
-    request: Value,
+    restore_point: Json,
+    request: Json,
     options: Option<PlanOptions>,
 ) -> Result<PromiseRaw<'env, Value>> {
     let inputs = plan_inputs(restore_point, request, options);
@@ -254,12 +238,12 @@ pub fn plan_async<'env>(
 }
 
 /// One restore of `planMany()`.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 pub struct PlanItem {
     #[napi(ts_type = "RestorePoint | string")]
-    pub restore_point: Value,
+    pub restore_point: Json,
     #[napi(ts_type = "RestoreRequest | string")]
-    pub request: Value,
+    pub request: Json,
     /// A built-in profile name.
     pub profile: String,
 }
@@ -269,7 +253,7 @@ pub struct PlanItem {
     ts_args_type = "items: PlanItem[], catalog?: Catalog | string",
     ts_return_type = "Plan[]"
 )]
-pub fn plan_many(items: Vec<PlanItem>, catalog: Option<Value>) -> napi::Result<Vec<Value>, Code> {
+pub fn plan_many(items: Vec<PlanItem>, catalog: Option<Json>) -> napi::Result<Vec<Value>, Code> {
     let cat = catalog_of(catalog).map_err(coded)?;
     let planner = Planner::new(&cat).map_err(coded)?;
     let mut profiles: Vec<Profile> = Vec::new();
@@ -295,7 +279,7 @@ pub fn plan_many(items: Vec<PlanItem>, catalog: Option<Value>) -> napi::Result<V
 /// Renders a plan (an object from `plan()` or its JSON text) as `text`
 /// (terraform-style), `json` (stable), `mermaid` or `dot`.
 #[napi(ts_args_type = "plan: Plan | string, format?: 'text' | 'json' | 'mermaid' | 'dot'")]
-pub fn render(plan: Value, format: Option<String>) -> napi::Result<String, Code> {
+pub fn render(plan: Json, format: Option<String>) -> napi::Result<String, Code> {
     let p = plan_of(plan).map_err(coded)?;
     match format.as_deref().unwrap_or("text") {
         "text" => Ok(core_plan::render_text(&p)),
@@ -312,8 +296,8 @@ pub fn render(plan: Value, format: Option<String>) -> napi::Result<String, Code>
 /// Checks a custom rules document (TOML or JSON text, or an object);
 /// returns the rule IDs, or throws `E_RULE` with the reason.
 #[napi(ts_args_type = "rules: string | Record<string, unknown>, name?: string")]
-pub fn check_rules(rules: Value, name: Option<String>) -> napi::Result<Vec<String>, Code> {
-    let text = match rules {
+pub fn check_rules(rules: Json, name: Option<String>) -> napi::Result<Vec<String>, Code> {
+    let text = match rules.value().map_err(coded)? {
         Value::String(s) => s,
         other => other.to_string(),
     };
@@ -419,15 +403,16 @@ impl Repository {
     pub fn import_raw<'env>(
         &self,
         env: &'env Env,
-        restore_point: Value,
+        restore_point: Json,
         images: HashMap<String, String>,
-        chunk_size: Option<u32>,
+        chunk_size: Option<f64>,
     ) -> Result<PromiseRaw<'env, Value>> {
         let repo = self.inner.clone();
         promise(
             env,
             async move {
                 let rp: RestorePoint = doc(restore_point)?;
+                let chunk_size = json::whole("chunkSize", chunk_size, u64::from(u32::MAX))?;
                 tokio::task::spawn_blocking(move || {
                     let mut list: Vec<(String, PathBuf)> = images
                         .into_iter()
@@ -438,7 +423,7 @@ impl Repository {
                         .iter()
                         .map(|(n, p)| (n.as_str(), p.as_path()))
                         .collect();
-                    repo.import_raw(&rp, &refs, u64::from(chunk_size.unwrap_or(4 << 20)))
+                    repo.import_raw(&rp, &refs, chunk_size.unwrap_or(4 << 20))
                 })
                 .await
                 .map_err(|e| CoreError::Repository(format!("the import task failed: {e}")))?
@@ -623,7 +608,7 @@ pub struct ArmCloudOptions {
     /// Object ID of the application's service principal (key-vault grants).
     pub principal_object_id: Option<String>,
     /// Poll interval of long-running operations without Retry-After (ms).
-    pub poll_interval_ms: Option<u32>,
+    pub poll_interval_ms: Option<f64>,
 }
 
 /// The Azure Resource Manager cloud.
@@ -636,6 +621,12 @@ pub struct ArmCloud {
 impl ArmCloud {
     #[napi(constructor)]
     pub fn new(options: ArmCloudOptions) -> napi::Result<Self, Code> {
+        let poll_ms = json::whole(
+            "pollIntervalMs",
+            options.poll_interval_ms,
+            u64::from(u32::MAX),
+        )
+        .map_err(coded)?;
         let cfg = restore_core::azure::ArmConfig {
             endpoint: options
                 .endpoint
@@ -643,9 +634,7 @@ impl ArmCloud {
             subscription_id: options.subscription_id,
             tenant_id: options.tenant_id.unwrap_or_default(),
             principal_object_id: options.principal_object_id.unwrap_or_default(),
-            poll_interval: std::time::Duration::from_millis(u64::from(
-                options.poll_interval_ms.unwrap_or(2000),
-            )),
+            poll_interval: std::time::Duration::from_millis(poll_ms.unwrap_or(2000)),
             ..Default::default()
         };
         let tp = restore_core::azure::identity::token_source(
@@ -679,30 +668,30 @@ impl ArmCloud {
 }
 
 /// Options of the simulated Azure.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 #[derive(Default)]
 pub struct SimCloudOptions {
     /// Seed of the fault decisions (the same seed gives the same faults).
-    pub seed: Option<i64>,
+    pub seed: Option<f64>,
     /// Latency of every control-plane call, in ms.
-    pub latency_ms: Option<u32>,
+    pub latency_ms: Option<f64>,
     /// Duration of long-running operations, in ms.
-    pub lro_ms: Option<u32>,
+    pub lro_ms: Option<f64>,
     /// Latency of every page write, in ms.
-    pub write_latency_ms: Option<u32>,
+    pub write_latency_ms: Option<f64>,
     /// Probability of a transient fault (429, 503, timeout) per control call.
     pub fault_probability: Option<f64>,
     /// Probability of a transient fault per data call.
     pub data_fault_probability: Option<f64>,
     /// Retry-After of injected 429s, in ms.
-    pub retry_after_ms: Option<u32>,
+    pub retry_after_ms: Option<f64>,
     /// Control-plane writes per second (a token bucket), unlimited if unset.
-    pub write_rate: Option<u32>,
+    pub write_rate: Option<f64>,
     /// Operations (`create:<kind>`, `act:<action>`, ...) that always fail.
     pub always_fail: Option<Vec<String>>,
     /// The catalog of the simulated destination (default: built-in).
     #[napi(ts_type = "Catalog | string")]
-    pub catalog: Option<Value>,
+    pub catalog: Option<Json>,
 }
 
 /// The simulated Azure: in memory, with Azure's naming rules, limits,
@@ -717,7 +706,22 @@ impl SimCloud {
     #[napi(constructor)]
     pub fn new(options: Option<SimCloudOptions>) -> napi::Result<Self, Code> {
         let o = options.unwrap_or_default();
-        let ms = |v: Option<u32>| std::time::Duration::from_millis(u64::from(v.unwrap_or(0)));
+        let max = u64::from(u32::MAX);
+        let ms = |name: &str, v: Option<f64>| {
+            json::whole(name, v, max)
+                .map(|v| std::time::Duration::from_millis(v.unwrap_or(0)))
+                .map_err(coded)
+        };
+        let seed = match o.seed {
+            Some(f) if !f.is_finite() || f.fract() != 0.0 || f.abs() > 9_007_199_254_740_992.0 => {
+                return Err(coded(invalid(
+                    "seed",
+                    format!("{f} is not a whole number (a safe integer)"),
+                )));
+            }
+            Some(f) => f as i64 as u64,
+            None => 0,
+        };
         for (name, p) in [
             ("faultProbability", o.fault_probability),
             ("dataFaultProbability", o.data_fault_probability),
@@ -735,17 +739,17 @@ impl SimCloud {
         let faults = Faults {
             control: o.fault_probability.unwrap_or(0.0),
             data: o.data_fault_probability.unwrap_or(0.0),
-            seed: o.seed.unwrap_or(0) as u64,
-            retry_after: ms(o.retry_after_ms),
+            seed,
+            retry_after: ms("retryAfterMs", o.retry_after_ms)?,
             always_fail: o.always_fail.unwrap_or_default(),
         };
         Ok(SimCloud {
             inner: exec::SimCloud::new(SimConfig {
                 catalog,
-                latency: ms(o.latency_ms),
-                lro: ms(o.lro_ms),
-                write_latency: ms(o.write_latency_ms),
-                write_rate: o.write_rate.map(u64::from),
+                latency: ms("latencyMs", o.latency_ms)?,
+                lro: ms("lroMs", o.lro_ms)?,
+                write_latency: ms("writeLatencyMs", o.write_latency_ms)?,
+                write_rate: json::whole("writeRate", o.write_rate, max).map_err(coded)?,
                 faults,
                 ..Default::default()
             }),
@@ -772,7 +776,7 @@ impl SimCloud {
 }
 
 /// Options of the executor.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 #[derive(Default)]
 pub struct ExecutorOptions {
     /// Write disks as fixed VHD files in this directory (with an ARM
@@ -781,13 +785,13 @@ pub struct ExecutorOptions {
     /// A journal file: a rerun with the same journal resumes.
     pub journal: Option<String>,
     /// Control-plane calls at once (default 8).
-    pub control_concurrency: Option<u32>,
+    pub control_concurrency: Option<f64>,
     /// Disks written at once (default 4).
-    pub data_concurrency: Option<u32>,
+    pub data_concurrency: Option<f64>,
     /// Attempts per call before the step fails (default 8).
-    pub max_attempts: Option<u32>,
+    pub max_attempts: Option<f64>,
     /// First retry delay in ms, doubled per attempt (default 200).
-    pub base_delay_ms: Option<u32>,
+    pub base_delay_ms: Option<f64>,
     /// On cancel, keep what was created (for a resume) instead of cleaning up.
     pub keep_on_cancel: Option<bool>,
 }
@@ -861,29 +865,42 @@ impl RestoreExecutor {
     ) -> napi::Result<Self, Code> {
         let o = options.unwrap_or_default();
         let defaults = ExecOptions::default();
-        for (name, v) in [
-            ("controlConcurrency", o.control_concurrency),
-            ("dataConcurrency", o.data_concurrency),
-            ("maxAttempts", o.max_attempts),
-        ] {
+        let max = u64::from(u32::MAX);
+        let mut counts = [0u64; 3];
+        for (slot, (name, v, default)) in counts.iter_mut().zip([
+            (
+                "controlConcurrency",
+                o.control_concurrency,
+                defaults.control_concurrency as u64,
+            ),
+            (
+                "dataConcurrency",
+                o.data_concurrency,
+                defaults.data_concurrency as u64,
+            ),
+            (
+                "maxAttempts",
+                o.max_attempts,
+                u64::from(defaults.retry.max_attempts),
+            ),
+        ]) {
+            let v = json::whole(name, v, max).map_err(coded)?;
             if v == Some(0) {
                 return Err(coded(invalid(name, "must be at least 1")));
             }
+            *slot = v.unwrap_or(default);
         }
+        let [control_concurrency, data_concurrency, max_attempts] = counts;
+        let base_delay = json::whole("baseDelayMs", o.base_delay_ms, max).map_err(coded)?;
         let opts = ExecOptions {
-            control_concurrency: o
-                .control_concurrency
-                .map_or(defaults.control_concurrency, |v| v as usize),
-            data_concurrency: o
-                .data_concurrency
-                .map_or(defaults.data_concurrency, |v| v as usize),
+            control_concurrency: control_concurrency as usize,
+            data_concurrency: data_concurrency as usize,
             journal: o.journal.map(PathBuf::from),
             keep_on_cancel: o.keep_on_cancel.unwrap_or(false),
             retry: RetryPolicy {
-                max_attempts: o.max_attempts.unwrap_or(defaults.retry.max_attempts),
-                base_delay: o.base_delay_ms.map_or(defaults.retry.base_delay, |v| {
-                    std::time::Duration::from_millis(u64::from(v))
-                }),
+                max_attempts: max_attempts as u32,
+                base_delay: base_delay
+                    .map_or(defaults.retry.base_delay, std::time::Duration::from_millis),
                 ..defaults.retry.clone()
             },
             ..defaults
@@ -922,7 +939,7 @@ impl RestoreExecutor {
     pub fn run<'env>(
         &self,
         env: &'env Env,
-        plan: Value,
+        plan: Json,
         options: Option<Object<'env>>,
     ) -> Result<PromiseRaw<'env, Value>> {
         let token = CancellationToken::new();

@@ -107,6 +107,14 @@ test('custom rules from TOML text, a file and an object', () => {
     () => vmrestore.checkRules({ rules: [{ id: 'B-01', when: 'vm.nmae == 1', outcome: 'warn', message: 'm' }] }),
     coded('E_RULE', /nmae/),
   );
+  // Issue 12, item 12: eight nested maps (10^8 iterations) are refused by
+  // the load-time cost estimate, naming the rule, instead of running.
+  let when = 'x7';
+  for (let i = 7; i >= 0; i--) when = `[0,1,2,3,4,5,6,7,8,9].map(x${i}, ${when})`;
+  assert.throws(
+    () => vmrestore.checkRules({ rules: [{ id: 'COST-1', when: `size(${when}) > 0`, outcome: 'warn', message: 'm' }] }),
+    coded('E_RULE', /COST-1.*more than the limit/),
+  );
 });
 
 test('bad input throws an Error with a code and the field, never crashes', () => {

@@ -4,7 +4,10 @@
 // given to every binding entry point that takes a secret and used against
 // a server on 127.0.0.1 that refuses them. The server sees them (so they
 // were really used); no error, inspected object, plan, report, progress
-// event or output of the process holds any of them.
+// event or output of the process holds any of them, neither does the
+// tracing output at TRACE: on stderr (RUST_LOG, no logger) or given to a
+// logger (setLogger). Both must have captured events (a request to the
+// server among them), or the check proves nothing.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
@@ -68,13 +71,16 @@ async function scenario(server, dir) {
 }
 
 if (process.env.VMRESTORE_SECRETS_CHILD) {
-  const [server, dir] = JSON.parse(process.env.VMRESTORE_SECRETS_CHILD);
-  scenario(server, dir).then((texts) => {
+  const [server, dir, mode] = JSON.parse(process.env.VMRESTORE_SECRETS_CHILD);
+  const logs = [];
+  if (mode === 'logger') vmrestore.setLogger((level, target, message) => logs.push(`${level} ${target} ${message}`), 'trace');
+  scenario(server, dir).then(async (texts) => {
+    await new Promise((r) => setTimeout(r, 100)); // queued logger calls
     // Everything the scenario saw, printed: the parent checks it with the rest of the output.
-    console.log(JSON.stringify(texts));
+    console.log(JSON.stringify({ texts, logs }));
   }, (e) => { console.error('scenario failed', e); process.exit(1); });
 } else {
-  test('no secret reaches errors, objects, plans, reports, events or output', async (t) => {
+  for (const mode of ['stderr', 'logger']) test(`no secret reaches errors, objects, plans, reports, events or output (tracing to ${mode})`, async (t) => {
     const seen = [];
     const server = http.createServer((req, res) => {
       seen.push(`${req.method} ${req.url}\n${JSON.stringify(req.headers)}`);
@@ -94,7 +100,7 @@ if (process.env.VMRESTORE_SECRETS_CHILD) {
     const url = `http://127.0.0.1:${server.address().port}`;
     // The child talks to this process's server: run it without blocking the event loop.
     const child = spawn(process.execPath, [__filename], {
-      env: { ...process.env, VMRESTORE_SECRETS_CHILD: JSON.stringify([url, tmpdir()]), RUST_LOG: 'trace', RUST_BACKTRACE: '1' },
+      env: { ...process.env, VMRESTORE_SECRETS_CHILD: JSON.stringify([url, tmpdir(), mode]), RUST_LOG: 'trace', RUST_BACKTRACE: '1' },
     });
     let out = '';
     let err = '';
@@ -102,9 +108,16 @@ if (process.env.VMRESTORE_SECRETS_CHILD) {
     child.stderr.on('data', (d) => { err += d; });
     const code = await new Promise((r) => child.on('close', r));
     assert.equal(code, 0, err);
-    const texts = JSON.parse(out.trim().split('\n').pop());
+    const { texts, logs } = JSON.parse(out.trim().split('\n').pop());
     assert.ok(texts.length >= 12, `${texts.length} texts`);
-    for (const text of [...texts, out, err]) {
+    // The capture works: the log holds events, the connections to this
+    // server among them (stderr, or the logger, which then has them all).
+    const log = mode === 'stderr' ? err : logs.join('\n');
+    const needle = `connecting to 127.0.0.1:${server.address().port}`;
+    assert.ok(log.length > 0, `nothing captured (${mode})`);
+    assert.ok(log.includes(needle), `no "${needle}" in ${log.length} bytes of log (${mode}): ${log.slice(0, 300)}`);
+    if (mode === 'logger') assert.ok(!err.includes(needle), 'with a logger, nothing goes to stderr');
+    for (const text of [...texts, ...logs, out, err]) {
       for (const s of SENTINELS) {
         assert.ok(!text.includes(s), `a secret leaked: ${text.slice(0, 300)}`);
       }

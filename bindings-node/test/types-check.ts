@@ -29,3 +29,12 @@ async function portal(rp: RestorePoint, req: RestoreRequest, signal: AbortSignal
 }
 
 void portal
+
+function logging(): void {
+  vmrestore.setLogger((level, target, message) => {
+    const l: 'error' | 'warn' | 'info' | 'debug' | 'trace' = level
+    console.log(l, target.length, message.length)
+  }, 'restore_core=debug,hyper_util=info')
+  vmrestore.setLogger(null)
+}
+void logging

@@ -1,6 +1,9 @@
 //! Python bindings of vmrestore: thin conversions around `restore-core`.
 //! No rule, plan or data-path logic lives here.
 
+mod aio;
+mod logs;
+
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::create_exception;
@@ -705,7 +708,7 @@ impl ObjectStoreRepository {
     /// Restore point IDs.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let r = self.inner.clone();
-        py.detach(move || {
+        blocking(py, move || {
             runtime()?
                 .block_on(async move { r.list().await })
                 .map_err(to_py_err)
@@ -714,7 +717,7 @@ impl ObjectStoreRepository {
     /// A restore point's manifest as a dict.
     fn manifest(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
         let r = self.inner.clone();
-        let m = py.detach(move || {
+        let m = blocking(py, move || {
             runtime()?
                 .block_on(async move { r.manifest(&id).await })
                 .map_err(to_py_err)
@@ -725,7 +728,7 @@ impl ObjectStoreRepository {
     /// number of chunks sent (those already there are not sent again).
     fn upload_from(&self, py: Python<'_>, local: &Repository, id: String) -> PyResult<usize> {
         let (r, l) = (self.inner.clone(), local.inner.clone());
-        py.detach(move || {
+        blocking(py, move || {
             runtime()?
                 .block_on(async move { r.upload_from(&l, &id).await })
                 .map_err(to_py_err)
@@ -773,7 +776,7 @@ impl PageBlobSink {
         disk: String,
     ) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
         let s = self.inner.clone();
-        let b = py.detach(move || {
+        let b = blocking(py, move || {
             runtime()?.block_on(async move {
                 let blob = s.disk_blob(&disk).map_err(cloud_err)?;
                 blob.get().await.map_err(cloud_err)
@@ -837,7 +840,7 @@ impl ArmCloud {
     /// The destination catalog read from ARM (regions with zones, VM sizes).
     fn catalog(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let c = self.inner.clone();
-        let cat = py.detach(move || {
+        let cat = blocking(py, move || {
             runtime()?
                 .block_on(async move { exec::Cloud::catalog(&*c).await })
                 .map_err(cloud_err)
@@ -998,14 +1001,16 @@ impl ProgressStream {
         slf
     }
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        logs::refresh(py);
         let rx = self.rx.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let e = rx.lock().await.recv().await;
-            match e {
-                Some(e) => Python::attach(|py| to_py(py, &e)),
+        aio::future_into_py(
+            py,
+            async move { rx.lock().await.recv().await },
+            |py, e| match e {
+                Some(e) => to_py(py, &e),
                 None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
+            },
+        )
     }
 }
 
@@ -1036,7 +1041,7 @@ fn progress_fn(
     }
     let cb = p.unbind();
     let f: ProgressFn = Arc::new(move |e: &Event| {
-        Python::attach(|py| {
+        aio::with_python(|py| {
             if let Ok(d) = to_py(py, e) {
                 // A failing callback must not break the restore.
                 if let Err(err) = cb.call1(py, (d,)) {
@@ -1064,6 +1069,7 @@ struct OwnRuntime {
 static RUNTIME: Mutex<Option<OwnRuntime>> = Mutex::new(None);
 static MODULE_PID: OnceLock<u32> = OnceLock::new();
 
+/// The tokio runtime of this process (a new one after fork()).
 fn runtime() -> PyResult<Arc<tokio::runtime::Runtime>> {
     let mut g = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
     let pid = std::process::id();
@@ -1167,9 +1173,11 @@ impl RestoreExecutor {
         })
     }
 
-    /// Runs `plan` under asyncio; returns a `Report`. `progress` is a
-    /// callable receiving event dicts, or a `ProgressStream`. Cancelling the
-    /// asyncio task cancels the restore, which then cleans up.
+    /// Runs `plan` under asyncio: returns a coroutine whose result is the
+    /// `Report`. `progress` is a callable receiving event dicts, or a
+    /// `ProgressStream`. Cancelling the task that awaits it cancels the
+    /// restore, waits for its clean-up and returns the report (outcome
+    /// `"cancelled"`) instead of raising `CancelledError`.
     #[pyo3(signature = (plan, progress=None))]
     fn run<'py>(
         &self,
@@ -1182,25 +1190,38 @@ impl RestoreExecutor {
                 "vmrestore: the asyncio runtime does not survive fork(); in a forked child use run_sync(), or start processes with the 'spawn' method",
             ));
         }
+        logs::refresh(py);
         let (progress, stream) = progress_fn(progress)?;
         let ex = self.inner.clone();
         let plan = plan.inner.clone();
         let token = CancellationToken::new();
         let guard = CancelOnDrop(token.clone());
-        // The run is its own task: when the awaiting task is cancelled it
-        // still finishes its clean-up.
-        let handle = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let r = ex.run(&plan, token, progress).await;
+        let live = aio::LiveRun::register(&token);
+        let run_token = token.clone();
+        // The run is its own task: it finishes its clean-up whatever
+        // happens to the future that reports it.
+        let handle = runtime()?.spawn(async move {
+            let _live = live;
+            let r = ex.run(&plan, run_token, progress).await;
             close_stream(&stream);
             r
         });
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let _guard = guard;
-            let r = handle
-                .await
-                .map_err(|e| PyRuntimeError::new_err(format!("the restore task failed: {e}")))?;
-            r.map(|inner| Report { inner }).map_err(to_py_err)
-        })
+        let fut = aio::future_into_py(
+            py,
+            async move {
+                let _guard = guard;
+                handle.await
+            },
+            |py, r| match r {
+                Ok(Ok(inner)) => Ok(Py::new(py, Report { inner })?.into_any()),
+                Ok(Err(e)) => Err(to_py_err(e)),
+                Err(e) => Err(PyRuntimeError::new_err(format!(
+                    "the restore task failed: {e}"
+                ))),
+            },
+        )?;
+        py.import("vmrestore._aio")?
+            .call_method1("run_to_report", (fut, aio::CancelRun(token)))
     }
 
     /// Runs `plan` to the end, releasing the GIL; returns a `Report`.
@@ -1215,12 +1236,23 @@ impl RestoreExecutor {
         let rt = runtime()?;
         let ex = self.inner.clone();
         let plan = plan.inner.clone();
-        let r = py.detach(move || {
-            rt.block_on(async move { ex.run(&plan, CancellationToken::new(), progress).await })
+        let r = blocking(py, move || {
+            let token = CancellationToken::new();
+            let _live = aio::LiveRun::register(&token);
+            rt.block_on(async move { ex.run(&plan, token, progress).await })
         });
         close_stream(&stream);
         r.map(|inner| Report { inner }).map_err(to_py_err)
     }
+}
+
+/// Runs `f` with the GIL released, Rust logs forwarded to `logging` at the
+/// level set when the call starts and flushed before it returns.
+fn blocking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    logs::refresh(py);
+    let r = py.detach(f);
+    logs::flush(py);
+    r
 }
 
 /// Builds the demo repository under `dir`; returns the demo restores as
@@ -1245,6 +1277,11 @@ fn build_demo(py: Python<'_>, dir: std::path::PathBuf) -> PyResult<Py<PyAny>> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = MODULE_PID.set(std::process::id());
     let py = m.py();
+    // `logging` first: atexit hooks run last-registered first, so ours
+    // forwards the last records before logging shuts down.
+    logs::install(py);
+    py.import("atexit")?
+        .call_method1("register", (wrap_pyfunction!(aio::_at_exit, m)?,))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(plan, m)?)?;
     m.add_function(wrap_pyfunction!(plan_many, m)?)?;

@@ -2,11 +2,13 @@
 account key, a SAS and object-store credentials, each a unique sentinel,
 are given to every binding entry point that takes a secret, and used
 against a server on 127.0.0.1 that refuses them. The server sees them (so
-they were really used); no error, repr, plan, report, progress event or
-output of the process holds any of them."""
+they were really used); no error, repr, plan, report, progress event,
+Rust log record (captured at DEBUG, which TRACE maps to) or output of the
+process holds any of them."""
 
 import base64
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
@@ -70,7 +72,9 @@ def clean(what: str, text: str) -> None:
         assert s not in text, f"{what} holds a secret: {text[:300]}"
 
 
-def test_no_secret_reaches_errors_reprs_plans_reports_events_or_output(server, demo, capfd) -> None:
+def test_no_secret_reaches_errors_reprs_plans_reports_events_logs_or_output(server, demo, capfd,
+                                                                           caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="vmrestore")
     d, restores = demo
     web01 = next(r for r in restores if r["name"] == "web01")
     plan = vmrestore.plan(web01["restore_point"], web01["request"], profiles=["commvault"])
@@ -128,6 +132,17 @@ def test_no_secret_reaches_errors_reprs_plans_reports_events_or_output(server, d
         with pytest.raises(vmrestore.VmrestoreError) as e3:
             obj.list()
         texts.append(("repository error", error_text(e3.value)))
+
+    # The Rust log, everything the native module logged: it was captured
+    # (requests to this server among it) and holds no secret either.
+    records = [r for r in caplog.records if r.name.startswith("vmrestore")]
+    assert records, "no Rust log record reached Python logging"
+    messages = [f"{r.name} {r.levelname} {r.getMessage()}" for r in records]
+    host = server.split("//")[1]
+    assert any(f"connecting to {host}" in m for m in messages), messages[:20]
+    assert {r.levelno for r in records} <= {logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR}
+    texts.append(("log records", "\n".join(messages)))
+    texts.append(("log text", caplog.text))
 
     out = capfd.readouterr()
     texts.append(("stdout", out.out))

@@ -67,9 +67,27 @@ pub enum Error {
     /// The plan's inputs changed since it was made.
     #[error("stale plan: {0} changed since the plan was made; plan again")]
     StalePlan(String),
+    /// The plan is not what the planner makes of the inputs it records
+    /// (edited by hand or by someone else): it is not run.
+    #[error(
+        "the plan differs from what the planner makes of its inputs at {path}: {message}; plan again instead of editing a plan"
+    )]
+    PlanMismatch {
+        /// JSON path of the first difference, e.g. `$.steps[3]`.
+        path: String,
+        /// What differs.
+        message: String,
+    },
+    /// A seal was required and is missing or does not match.
+    #[error("plan seal: {0}")]
+    PlanSeal(String),
     /// The journal cannot be used.
     #[error("journal: {0}")]
     Journal(String),
+    /// The journal is locked by another run (another executor, process or
+    /// host on the same file); nothing was done.
+    #[error("journal locked: {0}")]
+    JournalLocked(String),
     /// A cloud call failed before any step ran (e.g. reading the catalog).
     #[error("cloud: {0}")]
     Cloud(#[from] crate::exec::CloudError),
@@ -88,7 +106,10 @@ impl Error {
             Error::Integrity { .. } => "E_INTEGRITY",
             Error::PlanBlocked(_) => "E_PLAN_BLOCKED",
             Error::StalePlan(_) => "E_STALE_PLAN",
+            Error::PlanMismatch { .. } => "E_PLAN_MISMATCH",
+            Error::PlanSeal(_) => "E_PLAN_SEAL",
             Error::Journal(_) => "E_JOURNAL",
+            Error::JournalLocked(_) => "E_JOURNAL_LOCKED",
             Error::Cloud(_) => "E_CLOUD",
         }
     }

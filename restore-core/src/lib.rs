@@ -14,6 +14,7 @@ pub mod exec;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod redact;
 pub mod repo;
 pub mod schema;
 pub mod vhd;

@@ -3,7 +3,7 @@
 //! number of MiB. See AZURE.md ("Fixed VHD") and the VHD specification.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -131,8 +131,10 @@ pub struct VhdFile {
 }
 
 impl VhdFile {
-    /// Creates (or truncates) `path` for a disk of `size` bytes, which must
-    /// be a whole number of MiB.
+    /// Creates `path` for a disk of `size` bytes, which must be a whole
+    /// number of MiB. The file must not exist: it is created with
+    /// `O_CREAT | O_EXCL | O_NOFOLLOW`, so neither an existing file nor a
+    /// symbolic link there (to anywhere) is written through or truncated.
     pub fn create(path: &Path, size: u64) -> Result<Self> {
         if size == 0 || !size.is_multiple_of(SIZE_ALIGNMENT) {
             return Err(Error::Invalid {
@@ -146,8 +148,35 @@ impl VhdFile {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let file = File::create(path).map_err(io)?;
+        // Read too: a resumed run reads back what it is told was written.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io)?;
         file.set_len(size + FOOTER_SIZE).map_err(io)?;
+        Ok(VhdFile { file, size })
+    }
+
+    /// Reopens an existing VHD being written (to resume): `O_NOFOLLOW` (a
+    /// symbolic link is refused) and `O_NONBLOCK` (a FIFO does not block),
+    /// and the opened file must be a regular file; it is then set to
+    /// `size + 512` bytes.
+    pub fn reopen(path: &Path, size: u64) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        file.set_len(size + FOOTER_SIZE)?;
         Ok(VhdFile { file, size })
     }
 
@@ -179,6 +208,29 @@ impl VhdFile {
         self.file.write_all_at(data, offset)
     }
 
+    /// Reads `len` bytes at `offset` of the virtual disk (a hole reads as
+    /// zeros; past the end of the file is zeros too).
+    pub fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("read of {len} bytes at offset {offset} goes past the end of the disk"),
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            match self.file.read_at(&mut buf[done..], offset + done as u64)? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        Ok(buf)
+    }
+
     /// Writes the footer and syncs the file.
     pub fn finish(self, unix_time: u64, unique_id: [u8; 16]) -> std::io::Result<()> {
         self.file
@@ -192,6 +244,12 @@ impl VhdFile {
 /// not written (the file is sparse), the disk digest is checked at the end,
 /// and only then is the footer written. The virtual size is the disk's size
 /// rounded up to a whole MiB. Returns the verified disk digest.
+///
+/// The VHD is written as `<path>.partial` (created anew, never through a
+/// symbolic link) and renamed to `path` only once its footer is written and
+/// synced: `path` then replaces whatever was there (a symbolic link there
+/// is replaced, not followed); a failed restore removes the partial file
+/// and leaves `path` as it was.
 pub fn restore_disk_to_vhd(
     repo: &crate::repo::LocalRepository,
     manifest: &crate::repo::Manifest,
@@ -209,7 +267,46 @@ pub fn restore_disk_to_vhd(
             ))
         })?;
     let size = d.size_bytes.div_ceil(SIZE_ALIGNMENT) * SIZE_ALIGNMENT;
-    let vhd = VhdFile::create(path, size)?;
+    let partial = partial_path(path);
+    // A partial file is never a finished VHD: one left by a killed restore is
+    // replaced (remove_file removes a symbolic link, not its target).
+    if std::fs::symlink_metadata(&partial).is_ok() {
+        std::fs::remove_file(&partial).map_err(|e| Error::Invalid {
+            path: partial.display().to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    let vhd = VhdFile::create(&partial, size)?;
+    let r = write_verified(repo, d, disk, path, vhd, size);
+    match r {
+        Ok(digest) => std::fs::rename(&partial, path)
+            .map(|_| digest)
+            .map_err(|e| Error::Invalid {
+                path: path.display().to_string(),
+                message: format!("cannot rename the finished VHD into place: {e}"),
+            }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// `<path>.partial`: where a VHD is written until it is finished.
+pub fn partial_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+fn write_verified(
+    repo: &crate::repo::LocalRepository,
+    d: &crate::repo::DiskManifest,
+    disk: &str,
+    path: &Path,
+    vhd: VhdFile,
+    size: u64,
+) -> Result<String> {
     let io = |offset: u64, e: std::io::Error| Error::Integrity {
         disk: disk.to_string(),
         offset,
@@ -307,6 +404,19 @@ mod tests {
         assert_eq!(geometry(64 << 20), (963, 8, 17));
         // Very large disks saturate at 65535/16/255.
         assert_eq!(geometry(4 << 40), (65535, 16, 255));
+    }
+
+    #[test]
+    fn create_neither_truncates_an_existing_file_nor_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"keep me").unwrap();
+        let link = dir.path().join("l.vhd");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(VhdFile::create(&link, 1 << 20).is_err());
+        assert!(VhdFile::create(&outside, 1 << 20).is_err());
+        assert!(VhdFile::reopen(&link, 1 << 20).is_err());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 """Type stubs of the native module (checked against it by mypy's stubtest)."""
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Awaitable, Union, final
 
 _Input = Union[dict[str, Any], list[Any], str, os.PathLike[str]]
@@ -292,7 +292,10 @@ class RestoreExecutor:
         keep_on_cancel: bool = False,
         blob_sink: PageBlobSink | None = None,
     ) -> RestoreExecutor: ...
-    def run(self, plan: Plan, progress: _Progress | None = None) -> Awaitable[Report]: ...
+    def run(self, plan: Plan, progress: _Progress | None = None) -> Coroutine[Any, Any, Report]:
+        """A coroutine whose result is the report. Cancelling the task that
+        awaits it cancels the restore, waits for its clean-up and returns the
+        report (outcome ``"cancelled"``) instead of raising CancelledError."""
     def run_sync(self, plan: Plan, progress: _Progress | None = None) -> Report: ...
 
 def plan(

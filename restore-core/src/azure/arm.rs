@@ -150,6 +150,9 @@ pub struct ArmCloud {
     staged: std::sync::Mutex<std::collections::HashMap<String, Staged>>,
     /// Blob endpoint and key of each staging account, by its ID.
     staging_access: tokio::sync::Mutex<std::collections::HashMap<String, (String, StorageAuth)>>,
+    /// Existing VMs deleted in place, as ARM showed them before the delete
+    /// (by lower-case ID): what `RestoreExistingVm` puts back.
+    deleted_vms: std::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
 
 /// A disk staged as a page blob in a storage account.
@@ -161,6 +164,9 @@ struct Staged {
     account_id: String,
     /// The blob (`<endpoint>vhds/<disk>.vhd`), without a query.
     blob_url: String,
+    /// The idempotency key of the step that created the disk: the managed
+    /// disk made of the blob carries it, so clean-up can prove it ours.
+    key: String,
 }
 
 /// The container staged disks go to (the one Azure's tools use).
@@ -188,7 +194,7 @@ fn endpoint_account(endpoint: &str) -> Option<String> {
 impl std::fmt::Debug for ArmCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArmCloud")
-            .field("endpoint", &self.cfg.endpoint)
+            .field("endpoint", &storage::redact_url(&self.cfg.endpoint))
             .field("subscription_id", &self.cfg.subscription_id)
             .finish()
     }
@@ -231,6 +237,100 @@ fn hyperv(g: Generation) -> &'static str {
     }
 }
 
+/// ARM paths are built here and nowhere else. A path is a list of segments;
+/// each is refused when it is empty, `.` or `..`, or holds `/`, `\`, `?`,
+/// `#`, `%`, whitespace or a control character, so that no name can end a
+/// path early, climb out of it, add a query or a fragment, or smuggle in an
+/// encoded separator; then it is percent-encoded into the URL. Resource IDs
+/// travel as plain `/`-joined segments (as ARM writes them) and are split
+/// and checked again whenever one becomes a URL, so an ID from anywhere (a
+/// plan, ARM's own answer) gets the same test. The names were validated
+/// with Azure's naming rules at the model boundary already; this is the
+/// defence in depth for plans that did not come from the planner.
+mod path {
+    use super::{CloudError, CloudErrorKind, CloudResult};
+
+    fn refuse(segment: &str, why: &str) -> CloudError {
+        let shown: String = segment
+            .chars()
+            .take(64)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        CloudError::new(
+            CloudErrorKind::Invalid,
+            "build an ARM path",
+            format!("'{shown}' cannot be part of an ARM path: {why}"),
+        )
+    }
+
+    /// Checks one segment.
+    pub(super) fn segment(s: &str) -> CloudResult<&str> {
+        if s.is_empty() {
+            return Err(refuse(s, "it is empty"));
+        }
+        if s == "." || s == ".." {
+            return Err(refuse(s, "it is a relative path"));
+        }
+        if let Some(c) = s.chars().find(|c| {
+            matches!(c, '/' | '\\' | '?' | '#' | '%') || c.is_control() || c.is_whitespace()
+        }) {
+            return Err(refuse(s, &format!("it holds {c:?}")));
+        }
+        Ok(s)
+    }
+
+    /// `/a/b/c` from checked segments; a segment given as `Microsoft.Compute/disks`
+    /// (a provider and type) is taken as its parts.
+    pub(super) fn join(segments: &[&str]) -> CloudResult<String> {
+        let mut out = String::new();
+        for s in segments {
+            for part in s.split('/') {
+                out.push('/');
+                out.push_str(segment(part)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `id` followed by more segments.
+    pub(super) fn child(id: &str, segments: &[&str]) -> CloudResult<String> {
+        split(id)?;
+        let mut out = id.to_string();
+        for s in segments {
+            out.push('/');
+            out.push_str(segment(s)?);
+        }
+        Ok(out)
+    }
+
+    /// The segments of an ID, each checked.
+    pub(super) fn split(id: &str) -> CloudResult<Vec<&str>> {
+        let Some(rest) = id.strip_prefix('/') else {
+            return Err(refuse(id, "an ARM path starts with '/'"));
+        };
+        rest.split('/').map(segment).collect()
+    }
+
+    /// The URL of `id` at `endpoint`, every segment percent-encoded.
+    pub(super) fn url(endpoint: &str, id: &str, api_version: &str) -> CloudResult<String> {
+        let mut out = String::from(endpoint);
+        for s in split(id)? {
+            out.push('/');
+            for b in s.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'(' | b')')
+                {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        out.push_str("?api-version=");
+        out.push_str(segment(api_version)?);
+        Ok(out)
+    }
+}
+
 impl ArmCloud {
     /// An ARM cloud with `token` (scope `<endpoint>/.default`).
     pub fn new(cfg: ArmConfig, token: Arc<dyn TokenProvider>) -> CloudResult<Self> {
@@ -249,6 +349,7 @@ impl ArmCloud {
             vm_credentials: None,
             staged: Default::default(),
             staging_access: Default::default(),
+            deleted_vms: Default::default(),
         })
     }
 
@@ -277,7 +378,7 @@ impl ArmCloud {
         let keys = self
             .call(
                 Method::POST,
-                &format!("{account_id}/listKeys"),
+                &path::child(account_id, &["listKeys"])?,
                 api::STORAGE,
                 None,
                 op,
@@ -322,9 +423,10 @@ impl ArmCloud {
                 "Microsoft.Storage/storageAccounts",
                 account,
             )
-        });
+        })?;
         let (endpoint, auth) = self.staging(&account_id, op).await?;
-        let blob_url = format!("{endpoint}{STAGING_CONTAINER}/{name}.vhd");
+        // The disk name is a blob name here: one segment, no query.
+        let blob_url = format!("{endpoint}{STAGING_CONTAINER}/{}.vhd", path::segment(name)?);
         let blob = BlobClient::new(self.http.clone(), &blob_url, auth)?;
         blob.create_container().await?;
         let id = self.id(
@@ -332,7 +434,7 @@ impl ArmCloud {
             resource_group,
             "Microsoft.Compute/disks",
             name,
-        );
+        )?;
         self.staged
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -342,6 +444,7 @@ impl ArmCloud {
                     spec: spec.clone(),
                     account_id,
                     blob_url,
+                    key: key.to_string(),
                 },
             );
         Ok(Resource {
@@ -387,7 +490,10 @@ impl ArmCloud {
             let Some((_, s)) = staged else {
                 return Err(bad(&op, "no such staged disk in this run"));
             };
-            let (id, _, mut body) = self.body(key, &s.spec, &op, true)?;
+            // Tagged with the disk's own key (not this action's): the
+            // managed disk is the disk step's resource.
+            let _ = key;
+            let (id, _, mut body) = self.body(&s.key, &s.spec, &op, true)?;
             body["properties"]["creationData"] = json!({
                 "createOption": "Import",
                 "sourceUri": s.blob_url,
@@ -414,7 +520,7 @@ impl ArmCloud {
             .credential(vm, username)
             .await
             .map_err(|e| CloudError::new(CloudErrorKind::Fatal, &op, e.to_string()))?;
-        let id = self.vm_id(resource_group, vm);
+        let id = self.vm_id(resource_group, vm)?;
         let v = self.call(Method::GET, &id, api::VM, None, &op).await?;
         let location = v.get("location").cloned().unwrap_or(Value::Null);
         let os = v
@@ -451,7 +557,7 @@ impl ArmCloud {
         let body = json!({ "location": location, "properties": properties });
         self.call(
             Method::PUT,
-            &format!("{id}/extensions/enablevmaccess"),
+            &path::child(&id, &["extensions", "enablevmaccess"])?,
             api::VM,
             Some(&body),
             &op,
@@ -460,16 +566,23 @@ impl ArmCloud {
         .map(drop)
     }
 
-    fn rg_id(&self, sub: Option<&str>, rg: &str) -> String {
-        format!(
-            "/subscriptions/{}/resourceGroups/{rg}",
-            sub.filter(|s| !s.is_empty())
-                .unwrap_or(&self.cfg.subscription_id)
-        )
+    fn rg_id(&self, sub: Option<&str>, rg: &str) -> CloudResult<String> {
+        let sub = sub
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.cfg.subscription_id);
+        if !crate::model::names::is_guid(sub) {
+            return Err(bad(
+                "build an ARM path",
+                format!("subscription '{}' is not a GUID", path::segment(sub)?),
+            ));
+        }
+        path::join(&["subscriptions", sub, "resourceGroups", path::segment(rg)?])
     }
 
-    fn id(&self, sub: Option<&str>, rg: &str, provider: &str, name: &str) -> String {
-        format!("{}/providers/{provider}/{name}", self.rg_id(sub, rg))
+    /// `provider` is `Namespace/type`; `name` is one segment.
+    fn id(&self, sub: Option<&str>, rg: &str, provider: &str, name: &str) -> CloudResult<String> {
+        let rg_id = self.rg_id(sub, rg)?;
+        path::child(&path::join(&[&rg_id[1..], "providers", provider])?, &[name])
     }
 
     async fn send(
@@ -479,6 +592,7 @@ impl ArmCloud {
         body: Option<&Value>,
         op: &str,
     ) -> CloudResult<reqwest::Response> {
+        self.same_origin(url, op)?;
         let scope = format!("{}/.default", self.cfg.endpoint);
         let token = self
             .token
@@ -511,17 +625,83 @@ impl ArmCloud {
         Err(arm_error(op, resp).await)
     }
 
-    fn url(&self, id: &str, api_version: &str) -> String {
-        if id.starts_with("http://") || id.starts_with("https://") {
-            return id.to_string();
+    /// Deletes `id` only if ARM shows it as made under `key` (its
+    /// `vmrestore-key` tag): clean-up never deletes what the run did not
+    /// create, whatever a journal or a caller claims. Gone already is
+    /// success; someone else's resource is a `Conflict`, left in place.
+    async fn delete_if_ours(
+        &self,
+        id: &str,
+        api_version: &str,
+        key: &str,
+        op: &str,
+    ) -> CloudResult<()> {
+        let v = match self.call(Method::GET, id, api_version, None, op).await {
+            Ok(v) => v,
+            Err(e) if e.kind == CloudErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let tag = v.pointer("/tags/vmrestore-key").and_then(Value::as_str);
+        if key.is_empty() || tag != Some(key) {
+            return Err(CloudError::new(
+                CloudErrorKind::Conflict,
+                op,
+                format!(
+                    "{id} was not created by this restore (its vmrestore-key tag is {}): it is left in place",
+                    if tag.is_some() {
+                        "another step's"
+                    } else {
+                        "missing"
+                    }
+                ),
+            ));
         }
-        format!("{}{id}?api-version={api_version}", self.cfg.endpoint)
+        match self.call(Method::DELETE, id, api_version, None, op).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bearer token goes only to the ARM endpoint: a URL that ARM
+    /// handed back (an `Azure-AsyncOperation` or `Location` header, a
+    /// `nextLink`) is followed only on the endpoint's own scheme, host and
+    /// port, so a hostile or broken server cannot send the token elsewhere
+    /// (or over plain http when the endpoint is https).
+    fn same_origin(&self, url: &str, op: &str) -> CloudResult<()> {
+        let origin = |u: &str| {
+            reqwest::Url::parse(u).ok().map(|u| {
+                (
+                    u.scheme().to_string(),
+                    u.host_str().map(str::to_string),
+                    u.port_or_known_default(),
+                )
+            })
+        };
+        let ours = origin(&self.cfg.endpoint);
+        let theirs = origin(url);
+        if ours.is_some() && ours == theirs {
+            return Ok(());
+        }
+        Err(CloudError::new(
+            CloudErrorKind::Fatal,
+            op,
+            format!(
+                "refusing to follow {} with the ARM token: only {} is trusted",
+                storage::redact_url(url),
+                storage::redact_url(&self.cfg.endpoint)
+            ),
+        ))
+    }
+
+    fn url(&self, id: &str, api_version: &str) -> CloudResult<String> {
+        path::url(&self.cfg.endpoint, id, api_version)
     }
 
     /// GET a resource (or a collection) as JSON.
     async fn get(&self, id: &str, api_version: &str, op: &str) -> CloudResult<Value> {
         let resp = self
-            .send(Method::GET, &self.url(id, api_version), None, op)
+            .send(Method::GET, &self.url(id, api_version)?, None, op)
             .await?;
         let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
         serde_json::from_str(&text).map_err(|e| {
@@ -544,7 +724,7 @@ impl ArmCloud {
         op: &str,
     ) -> CloudResult<Value> {
         let resp = self
-            .send(method.clone(), &self.url(id, api_version), body, op)
+            .send(method.clone(), &self.url(id, api_version)?, body, op)
             .await?;
         let status = resp.status().as_u16();
         let header = |n: &str| {
@@ -735,7 +915,7 @@ impl ArmCloud {
                 name,
                 region,
             } => (
-                self.rg_id(Some(subscription_id), name),
+                self.rg_id(Some(subscription_id), name)?,
                 api::RESOURCES,
                 json!({ "location": region, "tags": tags }),
             ),
@@ -750,7 +930,7 @@ impl ArmCloud {
                     resource_group,
                     "Microsoft.KeyVault/vaults",
                     name,
-                ),
+                )?,
                 api::KEY_VAULT,
                 json!({
                     "location": region,
@@ -775,7 +955,7 @@ impl ArmCloud {
                     resource_group,
                     "Microsoft.Storage/storageAccounts",
                     name,
-                ),
+                )?,
                 api::STORAGE,
                 json!({
                     "location": region,
@@ -828,7 +1008,7 @@ impl ArmCloud {
                         resource_group,
                         "Microsoft.Compute/disks",
                         name,
-                    ),
+                    )?,
                     api::DISK,
                     body,
                 )
@@ -865,7 +1045,7 @@ impl ArmCloud {
                         resource_group,
                         "Microsoft.Network/networkSecurityGroups",
                         name,
-                    ),
+                    )?,
                     api::NETWORK,
                     json!({ "location": region, "tags": tags, "properties": { "securityRules": rules } }),
                 )
@@ -880,7 +1060,7 @@ impl ArmCloud {
                     resource_group,
                     "Microsoft.Network/publicIPAddresses",
                     name,
-                ),
+                )?,
                 api::NETWORK,
                 json!({
                     "location": region,
@@ -899,16 +1079,17 @@ impl ArmCloud {
                 public_ip,
                 network_security_group,
             } => {
-                let subnet_id = if virtual_network.starts_with("/subscriptions/") {
-                    format!("{virtual_network}/subnets/{subnet}")
+                let vnet_id = if virtual_network.starts_with("/subscriptions/") {
+                    virtual_network.clone()
                 } else {
                     self.id(
                         None,
                         resource_group,
                         "Microsoft.Network/virtualNetworks",
-                        &format!("{virtual_network}/subnets/{subnet}"),
-                    )
+                        virtual_network,
+                    )?
                 };
+                let subnet_id = path::child(&vnet_id, &["subnets", subnet])?;
                 let mut ipc = json!({
                     "subnet": { "id": subnet_id },
                     "privateIPAllocationMethod": if static_ip.is_some() { "Static" } else { "Dynamic" }
@@ -917,12 +1098,12 @@ impl ArmCloud {
                     ipc["privateIPAddress"] = json!(ip);
                 }
                 if let Some(p) = public_ip {
-                    ipc["publicIPAddress"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/publicIPAddresses", p) });
+                    ipc["publicIPAddress"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/publicIPAddresses", p)? });
                 }
                 let mut props =
                     json!({ "ipConfigurations": [ { "name": "ipconfig1", "properties": ipc } ] });
                 if let Some(n) = network_security_group {
-                    props["networkSecurityGroup"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/networkSecurityGroups", n) });
+                    props["networkSecurityGroup"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/networkSecurityGroups", n)? });
                 }
                 (
                     self.id(
@@ -930,7 +1111,7 @@ impl ArmCloud {
                         resource_group,
                         "Microsoft.Network/networkInterfaces",
                         name,
-                    ),
+                    )?,
                     api::NETWORK,
                     json!({ "location": region, "tags": tags, "properties": props }),
                 )
@@ -954,20 +1135,20 @@ impl ArmCloud {
                 let disk_id = |d: &str| self.id(sub, resource_group, "Microsoft.Compute/disks", d);
                 let data: Vec<Value> = data_disks
                     .iter()
-                    .map(|(lun, d)| json!({ "lun": lun, "createOption": "Attach", "managedDisk": { "id": disk_id(d) } }))
-                    .collect();
+                    .map(|(lun, d)| Ok(json!({ "lun": lun, "createOption": "Attach", "managedDisk": { "id": disk_id(d)? } })))
+                    .collect::<CloudResult<_>>()?;
                 let nic_refs: Vec<Value> = nics
                     .iter()
                     .enumerate()
-                    .map(|(i, n)| json!({
-                        "id": self.id(None, resource_group, "Microsoft.Network/networkInterfaces", n),
+                    .map(|(i, n)| Ok(json!({
+                        "id": self.id(None, resource_group, "Microsoft.Network/networkInterfaces", n)?,
                         "properties": { "primary": i == 0 }
-                    }))
-                    .collect();
+                    })))
+                    .collect::<CloudResult<_>>()?;
                 let mut props = json!({
                     "hardwareProfile": { "vmSize": size },
                     "storageProfile": {
-                        "osDisk": { "createOption": "Attach", "osType": os_type(*os), "managedDisk": { "id": disk_id(os_disk) } },
+                        "osDisk": { "createOption": "Attach", "osType": os_type(*os), "managedDisk": { "id": disk_id(os_disk)? } },
                         "dataDisks": data
                     },
                     "networkProfile": { "networkInterfaces": nic_refs }
@@ -983,7 +1164,7 @@ impl ArmCloud {
                     SecurityType::Confidential => return Err(confidential(op)),
                 }
                 if let Some(a) = availability_set {
-                    props["availabilitySet"] = json!({ "id": self.id(sub, resource_group, "Microsoft.Compute/availabilitySets", a) });
+                    props["availabilitySet"] = json!({ "id": self.id(sub, resource_group, "Microsoft.Compute/availabilitySets", a)? });
                 }
                 let mut body = json!({ "location": region, "tags": tags, "properties": props });
                 if let Some(z) = zone {
@@ -995,7 +1176,7 @@ impl ArmCloud {
                         resource_group,
                         "Microsoft.Compute/virtualMachines",
                         name,
-                    ),
+                    )?,
                     api::VM,
                     body,
                 )
@@ -1014,7 +1195,7 @@ impl ArmCloud {
 
     /// The ID of a VM: the one this cloud created, else in the default
     /// subscription.
-    fn vm_id(&self, resource_group: &str, vm: &str) -> String {
+    fn vm_id(&self, resource_group: &str, vm: &str) -> CloudResult<String> {
         self.known_id("virtual_machine", resource_group, vm, || {
             self.id(
                 None,
@@ -1031,9 +1212,10 @@ impl ArmCloud {
         kind: &str,
         rg: &str,
         name: &str,
-        fallback: impl FnOnce() -> String,
-    ) -> String {
-        self.created
+        fallback: impl FnOnce() -> CloudResult<String>,
+    ) -> CloudResult<String> {
+        let known = self
+            .created
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&(
@@ -1041,8 +1223,8 @@ impl ArmCloud {
                 rg.to_ascii_lowercase(),
                 name.to_ascii_lowercase(),
             ))
-            .cloned()
-            .unwrap_or_else(fallback)
+            .cloned();
+        known.map_or_else(fallback, Ok)
     }
 
     fn api_of(id: &str) -> &'static str {
@@ -1116,7 +1298,7 @@ impl crate::exec::Cloud for ArmCloud {
         let locs = self
             .call(
                 Method::GET,
-                &format!("/subscriptions/{sub}/locations"),
+                &path::join(&["subscriptions", sub, "locations"])?,
                 api::LOCATIONS,
                 None,
                 op,
@@ -1162,7 +1344,13 @@ impl crate::exec::Cloud for ArmCloud {
         let skus = self
             .call(
                 Method::GET,
-                &format!("/subscriptions/{sub}/providers/Microsoft.Compute/skus"),
+                &path::join(&[
+                    "subscriptions",
+                    sub,
+                    "providers",
+                    "Microsoft.Compute",
+                    "skus",
+                ])?,
                 api::SKUS,
                 None,
                 op,
@@ -1268,7 +1456,10 @@ impl crate::exec::Cloud for ArmCloud {
             Err(e) if !e.is_transient() && before.is_none() => {
                 // ARM keeps a resource whose creation failed (in state
                 // Failed): remove it, or clean-up would never know of it.
-                let _ = self.call(Method::DELETE, &id, api_version, None, &op).await;
+                // Only if it carries this step's tag: a 409 can mean that
+                // someone else's resource of that name exists (a resource
+                // group in another location, a name taken meanwhile).
+                let _ = self.delete_if_ours(&id, api_version, key, &op).await;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -1298,7 +1489,7 @@ impl crate::exec::Cloud for ArmCloud {
                     resource_group,
                     "Microsoft.Network/networkInterfaces",
                     nic,
-                );
+                )?;
                 let mut n = self
                     .call(Method::GET, &nic_id, api::NETWORK, None, &op)
                     .await?;
@@ -1326,14 +1517,8 @@ impl crate::exec::Cloud for ArmCloud {
         if let Some(s) = self.staged_disk(&resource.id) {
             // The managed disk made of it, if any, then the blob and the
             // writer's state.
-            match self
-                .call(Method::DELETE, &resource.id, api::DISK, None, &op)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.kind == CloudErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+            self.delete_if_ours(&resource.id, api::DISK, &resource.key, &op)
+                .await?;
             let (_, auth) = self.staging(&s.account_id, &op).await?;
             let blob = BlobClient::new(self.http.clone(), &s.blob_url, auth)?;
             blob.delete().await?;
@@ -1342,20 +1527,8 @@ impl crate::exec::Cloud for ArmCloud {
                 .await?;
             return Ok(());
         }
-        match self
-            .call(
-                Method::DELETE,
-                &resource.id,
-                Self::api_of(&resource.id),
-                None,
-                &op,
-            )
+        self.delete_if_ours(&resource.id, Self::api_of(&resource.id), &resource.key, &op)
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
@@ -1365,10 +1538,10 @@ impl crate::exec::Cloud for ArmCloud {
                 disks,
             } => self.convert_to_managed(key, resource_group, disks).await,
             Action::PowerOn { resource_group, vm } => {
-                let id = self.vm_id(resource_group, vm);
+                let id = self.vm_id(resource_group, vm)?;
                 self.call(
                     Method::POST,
-                    &format!("{id}/start"),
+                    &path::child(&id, &["start"])?,
                     api::VM,
                     None,
                     &format!("start VM '{vm}'"),
@@ -1410,7 +1583,7 @@ impl crate::exec::Cloud for ArmCloud {
                 };
                 self.call(
                     Method::PUT,
-                    &format!("{id}/accessPolicies/add"),
+                    &path::child(&id, &["accessPolicies", "add"])?,
                     api::KEY_VAULT,
                     Some(&body),
                     &op,
@@ -1428,16 +1601,76 @@ impl crate::exec::Cloud for ArmCloud {
                     resource_group,
                     "Microsoft.Compute/virtualMachines",
                     vm,
-                );
-                self.call(
-                    Method::DELETE,
-                    &id,
-                    api::VM,
-                    None,
-                    &format!("delete VM '{vm}'"),
-                )
-                .await
-                .map(drop)
+                )?;
+                let op = format!("delete VM '{vm}'");
+                let v = match self.call(Method::GET, &id, api::VM, None, &op).await {
+                    Ok(v) => v,
+                    // Gone already (a retried or resumed step).
+                    Err(e) if e.kind == CloudErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                // Its disks must outlive it: they are what a failed restore
+                // puts the VM back on, and what the replaced disks' step
+                // deletes only once the new VM runs.
+                let storage = v.pointer("/properties/storageProfile");
+                let deleted_with_vm = storage
+                    .into_iter()
+                    .flat_map(|p| {
+                        p.get("osDisk").into_iter().chain(
+                            p.get("dataDisks")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten(),
+                        )
+                    })
+                    .any(|d| d.get("deleteOption").and_then(Value::as_str) == Some("Delete"));
+                if deleted_with_vm {
+                    return Err(bad(
+                        &op,
+                        "its disks have deleteOption 'Delete' and would be deleted with it: set them to 'Detach' first",
+                    ));
+                }
+                self.deleted_vms
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_ascii_lowercase(), v);
+                self.call(Method::DELETE, &id, api::VM, None, &op)
+                    .await
+                    .map(drop)
+            }
+            Action::RestoreExistingVm {
+                subscription_id,
+                resource_group,
+                vm,
+            } => {
+                let id = self.id(
+                    Some(subscription_id),
+                    resource_group,
+                    "Microsoft.Compute/virtualMachines",
+                    vm,
+                )?;
+                let op = format!("put back VM '{vm}' on its kept disks");
+                match self.call(Method::GET, &id, api::VM, None, &op).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.kind == CloudErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                let saved = self
+                    .deleted_vms
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id.to_ascii_lowercase())
+                    .cloned()
+                    .ok_or_else(|| {
+                        bad(
+                            &op,
+                            "this cloud did not delete it, so it has no definition to put back",
+                        )
+                    })?;
+                let body = reattach_body(saved);
+                self.call(Method::PUT, &id, api::VM, Some(&body), &op)
+                    .await
+                    .map(drop)
             }
             Action::VmAccessExtension {
                 resource_group,
@@ -1488,7 +1721,7 @@ impl crate::exec::Cloud for ArmCloud {
         let v = self
             .call(
                 Method::POST,
-                &format!("{}/beginGetAccess", disk.id),
+                &path::child(&disk.id, &["beginGetAccess"])?,
                 api::DISK,
                 Some(&body),
                 &op,
@@ -1522,7 +1755,7 @@ impl crate::exec::Cloud for ArmCloud {
         }
         self.call(
             Method::POST,
-            &format!("{}/endGetAccess", disk.id),
+            &path::child(&disk.id, &["endGetAccess"])?,
             api::DISK,
             None,
             &op,
@@ -1544,6 +1777,30 @@ fn resource_group_of(id: &str) -> Option<&str> {
 }
 
 /// Drops what ARM returns but does not take back in a PUT.
+/// The body that re-creates a deleted VM on its kept disks: the disks are
+/// attached (not created from an image), the OS profile (set only at
+/// creation) and read-only properties are left out.
+fn reattach_body(mut v: Value) -> Value {
+    strip_read_only(&mut v);
+    if let Some(p) = v.get_mut("properties").and_then(Value::as_object_mut) {
+        for k in ["osProfile", "vmId", "instanceView", "timeCreated"] {
+            p.remove(k);
+        }
+        if let Some(sp) = p.get_mut("storageProfile").and_then(Value::as_object_mut) {
+            sp.remove("imageReference");
+            if let Some(os) = sp.get_mut("osDisk").and_then(Value::as_object_mut) {
+                os.insert("createOption".into(), json!("Attach"));
+            }
+            if let Some(dd) = sp.get_mut("dataDisks").and_then(Value::as_array_mut) {
+                for d in dd {
+                    d["createOption"] = json!("Attach");
+                }
+            }
+        }
+    }
+    v
+}
+
 fn strip_read_only(v: &mut Value) {
     if let Some(o) = v.as_object_mut() {
         for k in ["id", "etag", "type", "name"] {

@@ -299,6 +299,26 @@ impl DiskWriter for PageBlobWriter {
         held
     }
 
+    async fn verify_held(&self, offset: u64, length: u64, sha256: &str) -> bool {
+        // The state file matched to the blob's ETag is a proof; else the
+        // bytes are read back.
+        if self.holds(offset, length, sha256).await {
+            return true;
+        }
+        let held = offset.checked_add(length).is_some_and(|e| e <= self.size)
+            && match self.blob.read_range(offset, length).await {
+                Ok(data) => crate::exec::digest_matches(&data, sha256),
+                Err(_) => false,
+            };
+        if held {
+            self.done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(offset, (length, sha256.to_string()));
+        }
+        held
+    }
+
     async fn finish(&self, digest: &str) -> CloudResult<()> {
         let done: Vec<(u64, u64, String)> = self
             .done

@@ -69,14 +69,7 @@ impl fmt::Debug for StorageAuth {
     }
 }
 
-/// A URL with its query (where SAS signatures live) left out: for errors
-/// and logs.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>"),
-        None => url.to_string(),
-    }
-}
+pub use crate::redact::redact_url;
 
 /// One blob: a URL (`https://account.blob.core.windows.net/container/blob`
 /// or, for Azurite, `http://127.0.0.1:PORT/devstoreaccount1/container/blob`,
@@ -654,6 +647,16 @@ mod tests {
             redact_url("https://a.blob.core.windows.net/c/b?sv=1&sig=X"),
             "https://a.blob.core.windows.net/c/b?<redacted>"
         );
+        assert_eq!(
+            redact_url("http://user:s3cret@127.0.0.1:8080/path?x=1"),
+            "http://<redacted>@127.0.0.1:8080/path?<redacted>"
+        );
+        assert_eq!(
+            redact_url("https://tok@management.azure.com"),
+            "https://<redacted>@management.azure.com"
+        );
+        assert_eq!(redact_url("https://h/p#frag"), "https://h/p?<redacted>");
+        assert_eq!(redact_url("https://h/a@b"), "https://h/a@b");
         let c = BlobClient::new(
             reqwest::Client::new(),
             "https://a.blob.core.windows.net/c/b?sv=1&sig=SECRETSIG",

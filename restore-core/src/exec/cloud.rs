@@ -339,6 +339,17 @@ pub enum Action {
         /// VM.
         vm: String,
     },
+    /// Put back an existing VM deleted by [`Action::DeleteExistingVm`], on
+    /// its kept disks (in place, when the new VM could not be made after
+    /// the point of no return). Succeeds when the VM exists.
+    RestoreExistingVm {
+        /// Subscription.
+        subscription_id: String,
+        /// Resource group.
+        resource_group: String,
+        /// VM.
+        vm: String,
+    },
     /// Delete the disks an existing VM had before it was replaced.
     DeleteReplacedDisks {
         /// Resource group.
@@ -377,9 +388,24 @@ pub trait DiskWriter: Send + Sync {
         let _ = (offset, length, sha256);
         false
     }
+    /// Whether the destination provably holds this chunk, by reading it
+    /// back and hashing it (or by a destination-side proof such as a
+    /// state file matched to the blob's ETag). The executor asks this of
+    /// every chunk a journal says an earlier run wrote: a chunk it cannot
+    /// prove is written again, so `verified` in the report always means
+    /// the destination's bytes. Default: [`DiskWriter::holds`].
+    async fn verify_held(&self, offset: u64, length: u64, sha256: &str) -> bool {
+        self.holds(offset, length, sha256).await
+    }
     /// Completes the disk (for a VHD: writes the footer) after every write
     /// has returned and the disk's digest has been verified.
     async fn finish(&self, digest: &str) -> CloudResult<()>;
+}
+
+/// SHA-256 (hex) of `data` equals `sha256`: for [`DiskWriter::verify_held`].
+pub fn digest_matches(data: &[u8], sha256: &str) -> bool {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data)).eq_ignore_ascii_case(sha256)
 }
 
 /// Azure Resource Manager operations the plan's steps need. Async,

@@ -41,7 +41,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::model::{DiskRole, Generation, SecurityType, Validate};
+use crate::model::{Catalog, DiskRole, Generation, SecurityType, Validate};
 use crate::plan::{Plan, Step, StepKind, Target, Verdict, catalog_digest, restore_point_digest};
 use crate::repo::Manifest;
 
@@ -110,6 +110,40 @@ pub struct ExecOptions {
     /// On cancellation, keep what was made so that a later run resumes
     /// from the journal (default: clean up, as on failure).
     pub keep_on_cancel: bool,
+    /// The catalog the plan was made with, when the cloud's is not checked
+    /// (`check_catalog: false`): the executor plans again with it. Default:
+    /// the built-in catalog.
+    pub catalog: Option<Catalog>,
+    /// Run only plans sealed with this key ([`crate::plan::seal`]).
+    pub seal_key: Option<SealKey>,
+}
+
+/// A key for plan seals (HMAC-SHA256): `Debug` never shows it.
+#[derive(Clone)]
+pub struct SealKey(Vec<u8>);
+
+impl SealKey {
+    /// A key of at least 16 bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self> {
+        let b = bytes.into();
+        if b.len() < 16 {
+            return Err(Error::invalid(
+                "seal_key",
+                "a seal key needs at least 16 bytes",
+            ));
+        }
+        Ok(SealKey(b))
+    }
+    /// The key's bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(<redacted>)")
+    }
 }
 
 impl Default for ExecOptions {
@@ -124,6 +158,8 @@ impl Default for ExecOptions {
             service_principal: "vmrestore-app".into(),
             check_catalog: true,
             keep_on_cancel: false,
+            catalog: None,
+            seal_key: None,
         }
     }
 }
@@ -223,6 +259,10 @@ struct Run<'a> {
     resources: Mutex<HashMap<String, Resource>>,
     created: Mutex<Vec<Resource>>,
     written: Mutex<HashMap<String, HashSet<u64>>>,
+    /// Per disk, chunks a journal recorded that the destination did not hold.
+    rewritten: Mutex<HashMap<String, u64>>,
+    /// Steps not run by design (cloud steps when the disks go to a sink).
+    skipped: Mutex<HashSet<String>>,
     writers: Mutex<HashMap<String, Arc<dyn DiskWriter>>>,
     disks: Mutex<HashMap<String, DiskReport>>,
     attempts: Mutex<HashMap<String, Vec<Attempt>>>,
@@ -270,6 +310,11 @@ impl Executor {
                 plan.blocking().map(|f| f.rule_id.clone()).collect(),
             ));
         }
+        // A sealed plan is checked first: nothing of an unsealed or
+        // tampered plan is used, not even its restore point ID.
+        if let Some(key) = &self.opts.seal_key {
+            crate::plan::verify_seal(plan, key.expose())?;
+        }
         let target = &plan.target;
         let manifest = self.repo.manifest(&target.restore_point_id).await?;
         if restore_point_digest(&manifest.restore_point) != plan.fingerprint.restore_point {
@@ -279,12 +324,37 @@ impl Executor {
             )));
         }
         manifest.restore_point.validate_at("$.restore_point")?;
-        if self.opts.check_catalog {
+        // The journal is opened (and locked) before any cloud call: a second
+        // run on the same journal stops here with E_JOURNAL_LOCKED.
+        let (journal, state) = match &self.opts.journal {
+            Some(p) => {
+                let (j, s) = Journal::open(p, &plan.fingerprint.combined)?;
+                (Some(j), s)
+            }
+            None => (None, JournalState::default()),
+        };
+        let catalog = if self.opts.check_catalog {
             let cat = self.cloud.catalog().await?;
             if catalog_digest(&cat) != plan.fingerprint.catalog {
-                return Err(Error::StalePlan("the destination catalog".into()));
+                return Err(Error::StalePlan(
+                    "the destination catalog (plan with the cloud's catalog: cloud.catalog())"
+                        .into(),
+                ));
             }
-        }
+            cat
+        } else {
+            let cat = self.opts.catalog.clone().unwrap_or_else(Catalog::builtin);
+            if catalog_digest(&cat) != plan.fingerprint.catalog {
+                return Err(Error::StalePlan(
+                    "the catalog (the plan was made with a catalog this executor was not given: pass it in ExecOptions.catalog)".into(),
+                ));
+            }
+            cat
+        };
+        // The executor runs only what the planner makes of the plan's
+        // inputs: a plan edited after planning (a verdict, a step, the
+        // target) is refused before the first cloud change.
+        crate::plan::check_replan(plan, &manifest.restore_point, &catalog)?;
         for d in &target.disks {
             let src = source_name(d);
             let m = manifest
@@ -307,13 +377,6 @@ impl Executor {
                 });
             }
         }
-        let (journal, state) = match &self.opts.journal {
-            Some(p) => {
-                let (j, s) = Journal::open(p, &plan.fingerprint.combined)?;
-                (Some(j), s)
-            }
-            None => (None, JournalState::default()),
-        };
         let resumed = !state.done.is_empty() || !state.created.is_empty();
         let run = Run {
             ex: self,
@@ -337,6 +400,8 @@ impl Executor {
             ),
             created: Mutex::new(state.created.clone()),
             written: Mutex::new(state.chunks.clone()),
+            rewritten: Mutex::new(HashMap::new()),
+            skipped: Mutex::new(HashSet::new()),
             writers: Mutex::new(HashMap::new()),
             disks: Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
@@ -463,7 +528,23 @@ impl Run<'_> {
         if cancel.is_cancelled() && failure.is_none() {
             cancelled = true;
         }
-        let outcome = if failure.is_some() {
+        // The point of no return: the in-place delete of the existing VM
+        // has run (or started: a failed or interrupted delete may have
+        // happened on the cloud's side).
+        let ponr = steps
+            .iter()
+            .position(|s| s.kind == StepKind::DeleteExistingVm);
+        let past_ponr = ponr.is_some_and(|i| !lock(&self.skipped).contains(&*steps[i].id))
+            && ponr.is_some_and(|i| {
+                matches!(
+                    status[i],
+                    StepStatus::Done | StepStatus::Resumed | StepStatus::Failed
+                ) || (status[i] == StepStatus::Cancelled && started[i].is_some())
+            });
+        let stopped = failure.is_some() || (cancelled && done.len() < steps.len());
+        let outcome = if stopped && past_ponr {
+            Outcome::NeedsAttention
+        } else if failure.is_some() {
             Outcome::Failed
         } else if cancelled && done.len() < steps.len() {
             Outcome::Cancelled
@@ -475,17 +556,44 @@ impl Run<'_> {
         if outcome == Outcome::Failed
             || (outcome == Outcome::Cancelled && !self.ex.opts.keep_on_cancel)
         {
-            cleaned_up = self.cleanup().await;
+            cleaned_up = self.cleanup(&mut notes).await;
             if let Some(j) = &self.journal {
                 let _ = j.reset();
             }
         }
-        let deleted_existing = steps
+        let vm_index = steps
             .iter()
-            .enumerate()
-            .any(|(i, s)| s.kind == StepKind::DeleteExistingVm && done.contains(&i));
-        if deleted_existing && outcome != Outcome::Succeeded {
-            notes.push(format!("the existing VM '{}' was deleted after the restore point was verified; its disks were kept", self.plan.target.vm_name));
+            .position(|s| s.kind == StepKind::VirtualMachine);
+        let vm_done = vm_index
+            .is_some_and(|i| done.contains(&i) && !lock(&self.skipped).contains(&*steps[i].id));
+        let mut vm = vm_index.map(|_| VmReport {
+            name: self.plan.target.vm_name.clone(),
+            state: if vm_done {
+                VmState::Restored
+            } else if ponr.is_some() {
+                VmState::Original
+            } else {
+                VmState::NotCreated
+            },
+        });
+        if outcome == Outcome::NeedsAttention {
+            vm = Some(
+                self.roll_forward(&steps[..], &status, vm_done, &failure, &mut notes)
+                    .await,
+            );
+        }
+        if self.resumed {
+            notes.push("resumed from the journal".into());
+        }
+        let mut rewritten: Vec<(String, u64)> = lock(&self.rewritten)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        rewritten.sort();
+        for (disk, n) in rewritten {
+            notes.push(format!(
+                "disk '{disk}': {n} chunks the journal recorded were not at the destination and were written again"
+            ));
         }
         if self.resumed {
             notes.push("resumed from the journal".into());
@@ -499,6 +607,14 @@ impl Run<'_> {
         let mut disks: Vec<DiskReport> = lock(&self.disks).values().cloned().collect();
         disks.sort_by(|a, b| a.name.cmp(&b.name));
         let resources = lock(&self.resources).clone();
+        let skipped = lock(&self.skipped).clone();
+        if !skipped.is_empty() {
+            notes.push(format!(
+                "the disks were written to the sink, so the cloud's disks would get no data: no cloud step ran ({} skipped) and no VM was created; {}.template.json creates the VM from the disks once they are uploaded",
+                skipped.len(),
+                self.plan.target.vm_name
+            ));
+        }
         let report = Report {
             format_version: REPORT_FORMAT_VERSION.into(),
             plan: self.plan.fingerprint.combined.clone(),
@@ -516,7 +632,11 @@ impl Run<'_> {
                 .map(|(i, s)| StepReport {
                     id: s.id.to_string(),
                     kind: s.kind,
-                    status: status[i],
+                    status: if status[i] == StepStatus::Done && skipped.contains(&*s.id) {
+                        StepStatus::Skipped
+                    } else {
+                        status[i]
+                    },
                     started_ms: started[i],
                     elapsed_ms: elapsed[i],
                     attempts: attempts.get(&*s.id).cloned().unwrap_or_default(),
@@ -529,6 +649,7 @@ impl Run<'_> {
             created,
             cleaned_up,
             notes,
+            vm,
         };
         if let Some(sink) = &self.ex.sink {
             // The local destination always gets a template that creates the
@@ -554,21 +675,130 @@ impl Run<'_> {
         report
     }
 
-    /// Deletes, in reverse order, what the run (and the runs it resumed) created.
-    async fn cleanup(&self) -> Vec<String> {
+    /// After the point of no return, nothing the restore needs is deleted.
+    /// If the new VM exists, it is kept (roll forward). If it does not, the
+    /// existing VM is put back on its kept disks. Either way, the notes say
+    /// exactly what exists and what to do; the journal is kept so a rerun
+    /// resumes (unless the old VM was put back, which a rerun redoes).
+    async fn roll_forward(
+        &self,
+        steps: &[Step],
+        status: &[StepStatus],
+        vm_done: bool,
+        failure: &Option<(usize, StepFailure)>,
+        notes: &mut Vec<String>,
+    ) -> VmReport {
+        let t = self.target();
+        let why = match failure {
+            Some((i, f)) => format!("step '{}' failed: {}", steps[*i].id, f.message),
+            None => "the run was cancelled".to_string(),
+        };
+        notes.push(format!(
+            "after the point of no return (the existing VM '{}' was deleted; its disks were kept), {why}",
+            t.vm_name
+        ));
+        let disks: Vec<String> = t.disks.iter().map(|d| d.name.clone()).collect();
+        notes.push(format!(
+            "the new disks are written, verified and kept: {}",
+            disks.join(", ")
+        ));
+        let pending: Vec<String> = steps
+            .iter()
+            .zip(status)
+            .filter(|(_, st)| !matches!(st, StepStatus::Done | StepStatus::Resumed))
+            .map(|(s, _)| s.id.to_string())
+            .collect();
+        if vm_done {
+            notes.push(format!(
+                "the restored VM '{}' exists and is kept; not finished: {}; run the plan again with the same journal to finish them",
+                t.vm_name,
+                pending.join(", ")
+            ));
+            return VmReport {
+                name: t.vm_name.clone(),
+                state: VmState::Restored,
+            };
+        }
+        let key = self.key("restore-existing-vm");
+        let action = Action::RestoreExistingVm {
+            subscription_id: t.subscription_id.clone(),
+            resource_group: t.resource_group.clone(),
+            vm: t.vm_name.clone(),
+        };
+        // The put-back runs even after a cancellation: leaving no VM is
+        // worse than finishing one more call.
+        let mut last = String::new();
+        let attempts = self.ex.opts.retry.max_attempts.max(1);
+        for attempt in 1..=attempts {
+            match self.ex.cloud.act(&key, &action).await {
+                Ok(()) => {
+                    notes.push(format!(
+                        "the existing VM '{}' was put back on its kept disks; the new disks are kept for a rerun of the plan (it deletes the VM again only once they are ready)",
+                        t.vm_name
+                    ));
+                    if let Some(j) = &self.journal {
+                        let _ = j.reset();
+                    }
+                    return VmReport {
+                        name: t.vm_name.clone(),
+                        state: VmState::OriginalRecreated,
+                    };
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    if !e.is_transient() || attempt == attempts {
+                        break;
+                    }
+                    let wait = self.ex.opts.retry.delay(
+                        &key,
+                        attempt,
+                        e.retry_after_ms.map(Duration::from_millis),
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        notes.push(format!(
+            "no VM '{}' exists: the existing VM could not be put back ({last}); create it from the new disks (run the plan again with the same journal) or from the kept disks of the old VM",
+            t.vm_name
+        ));
+        VmReport {
+            name: t.vm_name.clone(),
+            state: VmState::Missing,
+        }
+    }
+
+    /// Deletes, in reverse order, what the run (and the runs it resumed)
+    /// created. Only resources whose key is one of this plan's steps are
+    /// offered, and the cloud deletes only what it shows as made under that
+    /// key (ARM: the `vmrestore-key` tag): a resource that existed, a
+    /// forged journal line or another restore's resource is left, and
+    /// said so in `notes`. Returns the IDs deleted.
+    async fn cleanup(&self, notes: &mut Vec<String>) -> Vec<String> {
         let created: Vec<Resource> = lock(&self.created).clone();
+        let prefix = self.key("");
         let mut deleted = Vec::new();
         for r in created.iter().rev() {
+            if r.existed || !r.key.starts_with(&prefix) {
+                notes.push(format!(
+                    "left {}: it is not a resource of this plan's steps",
+                    r.id
+                ));
+                continue;
+            }
             let res = self
                 .retry_cloud(&format!("cleanup:{}", r.key), "", || {
                     self.ex.cloud.delete(r)
                 })
                 .await;
-            if res.is_ok() {
-                self.emit(Event::CleanedUp {
-                    resource: r.id.clone(),
-                });
-                deleted.push(r.id.clone());
+            match res {
+                Ok(()) => {
+                    self.emit(Event::CleanedUp {
+                        resource: r.id.clone(),
+                    });
+                    deleted.push(r.id.clone());
+                }
+                Err(f) => notes.push(format!("clean-up left {}: {}", r.id, f.message)),
             }
         }
         lock(&self.created).clear();
@@ -725,6 +955,22 @@ impl Run<'_> {
     }
 
     async fn step(&self, s: &Step) -> std::result::Result<(), StepFailure> {
+        // Where the disks' bytes go is one choice per run: with a sink they
+        // go there, and the cloud's disks would get none. So no cloud step
+        // runs (no empty disk, no VM on blank disks): the run exports the
+        // verified disks and the template that creates the VM from them.
+        if self.ex.sink.is_some()
+            && !matches!(
+                s.kind,
+                StepKind::VerifyRestorePoint
+                    | StepKind::WriteDisk
+                    | StepKind::FinalizeDisk
+                    | StepKind::Template
+            )
+        {
+            lock(&self.skipped).insert(s.id.to_string());
+            return Ok(());
+        }
         let t = self.target();
         let sub = t.subscription_id.clone();
         let rg = t.resource_group.clone();
@@ -1131,10 +1377,48 @@ impl Run<'_> {
         let d = self.disk(s)?;
         let (src, m) = self.source(d)?;
         let writer = self.writer(s, d).await?;
-        let already: HashSet<u64> = lock(&self.written)
+        let journaled: HashSet<u64> = lock(&self.written)
             .get(&d.name)
             .cloned()
             .unwrap_or_default();
+        // What a journal says an earlier run wrote is proven at the
+        // destination (read back and hashed, or a destination-side proof):
+        // an emptied output directory, another directory or another blob
+        // container holds none of it, and what is not proven is written
+        // again. So `verified` always means the destination's bytes.
+        let mut already: HashSet<u64> = HashSet::new();
+        if !journaled.is_empty() {
+            // Owned chunks: the run's future stays `Send` for any lifetime.
+            let carried: Vec<crate::repo::ChunkRef> = m
+                .chunks
+                .iter()
+                .filter(|c| journaled.contains(&c.offset))
+                .cloned()
+                .collect();
+            let mut proofs = futures::stream::iter(carried)
+                .map(|c| {
+                    let writer = writer.clone();
+                    async move {
+                        let ok = writer.verify_held(c.offset, c.length, &c.sha256).await;
+                        (c.offset, ok)
+                    }
+                })
+                .buffer_unordered(self.ex.opts.read_ahead.max(1));
+            while let Some((offset, ok)) = proofs.next().await {
+                if ok {
+                    already.insert(offset);
+                }
+            }
+            let unproven = journaled.len() - already.len();
+            let mut written = lock(&self.written);
+            let set = written.entry(d.name.clone()).or_default();
+            set.retain(|o| already.contains(o));
+            drop(written);
+            if unproven > 0 {
+                tracing::warn!(disk = %d.name, unproven, "chunks the journal recorded are not at the destination: written again");
+                lock(&self.rewritten).insert(d.name.clone(), unproven as u64);
+            }
+        }
         let total = m.allocated();
         let mut done: u64 = m
             .chunks

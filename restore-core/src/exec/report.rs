@@ -76,6 +76,39 @@ pub enum Outcome {
     Failed,
     /// The run was cancelled.
     Cancelled,
+    /// An in-place restore failed or was cancelled after the point of no
+    /// return (the existing VM was deleted): nothing the restore needs was
+    /// cleaned up, and `vm` and `notes` say exactly what exists and what
+    /// to do.
+    NeedsAttention,
+}
+
+/// Which VM exists after a run that has one (a VM step, or an existing VM
+/// it replaces).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmReport {
+    /// The VM's name.
+    pub name: String,
+    /// Which VM that is.
+    pub state: VmState,
+}
+
+/// What the VM of a run is at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// The restored VM exists.
+    Restored,
+    /// The existing VM is untouched (the run stopped before the point of
+    /// no return).
+    Original,
+    /// The existing VM was deleted, then put back on its kept disks because
+    /// the new VM could not be made.
+    OriginalRecreated,
+    /// No VM of that name exists: see the notes.
+    Missing,
+    /// The run created no VM (and replaced none).
+    NotCreated,
 }
 
 /// Status of one step in the report.
@@ -92,6 +125,9 @@ pub enum StepStatus {
     Cancelled,
     /// Never started.
     NotRun,
+    /// Not run by design (e.g. cloud steps of a run whose disks go to a
+    /// sink): the notes say why.
+    Skipped,
 }
 
 /// One failed attempt.
@@ -189,6 +225,9 @@ pub struct Report {
     pub cleaned_up: Vec<String>,
     /// Notes, e.g. that an in-place restore's existing VM is gone but its disks were kept.
     pub notes: Vec<String>,
+    /// Which VM exists at the end (for plans that create or replace one).
+    #[serde(default)]
+    pub vm: Option<VmReport>,
 }
 
 impl Report {

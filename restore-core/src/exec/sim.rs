@@ -46,7 +46,8 @@ pub struct Faults {
     /// Retry-After sent with throttling errors.
     pub retry_after: Duration,
     /// Operations (by name: `create`, `act`, `delete`, `write`, `open_disk`,
-    /// `close_disk`) that always fail, to test runs that cannot complete.
+    /// `close_disk`) that always fail, to test runs that cannot complete;
+    /// `step:<step id>` fails every create or action of that plan step.
     pub always_fail: Vec<String>,
 }
 
@@ -139,6 +140,8 @@ struct Saved {
     disks: HashMap<String, SimDisk>,
     actions: Vec<(String, Action)>,
     existing: Vec<ExistingVm>,
+    #[serde(default)]
+    deleted_existing: Vec<ExistingVm>,
     powered_on: Vec<String>,
     creates: u64,
 }
@@ -158,6 +161,9 @@ struct State {
     disks: HashMap<String, SimDisk>,
     actions: Vec<(String, Action)>,
     existing: Vec<ExistingVm>,
+    /// Existing VMs deleted in place (their disks kept), so that they can be
+    /// put back (`RestoreExistingVm`).
+    deleted_existing: Vec<ExistingVm>,
     powered_on: Vec<String>,
     attempts: HashMap<String, u64>,
     calls: u64,
@@ -283,6 +289,7 @@ impl SimCloud {
             st.disks = saved.disks;
             st.actions = saved.actions;
             st.existing = saved.existing;
+            st.deleted_existing = saved.deleted_existing;
             st.powered_on = saved.powered_on;
             st.creates = saved.creates;
             // Counters come from the write log (a torn last line is ignored).
@@ -339,6 +346,7 @@ impl SimCloud {
             "disks": st.disks,
             "actions": st.actions,
             "existing": st.existing,
+            "deleted_existing": st.deleted_existing,
             "powered_on": st.powered_on,
             "creates": st.creates,
         });
@@ -383,7 +391,10 @@ impl SimCloud {
         let name = format!("{op} {key}");
         let mut st = self.lock();
         st.calls += 1;
-        if self.cfg.faults.always_fail.iter().any(|o| o == op) {
+        let step = key.split_once(':').map(|(_, s)| s);
+        if self.cfg.faults.always_fail.iter().any(|o| {
+            o == op || (o.strip_prefix("step:").is_some() && o.strip_prefix("step:") == step)
+        }) {
             st.faults_injected += 1;
             return Some(CloudError::new(
                 CloudErrorKind::Unavailable,
@@ -475,6 +486,44 @@ impl SimCloud {
         for (off, data) in &d.pages {
             let end = (*off as usize + data.len()).min(out.len());
             out[*off as usize..end].copy_from_slice(&data[..end - *off as usize]);
+        }
+        Some(out)
+    }
+
+    /// `len` bytes at `offset` of disk `id` as written (None when the
+    /// bytes are not kept).
+    fn read_disk(&self, id: &str, offset: u64, len: usize) -> Option<Vec<u8>> {
+        if !self.cfg.keep_pages {
+            return None;
+        }
+        let st = self.lock();
+        let d = st.disks.get(id)?;
+        let end = offset.checked_add(len as u64).filter(|e| *e <= d.size)?;
+        let mut out = vec![0u8; len];
+        if let Some(dir) = &self.dir {
+            use std::os::unix::fs::FileExt;
+            let f = match std::fs::File::open(Self::image_path(dir, id)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(out),
+                Err(_) => return None,
+            };
+            let mut done = 0;
+            while done < len {
+                match f.read_at(&mut out[done..], offset + done as u64).ok()? {
+                    0 => break,
+                    n => done += n,
+                }
+            }
+            return Some(out);
+        }
+        for (off, data) in d.pages.range(..end) {
+            let (p0, p1) = (*off, *off + data.len() as u64);
+            if p1 <= offset {
+                continue;
+            }
+            let (a, b) = (p0.max(offset), p1.min(end));
+            out[(a - offset) as usize..(b - offset) as usize]
+                .copy_from_slice(&data[(a - p0) as usize..(b - p0) as usize]);
         }
         Some(out)
     }
@@ -793,6 +842,23 @@ impl Cloud for SimCloud {
             return Err(e);
         }
         let mut st = self.lock();
+        // Only what the cloud shows as made under this key (as ARM's
+        // `vmrestore-key` tag does): a resource that existed, was made by
+        // another restore, or is claimed by a forged journal line is left.
+        match st.resources.get(&resource.id) {
+            None => return Ok(()),
+            Some(r) if r.resource.key != resource.key || resource.key.is_empty() => {
+                return Err(CloudError::new(
+                    CloudErrorKind::Conflict,
+                    format!("delete {} '{}'", resource.kind, resource.name),
+                    format!(
+                        "{} was not created by this restore: it is left in place",
+                        resource.id
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
         st.resources.remove(&resource.id);
         st.disks.remove(&resource.id);
         st.by_key.retain(|_, v| v != &resource.id);
@@ -816,7 +882,39 @@ impl Cloud for SimCloud {
         }
         match action {
             Action::DeleteExistingVm { vm, .. } => {
-                st.existing.retain(|v| !v.name.eq_ignore_ascii_case(vm));
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.existing)
+                    .into_iter()
+                    .partition(|v| v.name.eq_ignore_ascii_case(vm));
+                st.existing = kept;
+                st.deleted_existing.extend(gone);
+            }
+            Action::RestoreExistingVm { vm, .. } => {
+                let op = format!("put back VM '{vm}'");
+                if st.existing.iter().any(|v| v.name.eq_ignore_ascii_case(vm)) {
+                    return Ok(());
+                }
+                if st.resources.values().any(|r| {
+                    r.resource.kind == "virtual_machine" && r.resource.name.eq_ignore_ascii_case(vm)
+                }) {
+                    return Err(CloudError::new(
+                        CloudErrorKind::Conflict,
+                        op,
+                        "a VM of that name exists (the restored one)",
+                    ));
+                }
+                let Some(i) = st
+                    .deleted_existing
+                    .iter()
+                    .position(|v| v.name.eq_ignore_ascii_case(vm))
+                else {
+                    return Err(CloudError::new(
+                        CloudErrorKind::NotFound,
+                        op,
+                        "no deleted VM of that name to put back",
+                    ));
+                };
+                let v = st.deleted_existing.remove(i);
+                st.existing.push(v);
             }
             Action::PowerOn { vm, .. } => {
                 if !st
@@ -891,6 +989,13 @@ struct SimDiskWriter {
 
 #[async_trait]
 impl DiskWriter for SimDiskWriter {
+    async fn verify_held(&self, offset: u64, length: u64, sha256: &str) -> bool {
+        usize::try_from(length)
+            .ok()
+            .and_then(|len| self.cloud.read_disk(&self.id, offset, len))
+            .is_some_and(|data| digest_matches(&data, sha256))
+    }
+
     async fn write_at(&self, offset: u64, data: Bytes) -> CloudResult<()> {
         let op = format!("put page '{}' at {offset}", self.name);
         if !offset.is_multiple_of(512) || !data.len().is_multiple_of(512) {

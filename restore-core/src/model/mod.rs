@@ -12,6 +12,7 @@
 
 mod catalog;
 mod disk;
+pub mod names;
 mod request;
 mod restore_point;
 mod validate;
@@ -73,9 +74,15 @@ fn parse_only<T: DeserializeOwned>(json: &str) -> Result<T> {
         });
     }
     let de = &mut serde_json::Deserializer::from_str(json);
-    let v = serde_path_to_error::deserialize(de).map_err(|e| Error::Parse {
+    let v = serde_path_to_error::deserialize(&mut *de).map_err(|e| Error::Parse {
         path: json_path(&e.path().to_string()),
         message: e.inner().to_string(),
+    })?;
+    // One document only: `{...}{"id":"other"}`, `...]]]` or `...\0garbage`
+    // is refused, not silently cut at the end of the first value.
+    de.end().map_err(|e| Error::Parse {
+        path: "$".into(),
+        message: format!("trailing data after the JSON document: {e}"),
     })?;
     Ok(v)
 }

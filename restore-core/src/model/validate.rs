@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::names::{NameKind, check_name_or_id, clip, is_guid, parse_resource_id};
 use super::*;
 use crate::error::{Error, Result};
 
@@ -23,15 +24,6 @@ fn err<T>(path: String, msg: impl Into<String>) -> Result<T> {
     Err(Error::invalid(path, msg))
 }
 
-fn is_guid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
 fn guid(path: impl FnOnce() -> String, s: &str) -> Result<()> {
     if is_guid(s) {
         Ok(())
@@ -40,41 +32,27 @@ fn guid(path: impl FnOnce() -> String, s: &str) -> Result<()> {
     }
 }
 
-/// Shortens user text quoted in an error so a huge field cannot flood a log.
-fn clip(s: &str) -> String {
-    if s.chars().count() > 64 {
-        let head: String = s.chars().take(61).collect();
-        format!("{head}...")
-    } else {
-        s.to_string()
-    }
-}
-
 /// Azure resource names: 1..=max characters of letters, digits, `-`, `_`, `.`,
 /// starting with a letter or digit and not ending with `.` or `-`.
 pub(crate) fn is_valid_resource_name(s: &str, max: usize) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= max
-        && b[0].is_ascii_alphanumeric()
-        && !matches!(b[b.len() - 1], b'.' | b'-')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    s.len() <= max && NameKind::Disk.is_valid(s)
 }
 
-fn name(path: impl FnOnce() -> String, s: &str, max: usize, what: &str) -> Result<()> {
-    if is_valid_resource_name(s, max) {
-        Ok(())
-    } else {
-        err(
-            path(),
-            format!(
-                "'{}' is not a valid {what}: 1-{max} letters, digits, '-', '_' or '.', \
-                 starting with a letter or digit, not ending with '.' or '-'",
-                clip(s)
-            ),
-        )
-    }
+/// A name of `kind` (Azure's naming rules, `names.rs`).
+fn name(path: impl FnOnce() -> String, s: &str, kind: NameKind) -> Result<()> {
+    kind.check(s).or_else(|m| err(path(), m))
+}
+
+/// A name of `kind`, or a resource ID of its type.
+fn name_or_id(path: impl FnOnce() -> String, s: &str, kind: NameKind) -> Result<()> {
+    check_name_or_id(kind, s).or_else(|m| err(path(), m))
+}
+
+/// An ARM resource ID of type `ty`, every segment checked.
+fn resource_id(path: impl FnOnce() -> String, s: &str, ty: &str) -> Result<()> {
+    parse_resource_id(s, Some(ty))
+        .map(drop)
+        .or_else(|m| err(path(), m))
 }
 
 fn region(path: impl FnOnce() -> String, s: &str) -> Result<()> {
@@ -190,15 +168,7 @@ impl Validate for RestorePoint {
             kv.validate_at(&format!("{p}.key_vaults[{i}]"))?;
         }
         for (i, des) in self.disk_encryption_sets.iter().enumerate() {
-            let q = format!("{p}.disk_encryption_sets[{i}]");
-            name(
-                || format!("{q}.name"),
-                &des.name,
-                80,
-                "disk encryption set name",
-            )?;
-            region(|| format!("{q}.region"), &des.region)?;
-            guid(|| format!("{q}.subscription_id"), &des.subscription_id)?;
+            des.validate_at(&format!("{p}.disk_encryption_sets[{i}]"))?;
         }
         for (i, d) in self.vm.disks.iter().enumerate() {
             if let Some(kv) = &d.encryption.ade_key_vault
@@ -216,33 +186,70 @@ impl Validate for RestorePoint {
 
 impl Validate for KeyVault {
     fn validate_at(&self, p: &str) -> Result<()> {
-        let n = &self.name;
-        if n.len() < 3
-            || n.len() > 24
-            || !n.as_bytes()[0].is_ascii_alphabetic()
-            || !n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-        {
-            return err(
-                format!("{p}.name"),
-                format!(
-                    "'{}' is not a key vault name: 3-24 letters, digits and '-', starting with a letter",
-                    clip(n)
-                ),
-            );
-        }
+        name(|| format!("{p}.name"), &self.name, NameKind::KeyVault)?;
         region(|| format!("{p}.region"), &self.region)?;
         guid(|| format!("{p}.subscription_id"), &self.subscription_id)
     }
 }
 
+impl Validate for DiskEncryptionSet {
+    fn validate_at(&self, p: &str) -> Result<()> {
+        name(
+            || format!("{p}.name"),
+            &self.name,
+            NameKind::DiskEncryptionSet,
+        )?;
+        region(|| format!("{p}.region"), &self.region)?;
+        guid(|| format!("{p}.subscription_id"), &self.subscription_id)?;
+        name_or_id(
+            || format!("{p}.key_vault"),
+            &self.key_vault,
+            NameKind::KeyVault,
+        )
+    }
+}
+
 impl Validate for VirtualMachine {
     fn validate_at(&self, p: &str) -> Result<()> {
-        name(|| format!("{p}.name"), &self.name, 64, "VM name")?;
+        name(|| format!("{p}.name"), &self.name, NameKind::VirtualMachine)?;
+        if let Some(id) = &self.resource_id {
+            resource_id(
+                || format!("{p}.resource_id"),
+                id,
+                NameKind::VirtualMachine.resource_type(),
+            )?;
+        }
         guid(|| format!("{p}.subscription_id"), &self.subscription_id)?;
         if let Some(t) = &self.tenant_id {
             guid(|| format!("{p}.tenant_id"), t)?;
         }
         region(|| format!("{p}.region"), &self.region)?;
+        // In-place restores work in the source's resource group: its name
+        // goes into ARM paths (and a DELETE of the VM).
+        if let Some(rg) = &self.resource_group {
+            name(
+                || format!("{p}.resource_group"),
+                rg,
+                NameKind::ResourceGroup,
+            )?;
+        }
+        if let Some(a) = &self.availability_set {
+            name_or_id(
+                || format!("{p}.availability_set"),
+                a,
+                NameKind::AvailabilitySet,
+            )?;
+        }
+        if let Some(n) = &self.network_security_group {
+            name(
+                || format!("{p}.network_security_group"),
+                n,
+                NameKind::NetworkSecurityGroup,
+            )?;
+        }
+        if let Some(h) = &self.dedicated_host {
+            name_or_id(|| format!("{p}.dedicated_host"), h, NameKind::DedicatedHost)?;
+        }
         if let Some(z) = self.zone {
             zone(|| format!("{p}.zone"), z)?;
         }
@@ -300,14 +307,16 @@ impl Validate for VirtualMachine {
         }
         for (i, n) in self.nics.iter().enumerate() {
             let q = format!("{p}.nics[{i}]");
-            name(|| format!("{q}.name"), &n.name, 80, "NIC name")?;
-            name(
+            name(|| format!("{q}.name"), &n.name, NameKind::NetworkInterface)?;
+            name_or_id(
                 || format!("{q}.virtual_network"),
                 &n.virtual_network,
-                64,
-                "virtual network name",
+                NameKind::VirtualNetwork,
             )?;
-            name(|| format!("{q}.subnet"), &n.subnet, 80, "subnet name")?;
+            name(|| format!("{q}.subnet"), &n.subnet, NameKind::Subnet)?;
+            if let Some(pip) = &n.public_ip {
+                name(|| format!("{q}.public_ip"), pip, NameKind::PublicIp)?;
+            }
             if let IpAllocation::Static { address } = &n.private_ip
                 && address.parse::<std::net::IpAddr>().is_err()
             {
@@ -323,7 +332,14 @@ impl Validate for VirtualMachine {
 
 impl Validate for Disk {
     fn validate_at(&self, p: &str) -> Result<()> {
-        name(|| format!("{p}.name"), &self.name, 80, "disk name")?;
+        name(|| format!("{p}.name"), &self.name, NameKind::Disk)?;
+        if let Some(des) = &self.encryption.disk_encryption_set {
+            name_or_id(
+                || format!("{p}.encryption.disk_encryption_set"),
+                des,
+                NameKind::DiskEncryptionSet,
+            )?;
+        }
         if self.size_bytes == 0 {
             return err(
                 format!("{p}.size_bytes"),
@@ -408,7 +424,17 @@ impl Validate for Disk {
         }
         for (i, vg) in self.lvm_volume_groups.iter().enumerate() {
             let q = format!("{p}.lvm_volume_groups[{i}]");
-            name(|| format!("{q}.name"), &vg.name, 64, "volume group name")?;
+            // An LVM name, not an Azure one; it becomes part of a disk name.
+            if !is_valid_resource_name(&vg.name, 64) {
+                return err(
+                    format!("{q}.name"),
+                    format!(
+                        "'{}' is not a volume group name: 1-64 letters, digits, '_', '-' or '.', \
+                         starting with a letter or digit, ending with a letter, digit or '_'",
+                        clip(&vg.name)
+                    ),
+                );
+            }
             if vg.size_bytes == 0 || vg.size_bytes > self.size_bytes {
                 return err(
                     format!("{q}.size_bytes"),
@@ -424,20 +450,7 @@ impl Validate for Disk {
 }
 
 fn storage_account_name(path: impl FnOnce() -> String, s: &str) -> Result<()> {
-    if (3..=24).contains(&s.len())
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    {
-        Ok(())
-    } else {
-        err(
-            path(),
-            format!(
-                "'{}' is not a storage account name: 3-24 lowercase letters and digits",
-                clip(s)
-            ),
-        )
-    }
+    name(path, s, NameKind::StorageAccount)
 }
 
 impl Validate for RestoreRequest {
@@ -449,24 +462,13 @@ impl Validate for RestoreRequest {
         }
         guid(|| format!("{q}.subscription_id"), &d.subscription_id)?;
         region(|| format!("{q}.region"), &d.region)?;
-        let rg = &d.resource_group;
-        if rg.is_empty()
-            || rg.len() > 90
-            || rg.ends_with('.')
-            || !rg
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
-        {
-            return err(
-                format!("{q}.resource_group"),
-                format!(
-                    "'{}' is not a resource group name: 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending with '.'",
-                    clip(rg)
-                ),
-            );
-        }
+        name(
+            || format!("{q}.resource_group"),
+            &d.resource_group,
+            NameKind::ResourceGroup,
+        )?;
         if let Some(n) = &d.vm_name {
-            name(|| format!("{q}.vm_name"), n, 64, "VM name")?;
+            name(|| format!("{q}.vm_name"), n, NameKind::VirtualMachine)?;
         }
         if let Some(s) = &d.vm_size
             && (s.is_empty() || s.len() > 64)
@@ -480,11 +482,10 @@ impl Validate for RestoreRequest {
             }
         }
         if let Some(v) = &d.virtual_network {
-            name(
+            name_or_id(
                 || format!("{q}.virtual_network.name"),
                 &v.name,
-                64,
-                "virtual network name",
+                NameKind::VirtualNetwork,
             )?;
             if let Some(s) = &v.subscription_id {
                 guid(|| format!("{q}.virtual_network.subscription_id"), s)?;
@@ -494,25 +495,30 @@ impl Validate for RestoreRequest {
             }
         }
         if let Some(s) = &d.subnet {
-            name(|| format!("{q}.subnet"), s, 80, "subnet name")?;
+            name(|| format!("{q}.subnet"), s, NameKind::Subnet)?;
         }
         if let Some(n) = &d.network_security_group {
             name(
                 || format!("{q}.network_security_group"),
                 n,
-                80,
-                "network security group name",
+                NameKind::NetworkSecurityGroup,
             )?;
         }
         if let ZoneChoice::Zone(z) = d.zone {
             zone(|| format!("{q}.zone"), z)?;
         }
         if let Some(a) = &d.availability_set {
-            name(
+            name_or_id(
                 || format!("{q}.availability_set"),
                 a,
-                80,
-                "availability set name",
+                NameKind::AvailabilitySet,
+            )?;
+        }
+        if let Some(des) = &d.disk_encryption_set {
+            name_or_id(
+                || format!("{q}.disk_encryption_set"),
+                des,
+                NameKind::DiskEncryptionSet,
             )?;
         }
         Ok(())
@@ -565,14 +571,21 @@ impl Validate for Catalog {
                 &v.subscription_id,
             )?;
             name(
+                || format!("{p}.existing.vms[{i}].resource_group"),
+                &v.resource_group,
+                NameKind::ResourceGroup,
+            )?;
+            name(
                 || format!("{p}.existing.vms[{i}].name"),
                 &v.name,
-                64,
-                "VM name",
+                NameKind::VirtualMachine,
             )?;
         }
         for (i, kv) in self.existing.key_vaults.iter().enumerate() {
             kv.validate_at(&format!("{p}.existing.key_vaults[{i}]"))?;
+        }
+        for (i, des) in self.existing.disk_encryption_sets.iter().enumerate() {
+            des.validate_at(&format!("{p}.existing.disk_encryption_sets[{i}]"))?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::model::names::NameKind;
 use crate::policy::{Stage, disk_name, round_up_mib};
 use StepKind::*;
 
@@ -66,21 +67,23 @@ pub(super) fn initial_target(
         .collect();
     let nics = if vm.nics.is_empty() {
         vec![TargetNic {
-            name: format!("{vm_name}-nic0"),
-            virtual_network: dest
-                .virtual_network
-                .as_ref()
-                .map_or_else(|| format!("{vm_name}-vnet"), |v| v.name.clone()),
+            name: NameKind::NetworkInterface.fit(&format!("{vm_name}-nic0")),
+            virtual_network: dest.virtual_network.as_ref().map_or_else(
+                || NameKind::VirtualNetwork.fit(&format!("{vm_name}-vnet")),
+                |v| v.name.clone(),
+            ),
             subnet: dest.subnet.clone().unwrap_or_else(|| "default".into()),
             static_ip: None,
-            public_ip: dest.public_ip.then(|| format!("{vm_name}-pip0")),
+            public_ip: dest
+                .public_ip
+                .then(|| NameKind::PublicIp.fit(&format!("{vm_name}-pip0"))),
         }]
     } else {
         vm.nics
             .iter()
             .enumerate()
             .map(|(i, n)| TargetNic {
-                name: format!("{vm_name}-nic{i}"),
+                name: NameKind::NetworkInterface.fit(&format!("{vm_name}-nic{i}")),
                 // A destination network replaces the source's for the primary NIC.
                 virtual_network: match (&dest.virtual_network, i) {
                     (Some(v), 0) if !in_place => v.name.clone(),
@@ -95,7 +98,7 @@ pub(super) fn initial_target(
                     IpAllocation::Dynamic => None,
                 },
                 public_ip: (n.public_ip.is_some() || (i == 0 && dest.public_ip))
-                    .then(|| format!("{vm_name}-pip{i}")),
+                    .then(|| NameKind::PublicIp.fit(&format!("{vm_name}-pip{i}"))),
             })
             .collect()
     };
@@ -144,6 +147,11 @@ fn default_staging_name(t: &Target) -> String {
         .as_bytes(),
     );
     format!("vmrstage{digest}")
+}
+
+/// Whether the disks go through a staging storage account.
+fn uses_staging(d: &Decisions) -> bool {
+    d.has_step(StagingAccount) || !d.target.managed || d.target.staging_account.is_some()
 }
 
 /// Collects steps; dependencies are indices into `steps` until `order`
@@ -200,7 +208,13 @@ pub(super) fn finish(
     profiles: &[Profile],
     fingerprint: Fingerprint,
 ) -> Plan {
-    let blocked = d.is_blocked();
+    let mut blocked = d.is_blocked();
+    if !blocked && uses_staging(&d) && d.target.staging_account.is_none() {
+        d.target.staging_account = Some(default_staging_name(&d.target));
+    }
+    // VMR-06: every name the steps would use, checked before there are steps.
+    crate::policy::check_names(ctx, &mut d);
+    blocked = blocked || d.is_blocked();
     if ctx.req.restore_type == RestoreType::GuestFiles && !blocked {
         d.post_actions.push(PostAction {
             rule_id: "VMR-05".into(),
@@ -213,7 +227,7 @@ pub(super) fn finish(
     let steps = if blocked {
         Vec::new()
     } else {
-        build_steps(ctx, &mut d, stages)
+        build_steps(ctx, &d, stages)
     };
 
     let mut est = Estimates {
@@ -247,17 +261,24 @@ pub(super) fn finish(
         estimates: est,
         target: d.target,
         rules_applied: d.rules_applied.into_iter().collect(),
+        inputs: PlanInputs {
+            request: ctx.req.clone(),
+            profiles: profiles
+                .iter()
+                .map(|p| ProfileInput {
+                    name: p.name.clone(),
+                    rules: p.source.as_deref().map(str::to_string),
+                })
+                .collect(),
+        },
+        seal: None,
     }
 }
 
-fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
+fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
     let rt = ctx.req.restore_type;
     let in_place = ctx.facts.in_place;
-    let uses_staging =
-        d.has_step(StagingAccount) || !d.target.managed || d.target.staging_account.is_some();
-    if uses_staging && d.target.staging_account.is_none() {
-        d.target.staging_account = Some(default_staging_name(&d.target));
-    }
+    let uses_staging = uses_staging(d);
     // Steps of a kind no stage lists go to the last stage.
     let mut stage_of = [stages.len().saturating_sub(1); StepKind::COUNT];
     for (i, s) in stages.iter().enumerate() {
@@ -265,7 +286,6 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             stage_of[*k as usize] = i;
         }
     }
-    let d: &Decisions = d;
     let mut b = Builder {
         steps: Vec::with_capacity(12 + 3 * d.target.disks.len()),
         meta: Vec::with_capacity(12 + 3 * d.target.disks.len()),
@@ -349,7 +369,7 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             "helper",
             HelperAppliance,
             Action::Create,
-            Arc::from(format!("vmrestore-helper-{}", t.region)),
+            Arc::from(NameKind::VirtualMachine.fit(&format!("vmrestore-helper-{}", t.region))),
             &rg_deps,
             None,
             0,
@@ -369,23 +389,9 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
                 "snapshot the existing VM's disks before the swap".into(),
             )
         });
-    let delete_vm = (in_place && d.has_step(DeleteExistingVm)).then(|| {
-        b.add(
-            "delete-vm",
-            DeleteExistingVm,
-            Action::Delete,
-            vm_name.clone(),
-            &[verify],
-            None,
-            0,
-            "delete the existing VM after the restore point is verified; its disks are kept until the new VM runs".into(),
-        )
-    });
-
     let mut disk_deps: Vec<usize> = rg_deps.clone();
     disk_deps.extend(staging);
     disk_deps.extend(kv_access);
-    disk_deps.extend(delete_vm);
     let kind = if t.managed && !uses_staging {
         "managed disk for upload"
     } else {
@@ -459,6 +465,24 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
         )];
     }
 
+    // The point of no return (in place): the existing VM is deleted only
+    // once every new disk is written, verified and ready, right before the
+    // new VM that takes its name. A failure before it leaves the existing
+    // VM as it was; after it, the executor rolls forward (or puts the old
+    // VM back from its kept disks) and never cleans up the new disks.
+    let delete_vm = (in_place && d.has_step(DeleteExistingVm)).then(|| {
+        b.add(
+            "delete-vm",
+            DeleteExistingVm,
+            Action::Delete,
+            vm_name.clone(),
+            &ready,
+            None,
+            0,
+            "delete the existing VM once every new disk is written and verified (the point of no return); its disks are kept until the new VM runs".into(),
+        )
+    });
+
     let mut vm_step = None;
     match rt {
         RestoreType::FullVm if t.create_vm => {
@@ -524,6 +548,7 @@ fn build_steps(ctx: &Ctx, d: &mut Decisions, stages: &[Stage]) -> Vec<Step> {
             let mut deps: Vec<usize> = ready.clone();
             deps.extend(nic_ids);
             deps.extend(kv_access);
+            deps.extend(delete_vm);
             let zone = t
                 .zone
                 .map_or("no zone".to_string(), |z| format!("zone {z}"));

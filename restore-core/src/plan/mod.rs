@@ -9,10 +9,12 @@
 //! and has no steps.
 
 mod build;
+mod check;
 mod fingerprint;
 mod render;
 mod types;
 
+pub use check::{check_replan, recorded_profiles, seal, verify_seal};
 pub use render::{render_text, to_dot, to_json, to_mermaid};
 pub use types::*;
 

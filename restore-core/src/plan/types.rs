@@ -36,6 +36,35 @@ pub struct Plan {
     pub target: Target,
     /// Every rule ID that contributed to the plan, sorted.
     pub rules_applied: Vec<String>,
+    /// What the plan was made from, besides the restore point (in the
+    /// repository) and the catalog (the cloud's): the executor plans again
+    /// from these and refuses a plan that differs from what the planner
+    /// makes of them.
+    pub inputs: PlanInputs,
+    /// An HMAC-SHA256 over the plan (see [`crate::plan::seal`]), for plans
+    /// that pass through untrusted hands: an executor given the key runs
+    /// only a plan whose seal matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+/// The inputs a plan records so that it can be planned again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanInputs {
+    /// The request.
+    pub request: crate::model::RestoreRequest,
+    /// The profiles and custom rule sets, in order.
+    pub profiles: Vec<ProfileInput>,
+}
+
+/// A profile the plan was made under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProfileInput {
+    /// Its name (a built-in profile's, or a custom rule set's).
+    pub name: String,
+    /// For a custom rule set, the text it was loaded from (TOML or JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
 }
 
 impl Plan {

@@ -23,10 +23,7 @@ fn stages_azure() -> Vec<Stage> {
                 HelperAppliance,
             ],
         ),
-        (
-            "snapshot the existing disks",
-            &[SnapshotExistingDisks, DeleteExistingVm],
-        ),
+        ("snapshot the existing disks", &[SnapshotExistingDisks]),
         (
             "transfer data",
             &[
@@ -37,6 +34,8 @@ fn stages_azure() -> Vec<Stage> {
                 ConvertToManaged,
             ],
         ),
+        // The point of no return: only after every disk is verified.
+        ("replace the existing VM", &[DeleteExistingVm]),
         (
             "create the VM or the template",
             &[
@@ -54,6 +53,7 @@ fn stages_azure() -> Vec<Stage> {
 
 pub(super) fn profile_2016() -> Profile {
     Profile {
+        source: None,
         name: "azure-backup@2016".into(),
         description: "Azure Backup as in seed 004 (2016)".into(),
         stages: stages_azure(),
@@ -106,6 +106,7 @@ pub(super) fn profile_2016() -> Profile {
 
 pub(super) fn profile_current() -> Profile {
     Profile {
+        source: None,
         name: "azure-backup".into(),
         description: "Azure Backup, as documented from 2023 on".into(),
         stages: stages_azure(),

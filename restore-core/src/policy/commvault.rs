@@ -14,6 +14,7 @@ pub(crate) const MAX_MANAGED_DISK: u64 = 8 * TIB;
 
 pub(super) fn profile() -> Profile {
     Profile {
+        source: None,
         name: "commvault".into(),
         description: "Commvault Virtual Server Agent, Azure Resource Manager restores".into(),
         // The restore stages of seed 000, in order.
@@ -22,7 +23,6 @@ pub(super) fn profile() -> Profile {
                 "engage the Virtual Server file system driver",
                 &[VerifyRestorePoint],
             ),
-            ("delete the existing VM", &[DeleteExistingVm]),
             (
                 "mount VM disks",
                 &[
@@ -34,6 +34,10 @@ pub(super) fn profile() -> Profile {
                 ],
             ),
             ("write data from the library", &[WriteDisk, FinalizeDisk]),
+            // Seed 000 deletes the existing VM first; we delete it only once
+            // the new disks are written and verified (the point of no
+            // return), so a failed transfer leaves the VM as it was.
+            ("delete the existing VM", &[DeleteExistingVm]),
             (
                 "create the VM",
                 &[

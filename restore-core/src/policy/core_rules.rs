@@ -117,3 +117,187 @@ fn vmr04(r: &Rule, c: &Ctx, d: &mut Decisions) {
         );
     }
 }
+
+/// VMR-06: every name the plan gives a resource follows Azure's naming rules
+/// and is unique among its kind. Generated names are shortened to fit when
+/// they are made (`NameKind::fit`); this check runs once all rules have run,
+/// before the steps are built, so that a bad name blocks the plan instead of
+/// failing the run half-way.
+pub(crate) fn names_rule() -> &'static Rule {
+    static RULE: std::sync::OnceLock<Rule> = std::sync::OnceLock::new();
+    RULE.get_or_init(|| {
+        Rule::builtin(
+            "VMR-06",
+            &[Block],
+            "every resource name of the plan follows Azure's naming rules and is unique",
+            "vmrestore (Azure naming rules and restrictions)",
+            vmr06,
+        )
+    })
+}
+
+/// Runs VMR-06 over the target as the rules left it.
+pub(crate) fn check_names(c: &Ctx, d: &mut Decisions) {
+    vmr06(names_rule(), c, d);
+}
+
+fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
+    use crate::model::names::{NameKind, check_name_or_id, is_guid};
+    let in_place = c.facts.in_place;
+    let t = &d.target;
+    let mut bad: Vec<(String, String)> = Vec::new();
+    let check = |bad: &mut Vec<(String, String)>, path: String, kind: NameKind, s: &str| {
+        if let Err(m) = check_name_or_id(kind, s) {
+            bad.push((path, m));
+        }
+    };
+    let (rg_path, vm_path, sub_path) = if in_place {
+        (
+            "$.restore_point.vm.resource_group",
+            "$.restore_point.vm.name",
+            "$.restore_point.vm.subscription_id",
+        )
+    } else {
+        (
+            "$.request.destination.resource_group",
+            if c.dest.vm_name.is_some() {
+                "$.request.destination.vm_name"
+            } else {
+                "$.restore_point.vm.name"
+            },
+            "$.request.destination.subscription_id",
+        )
+    };
+    check(
+        &mut bad,
+        rg_path.into(),
+        NameKind::ResourceGroup,
+        &t.resource_group,
+    );
+    check(
+        &mut bad,
+        vm_path.into(),
+        NameKind::VirtualMachine,
+        &t.vm_name,
+    );
+    if !is_guid(&t.subscription_id) {
+        bad.push((
+            sub_path.into(),
+            format!("'{}' is not a subscription ID (a GUID)", t.subscription_id),
+        ));
+    }
+    if let Some(a) = &t.availability_set {
+        check(
+            &mut bad,
+            "$.request.destination.availability_set".into(),
+            NameKind::AvailabilitySet,
+            a,
+        );
+    }
+    if let Some(s) = &t.staging_account {
+        check(
+            &mut bad,
+            "$.request.destination.staging_storage_account.name".into(),
+            NameKind::StorageAccount,
+            s,
+        );
+    }
+    if let Some(k) = &t.key_vault {
+        check(
+            &mut bad,
+            "$.restore_point.key_vaults".into(),
+            NameKind::KeyVault,
+            k,
+        );
+    }
+    if let Some(n) = &t.network_security_group {
+        let path = if c.dest.network_security_group.is_some() {
+            "$.request.destination.network_security_group"
+        } else {
+            "$.restore_point.vm.network_security_group"
+        };
+        check(&mut bad, path.into(), NameKind::NetworkSecurityGroup, n);
+    }
+    for (i, n) in t.nics.iter().enumerate() {
+        let p = if i < c.vm.nics.len() {
+            format!("$.restore_point.vm.nics[{i}]")
+        } else {
+            "$.request.destination".to_string()
+        };
+        check(
+            &mut bad,
+            format!("{p}.name"),
+            NameKind::NetworkInterface,
+            &n.name,
+        );
+        check(
+            &mut bad,
+            format!("{p}.virtual_network"),
+            NameKind::VirtualNetwork,
+            &n.virtual_network,
+        );
+        check(&mut bad, format!("{p}.subnet"), NameKind::Subnet, &n.subnet);
+        if let Some(pip) = &n.public_ip {
+            check(&mut bad, format!("{p}.public_ip"), NameKind::PublicIp, pip);
+        }
+    }
+    // Where a target disk comes from, for the finding's path.
+    let source_path = |disk: &crate::plan::TargetDisk| -> String {
+        let Some(i) = c.vm.disks.iter().position(|s| s.name == disk.source_disk) else {
+            return "$.restore_point.vm.disks".into();
+        };
+        match disk.volume_group.as_deref().and_then(|vg| {
+            c.vm.disks[i]
+                .lvm_volume_groups
+                .iter()
+                .position(|g| g.name == vg)
+        }) {
+            Some(j) => format!("$.restore_point.vm.disks[{i}].lvm_volume_groups[{j}].name"),
+            None => format!("$.restore_point.vm.disks[{i}].name"),
+        }
+    };
+    for (i, disk) in t.disks.iter().enumerate() {
+        check(&mut bad, source_path(disk), NameKind::Disk, &disk.name);
+        if let Some(des) = &disk.disk_encryption_set {
+            let path = if c.dest.disk_encryption_set.is_some() {
+                "$.request.destination.disk_encryption_set"
+            } else {
+                "$.restore_point.vm.disks"
+            };
+            check(&mut bad, path.into(), NameKind::DiskEncryptionSet, des);
+        }
+        // Azure names are unique per resource group and type, ignoring case.
+        if let Some(first) = t.disks[..i]
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(&disk.name))
+        {
+            let what = |x: &crate::plan::TargetDisk| match &x.volume_group {
+                Some(vg) => format!("volume group '{vg}' of disk '{}'", x.source_disk),
+                None => format!("disk '{}'", x.source_disk),
+            };
+            bad.push((
+                source_path(disk),
+                format!(
+                    "{} would be restored as disk '{}', the name {} is restored as: rename one of them",
+                    what(disk),
+                    disk.name,
+                    what(first)
+                ),
+            ));
+        }
+    }
+    for (i, n) in t.nics.iter().enumerate() {
+        if t.nics[..i]
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&n.name))
+        {
+            bad.push((
+                format!("$.restore_point.vm.nics[{i}].name"),
+                format!("two NICs would be named '{}'", n.name),
+            ));
+        }
+    }
+    for (path, message) in bad {
+        d.block(r, &path, message);
+    }
+}

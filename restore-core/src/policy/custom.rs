@@ -29,6 +29,7 @@ use cel::{Program, Value};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use super::cel_budget::{self, Budget};
 use super::{Ctx, Decisions, Eval, Profile, Rule, RuleInput};
 use crate::error::{Error, Result};
 use crate::plan::{OutcomeKind, TransformKind};
@@ -61,7 +62,8 @@ const MAX_EXPRESSION: usize = 4096;
 /// A compiled CEL condition with what it does when true.
 pub(crate) struct CustomCondition {
     pub expression: String,
-    program: Program,
+    /// The parsed expression, rewritten to charge the evaluation budget.
+    program: IdedExpr,
     outcome: OutcomeKind,
     transform: Option<TransformKind>,
     message: String,
@@ -142,7 +144,9 @@ pub fn load(text: &str, default_name: &str) -> Result<Profile> {
         }
         rules.push(rule);
     }
-    Ok(Profile::custom(&name, rules))
+    let mut profile = Profile::custom(&name, rules);
+    profile.source = Some(text.to_string());
+    Ok(profile)
 }
 
 /// Loads custom rules from a file (TOML, or JSON for `.json`).
@@ -221,6 +225,18 @@ fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
         .map_err(|_| "the CEL parser failed on this expression".to_string())?
         .map_err(|e| format!("syntax error in 'when': {e}"))?;
     check_fields(program.expression(), &mut scope(), 0)?;
+    let cost = cel_budget::estimate(program.expression());
+    if cost > cel_budget::MAX_COST {
+        return Err(format!(
+            "'when' may cost up to {} evaluation steps, more than the limit of {} \
+             (estimated with {} items in each collection of the inputs; \
+             nested map/filter/all/exists calls multiply)",
+            if cost == u64::MAX { "an unbounded number of".to_string() } else { cost.to_string() },
+            cel_budget::MAX_COST,
+            cel_budget::INPUT_ITEMS,
+        ));
+    }
+    let program = cel_budget::instrument(program.expression());
     Ok(Rule {
         id,
         kinds: vec![outcome],
@@ -439,6 +455,9 @@ fn check_fields(
             }
         }
         Expr::Call(call) => {
+            if call.func_name.starts_with("__vmr") {
+                return Err(format!("'{}' is reserved", call.func_name));
+            }
             let mut arg_shapes = Vec::new();
             if let Some(t) = &call.target {
                 arg_shapes.push(check_fields(t, scope, depth + 1)?);
@@ -519,6 +538,7 @@ fn check_fields(
 /// custom rules of the run.
 pub(crate) struct CelInput {
     context: cel::Context<'static, 'static>,
+    budget: Arc<Budget>,
 }
 
 impl CelInput {
@@ -533,7 +553,9 @@ impl CelInput {
         context.add_variable_from_value("request", cel::to_value(ctx.req).map_err(conv)?);
         context.add_variable_from_value("destination", cel::to_value(ctx.dest).map_err(conv)?);
         context.add_variable_from_value("facts", cel::to_value(&ctx.facts).map_err(conv)?);
-        Ok(CelInput { context })
+        let budget = Budget::new();
+        cel_budget::register(&mut context, &budget);
+        Ok(CelInput { context, budget })
     }
 }
 
@@ -544,7 +566,18 @@ pub(crate) fn evaluate(
     ctx: &Ctx,
     d: &mut Decisions,
 ) -> Result<()> {
-    let fired = match cond.program.execute(&input.context) {
+    input.budget.reset();
+    let result = input.context.resolve(&cond.program);
+    if input.budget.exceeded() {
+        return Err(Error::Rule {
+            rule: rule.id.clone(),
+            message: format!(
+                "evaluation stopped: 'when' exceeded the budget of {} steps on these inputs",
+                cel_budget::MAX_COST
+            ),
+        });
+    }
+    let fired = match result {
         Ok(Value::Bool(b)) => b,
         Ok(other) => {
             return Err(Error::RuleEvaluation {

@@ -286,7 +286,11 @@ impl Decisions {
         for (i, d) in ctx.vm.disks.iter().enumerate() {
             for (j, vg) in d.lvm_volume_groups.iter().enumerate() {
                 let name = disk_name(&self.target.vm_name, &format!("{}-{}", d.name, vg.name));
-                if self.target.disks.iter().any(|t| t.name == name) {
+                // Split once (VE-04 and a custom rule may both ask). A name
+                // taken by another disk is left for VMR-06 to block.
+                if self.target.disks.iter().any(|t| {
+                    t.source_disk == d.name && t.volume_group.as_deref() == Some(vg.name.as_str())
+                }) {
                     continue;
                 }
                 let sku = self
@@ -569,12 +573,9 @@ pub(crate) fn round_up_mib(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20).saturating_mul(1 << 20)
 }
 
-/// Name of a restored disk: `<vm>-<disk>`, at most 80 characters.
+/// Name of a restored disk: `<vm>-<disk>` when that is a valid disk name,
+/// else shortened to one deterministically (at most 80 characters, ending
+/// with a hash of the full name: see `NameKind::fit`).
 pub(crate) fn disk_name(vm: &str, disk: &str) -> String {
-    let full = format!("{vm}-{disk}");
-    if full.len() <= 80 {
-        return full;
-    }
-    let digest = crate::plan::short_digest(full.as_bytes());
-    format!("{}-{digest}", &full[..71])
+    crate::model::names::NameKind::Disk.fit(&format!("{vm}-{disk}"))
 }

@@ -12,6 +12,7 @@ mod azure_backup;
 mod commvault;
 mod context;
 mod core_rules;
+pub(crate) mod cel_budget;
 pub mod custom;
 mod decisions;
 mod veeam;
@@ -19,6 +20,7 @@ mod veeam;
 pub use commvault::{HumanBytes, human_bytes};
 pub(crate) use context::Ctx;
 pub use context::{Facts, RuleInput};
+pub(crate) use core_rules::check_names;
 pub(crate) use decisions::{Decisions, NsgPlan, disk_name, round_up_mib};
 
 use crate::error::{Error, Result};
@@ -100,6 +102,9 @@ pub struct Profile {
     pub stages: Vec<Stage>,
     /// Rules, in evaluation order.
     pub rules: Vec<Rule>,
+    /// For a custom rule set, the text it was loaded from: plans record it
+    /// so that the executor can plan them again.
+    pub source: Option<String>,
 }
 
 impl Profile {
@@ -130,6 +135,7 @@ impl Profile {
             description: format!("custom rules '{name}'"),
             stages: Vec::new(),
             rules,
+            source: None,
         }
     }
 }
@@ -152,12 +158,13 @@ pub(crate) fn default_stages() -> &'static [Stage] {
                     SnapshotExistingDisks,
                 ],
             ),
-            ("replace existing VM", &[DeleteExistingVm]),
             ("create disks", &[CreateDisk]),
             (
                 "write data",
                 &[WriteDisk, FinalizeDisk, BootFix, ConvertToManaged],
             ),
+            // The point of no return: only after every disk is verified.
+            ("replace existing VM", &[DeleteExistingVm]),
             (
                 "network",
                 &[NetworkSecurityGroup, PublicIp, NetworkInterface],

@@ -22,6 +22,7 @@ const CONVERSION_GROWTH: u64 = 2 * GB;
 
 pub(super) fn profile() -> Profile {
     Profile {
+        source: None,
         name: "veeam".into(),
         description: "Veeam Backup & Replication 13, restore to Microsoft Azure".into(),
         // VE-19: proxy on, disks converted and uploaded, mounted, boot fixed,
@@ -37,7 +38,6 @@ pub(super) fn profile() -> Profile {
                     StagingAccount,
                     HelperAppliance,
                     SnapshotExistingDisks,
-                    DeleteExistingVm,
                 ],
             ),
             (
@@ -48,6 +48,8 @@ pub(super) fn profile() -> Profile {
                 "mount the disks and fix the boot configuration",
                 &[BootFix, ConvertToManaged],
             ),
+            // The point of no return: only after every disk is verified.
+            ("replace the existing VM", &[DeleteExistingVm]),
             (
                 "register the VM",
                 &[
@@ -547,7 +549,8 @@ fn ve19(r: &Rule, _c: &Ctx, d: &mut Decisions) {
 fn ve20(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.dest.network_security_group.is_none() {
         let port = if c.is_windows() { 3389 } else { 22 };
-        let name = format!("{}-nsg", d.target.vm_name);
+        let name = crate::model::names::NameKind::NetworkSecurityGroup
+            .fit(&format!("{}-nsg", d.target.vm_name));
         d.target.network_security_group = Some(name.clone());
         d.target.nsg_open_ports = vec![port];
         d.nsg = NsgPlan::Create {

@@ -33,6 +33,189 @@ pub const MANIFEST_FORMAT: &str = "vmrestore-repository/1";
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 /// Largest manifest read (64 MiB).
 pub(crate) const MAX_MANIFEST: u64 = 64 << 20;
+/// Largest chunk size a manifest may declare (64 MiB); a chunk is read into
+/// memory whole, so this bounds what one read can allocate.
+pub const MAX_CHUNK_SIZE: u64 = 64 << 20;
+
+/// Opening and creating files beneath a directory without following
+/// symbolic links: every component is opened relative to its parent with
+/// `O_NOFOLLOW` (directories also with `O_DIRECTORY`), the last one with
+/// `O_NONBLOCK` so that a FIFO does not block the open, and its type is
+/// checked on the opened descriptor (no check-then-open race).
+pub(crate) mod beneath {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::io::{Error, ErrorKind, Result, Write};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn cname(c: &str) -> Result<CString> {
+        if c.is_empty() || c == "." || c == ".." || c.contains('/') {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("'{c}' is not a plain file name"),
+            ));
+        }
+        CString::new(c).map_err(|_| Error::new(ErrorKind::InvalidInput, "NUL in a file name"))
+    }
+
+    fn explain(e: Error, what: &str) -> Error {
+        match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::EMLINK) => Error::new(
+                ErrorKind::InvalidInput,
+                format!("{what} is a symbolic link (not followed)"),
+            ),
+            Some(libc::ENOTDIR) => Error::new(
+                ErrorKind::InvalidInput,
+                format!("{what} is not a directory"),
+            ),
+            _ => e,
+        }
+    }
+
+    fn openat(dir: &File, name: &str, flags: libc::c_int, mode: libc::c_uint) -> Result<File> {
+        let c = cname(name)?;
+        // SAFETY: `dir` is an open descriptor and `c` a NUL-terminated string;
+        // the returned descriptor, if valid, is owned by the new `File`.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode,
+            )
+        };
+        if fd < 0 {
+            let e = Error::last_os_error();
+            // Linux says ENOTDIR for a symbolic link opened with
+            // O_DIRECTORY | O_NOFOLLOW: tell a link from a file.
+            // SAFETY: `st` is plain data that fstatat fills in.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            let link = unsafe {
+                libc::fstatat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            } == 0
+                && (st.st_mode & libc::S_IFMT) == libc::S_IFLNK;
+            if link {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("'{name}' is a symbolic link (not followed)"),
+                ));
+            }
+            return Err(explain(e, &format!("'{name}'")));
+        }
+        // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    fn root_dir(root: &Path) -> Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(root)
+    }
+
+    /// Opens directory `dirs` beneath `root` (creating them when `create`).
+    fn walk(root: &Path, dirs: &[&str], create: bool) -> Result<File> {
+        let mut d = root_dir(root)?;
+        for c in dirs {
+            if create {
+                let n = cname(c)?;
+                // SAFETY: as in `openat`.
+                let r = unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), 0o755) };
+                if r != 0 {
+                    let e = Error::last_os_error();
+                    if e.kind() != ErrorKind::AlreadyExists {
+                        return Err(e);
+                    }
+                }
+            }
+            d = openat(&d, c, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        }
+        Ok(d)
+    }
+
+    /// Opens `rel` (directory components, then a file name) beneath `root`
+    /// for reading; it must be a regular file. Returns the file and its size.
+    pub fn open_file(root: &Path, rel: &[&str]) -> Result<(File, u64)> {
+        let (name, dirs) = rel
+            .split_last()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "no file name"))?;
+        let d = walk(root, dirs, false)?;
+        let f = openat(&d, name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+        let m = f.metadata()?;
+        if !m.is_file() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("'{name}' is not a regular file"),
+            ));
+        }
+        Ok((f, m.len()))
+    }
+
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+
+    /// A temporary name next to `name`, unique to this process and call.
+    pub fn temp_name(name: &str) -> String {
+        format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Writes `data` as `name` in directory `dirs` beneath `root` (creating
+    /// the directories): into a new temporary file (`O_EXCL | O_NOFOLLOW`),
+    /// synced, then renamed over `name` (a rename replaces a symbolic link
+    /// there rather than writing through it).
+    pub fn write_file(root: &Path, dirs: &[&str], name: &str, data: &[u8]) -> Result<()> {
+        cname(name)?;
+        let d = walk(root, dirs, true)?;
+        let tmp = temp_name(name);
+        let mut f = openat(
+            &d,
+            &tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o644,
+        )?;
+        let done = f
+            .write_all(data)
+            .and_then(|_| f.sync_all())
+            .and_then(|_| rename_in(&d, &tmp, name));
+        if done.is_err() {
+            let _ = unlink_in(&d, &tmp);
+        }
+        done
+    }
+
+    fn rename_in(d: &File, from: &str, to: &str) -> Result<()> {
+        let (a, b) = (cname(from)?, cname(to)?);
+        // SAFETY: as in `openat`.
+        let r = unsafe { libc::renameat(d.as_raw_fd(), a.as_ptr(), d.as_raw_fd(), b.as_ptr()) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(Error::last_os_error())
+        }
+    }
+
+    fn unlink_in(d: &File, name: &str) -> Result<()> {
+        let n = cname(name)?;
+        // SAFETY: as in `openat`.
+        let r = unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), 0) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(Error::last_os_error())
+        }
+    }
+}
 
 /// A restore point as stored: metadata plus each disk's chunks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,8 +327,11 @@ impl LocalRepository {
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| Error::Repository(format!("cannot list {}: {e}", dir.display())))?;
         for e in entries.flatten() {
+            // Neither the directory nor its manifest may be a symbolic link.
             if let Some(name) = e.file_name().to_str()
-                && e.path().join("manifest.json").is_file()
+                && e.file_type().is_ok_and(|t| t.is_dir())
+                && std::fs::symlink_metadata(e.path().join("manifest.json"))
+                    .is_ok_and(|m| m.is_file())
                 && valid_id(name)
             {
                 ids.push(name.to_string());
@@ -169,15 +355,23 @@ impl LocalRepository {
             .join("manifest.json"))
     }
 
-    /// Reads and checks a restore point's manifest.
+    /// Reads and checks a restore point's manifest. It must be a regular
+    /// file beneath the root (no symbolic link on the way, no FIFO or
+    /// device) of at most 64 MiB.
     pub fn manifest(&self, id: &str) -> Result<Manifest> {
         let path = self.manifest_path(id)?;
-        let file = std::fs::File::open(&path).map_err(|e| {
-            Error::Repository(format!(
-                "restore point '{id}': cannot open {}: {e}",
-                path.display()
-            ))
-        })?;
+        let (file, size) = beneath::open_file(&self.root, &["restore-points", id, "manifest.json"])
+            .map_err(|e| {
+                Error::Repository(format!(
+                    "restore point '{id}': cannot open {}: {e}",
+                    path.display()
+                ))
+            })?;
+        if size > MAX_MANIFEST {
+            return Err(Error::Repository(format!(
+                "restore point '{id}': the manifest exceeds {MAX_MANIFEST} bytes"
+            )));
+        }
         let mut text = String::new();
         file.take(MAX_MANIFEST + 1)
             .read_to_string(&mut text)
@@ -194,15 +388,24 @@ impl LocalRepository {
         parse_manifest(&text, id)
     }
 
+    #[cfg(test)]
     fn chunk_path(&self, sha: &str) -> PathBuf {
         self.root.join("chunks").join(&sha[..2]).join(sha)
     }
 
-    /// Whether a chunk file is present with the length the manifest gives.
+    /// Opens a chunk file: a regular file beneath the root, no symbolic
+    /// link followed. Returns it and its size.
+    fn open_chunk(&self, sha: &str) -> std::io::Result<(std::fs::File, u64)> {
+        beneath::open_file(&self.root, &["chunks", &sha[..2], sha])
+    }
+
+    /// Whether a chunk file is present (a regular file beneath the root)
+    /// with the length the manifest gives.
     pub fn has_chunk(&self, chunk: &ChunkRef) -> bool {
         is_hex64(&chunk.sha256)
-            && std::fs::metadata(self.chunk_path(&chunk.sha256))
-                .is_ok_and(|m| m.len() == chunk.length)
+            && self
+                .open_chunk(&chunk.sha256)
+                .is_ok_and(|(_, len)| len == chunk.length)
     }
 
     /// Reads one chunk of `disk` and checks its length and SHA-256; a
@@ -219,9 +422,27 @@ impl LocalRepository {
                 chunk.sha256.chars().take(80).collect::<String>()
             )));
         }
-        let path = self.chunk_path(&chunk.sha256);
-        let data = std::fs::read(&path)
-            .map_err(|e| integrity(format!("chunk {} cannot be read: {e}", chunk.sha256)))?;
+        if chunk.length == 0 || chunk.length > MAX_CHUNK_SIZE {
+            return Err(integrity(format!(
+                "a chunk of {} bytes is not between 1 byte and {MAX_CHUNK_SIZE}",
+                chunk.length
+            )));
+        }
+        let cannot =
+            |e: std::io::Error| integrity(format!("chunk {} cannot be read: {e}", chunk.sha256));
+        // Reads are bounded by the declared length (one byte more tells a
+        // longer file), whatever the file is.
+        let (file, _) = self.open_chunk(&chunk.sha256).map_err(cannot)?;
+        let mut data = Vec::with_capacity(chunk.length as usize);
+        file.take(chunk.length + 1)
+            .read_to_end(&mut data)
+            .map_err(cannot)?;
+        if data.len() as u64 > chunk.length {
+            return Err(integrity(format!(
+                "chunk {} holds more than the {} bytes the manifest says",
+                chunk.sha256, chunk.length
+            )));
+        }
         verify_chunk(disk, chunk, &data)?;
         Ok(data)
     }
@@ -237,7 +458,7 @@ impl LocalRepository {
         chunk_size: u64,
     ) -> Result<Manifest> {
         rp.validate()?;
-        if chunk_size == 0 || !chunk_size.is_multiple_of(512) || chunk_size > 64 << 20 {
+        if chunk_size == 0 || !chunk_size.is_multiple_of(512) || chunk_size > MAX_CHUNK_SIZE {
             return Err(Error::Repository(format!(
                 "chunk size {chunk_size} must be a multiple of 512 up to 64 MiB"
             )));
@@ -279,8 +500,7 @@ impl LocalRepository {
             let io = |e: std::io::Error| {
                 Error::Repository(format!("disk '{name}': {}: {e}", path.display()))
             };
-            let mut f = std::fs::File::open(path).map_err(io)?;
-            let size = f.metadata().map_err(io)?.len();
+            let (mut f, size) = open_image(path).map_err(io)?;
             let expected = match name.split_once('/') {
                 None => rp
                     .vm
@@ -320,12 +540,16 @@ impl LocalRepository {
                 let data = &buf[..len];
                 if data.iter().any(|b| *b != 0) {
                     let sha = hex::encode(Sha256::digest(data));
-                    let p = self.chunk_path(&sha);
-                    if !p.exists() {
-                        std::fs::create_dir_all(p.parent().unwrap_or(&self.root)).map_err(io)?;
-                        let tmp = p.with_extension("tmp");
-                        std::fs::write(&tmp, data).map_err(io)?;
-                        std::fs::rename(&tmp, &p).map_err(io)?;
+                    // A chunk already there is kept when it is a regular
+                    // file of the right length; anything else (a symbolic
+                    // link, a FIFO, a torn file) is replaced, not followed.
+                    if !self.open_chunk(&sha).is_ok_and(|(_, l)| l == len as u64) {
+                        beneath::write_file(&self.root, &["chunks", &sha[..2]], &sha, data)
+                            .map_err(|e| {
+                                Error::Repository(format!(
+                                    "disk '{name}': cannot store chunk {sha}: {e}"
+                                ))
+                            })?;
                     }
                     chunks.push(ChunkRef {
                         offset,
@@ -350,16 +574,42 @@ impl LocalRepository {
         };
         check_manifest(&m, &rp.id)?;
         let path = self.manifest_path(&rp.id)?;
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Repository(format!("cannot create {}: {e}", dir.display())))?;
         let text =
             serde_json::to_string_pretty(&m).map_err(|e| Error::Repository(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::Repository(format!("cannot write {}: {e}", path.display())))?;
+        beneath::write_file(
+            &self.root,
+            &["restore-points", &rp.id],
+            "manifest.json",
+            text.as_bytes(),
+        )
+        .map_err(|e| Error::Repository(format!("cannot write {}: {e}", path.display())))?;
         Ok(m)
+    }
+}
+
+/// Opens a raw image for import without blocking (a FIFO does not hang the
+/// open): a regular file (its size from the opened file) or a block device
+/// (its size by seeking to its end). Anything else is refused.
+fn open_image(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    use std::io::Seek;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let m = f.metadata()?;
+    let t = m.file_type();
+    if t.is_file() {
+        Ok((f, m.len()))
+    } else if t.is_block_device() {
+        let size = f.seek(std::io::SeekFrom::End(0))?;
+        f.rewind()?;
+        Ok((f, size))
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file or block device (a FIFO, socket or character device is not an image)",
+        ))
     }
 }
 
@@ -386,11 +636,16 @@ pub fn parse_manifest(text: &str, id: &str) -> Result<Manifest> {
         )));
     }
     let de = &mut serde_json::Deserializer::from_str(text);
-    let m: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
+    let m: Manifest = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         Error::Repository(format!(
             "restore point '{id}': the manifest does not parse at $.{}: {}",
             e.path(),
             e.inner()
+        ))
+    })?;
+    de.end().map_err(|e| {
+        Error::Repository(format!(
+            "restore point '{id}': trailing data after the manifest's JSON document: {e}"
         ))
     })?;
     check_manifest(&m, id)?;
@@ -438,9 +693,9 @@ fn check_manifest(m: &Manifest, id: &str) -> Result<()> {
         )));
     }
     m.restore_point.validate_at("$.restore_point")?;
-    if m.chunk_size == 0 || !m.chunk_size.is_multiple_of(512) {
+    if m.chunk_size == 0 || !m.chunk_size.is_multiple_of(512) || m.chunk_size > MAX_CHUNK_SIZE {
         return Err(bad(format!(
-            "chunk size {} is not a positive multiple of 512",
+            "$.chunk_size: {} is not a positive multiple of 512 up to {MAX_CHUNK_SIZE} (64 MiB)",
             m.chunk_size
         )));
     }

@@ -49,9 +49,9 @@ fn describe(e: &object_store::Error) -> String {
             let s = other.to_string();
             // URLs may carry SAS tokens: cut queries.
             s.split_whitespace()
-                .map(|w| match w.split_once('?') {
-                    Some((b, _)) if b.contains("://") => format!("{b}?<redacted>"),
-                    _ => w.to_string(),
+                .map(|w| match w.find("://") {
+                    Some(_) => crate::redact::redact_url(w),
+                    None => w.to_string(),
                 })
                 .collect::<Vec<_>>()
                 .join(" ")
