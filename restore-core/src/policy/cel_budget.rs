@@ -8,13 +8,15 @@
 //!   syntax tree: every comprehension multiplies the cost of its body by the
 //!   number of elements its range can have, list and string operations cost
 //!   in proportion to the sizes of their operands. Collections of the inputs
-//!   are assumed to hold at most [`INPUT_ITEMS`] items (the model's own limit
-//!   on disks is 256) and strings [`INPUT_BYTES`] bytes. A condition whose
-//!   bound exceeds [`MAX_COST`] is refused with `E_RULE` naming the rule.
+//!   are assumed to hold at most [`INPUT_ITEMS`] items (Azure's own limits:
+//!   64 data disks, 50 tags per resource) and their strings [`INPUT_BYTES`]
+//!   bytes. A condition whose bound exceeds [`MAX_COST`] is refused with
+//!   `E_RULE` naming the rule.
 //! - **At run time**, [`instrument`] rewrites the expression so that every
-//!   comprehension iteration and every `+` charges a shared [`Budget`]; when
-//!   it runs out, evaluation stops at once with `E_RULE` naming the rule.
-//!   This covers inputs larger than the load-time assumption.
+//!   comprehension iteration, and the operands of every `+`, comparison for
+//!   equality, `in` and string search, charge a shared [`Budget`] by their
+//!   size; when it runs out, evaluation stops at once with `E_RULE` naming
+//!   the rule. This covers inputs larger than the load-time assumption.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,9 +29,10 @@ use cel::{ExecutionError, FunctionContext};
 /// at run time (counted). Kubernetes uses the same figure per CEL call.
 pub const MAX_COST: u64 = 1_000_000;
 /// Items assumed in each collection of the inputs, for the estimate.
-pub const INPUT_ITEMS: u64 = 256;
-/// Bytes assumed in each string of the inputs, for the estimate.
-pub const INPUT_BYTES: u64 = 1024;
+pub const INPUT_ITEMS: u64 = 64;
+/// Bytes assumed in each string of the inputs, for the estimate (Azure
+/// names are at most 80 characters).
+pub const INPUT_BYTES: u64 = 128;
 /// Weight assumed for a whole input document or one of its parts.
 const INPUT_WEIGHT: u64 = 1 << 16;
 
@@ -43,9 +46,11 @@ pub const CHARGE: &str = "__vmr_charge";
 /// weight (items of items included), and a bound on each item when known.
 #[derive(Clone, Debug)]
 enum Bound {
-    /// A part of the inputs: collections of [`INPUT_ITEMS`], strings of
-    /// [`INPUT_BYTES`].
+    /// A whole input document (`vm`, `request`, ...).
     Input,
+    /// A part of one: collections of [`INPUT_ITEMS`], strings of
+    /// [`INPUT_BYTES`].
+    InputPart,
     Val {
         len: u64,
         weight: u64,
@@ -63,29 +68,28 @@ impl Bound {
     }
     fn len(&self) -> u64 {
         match self {
-            Bound::Input => INPUT_ITEMS.max(INPUT_BYTES),
+            Bound::Input | Bound::InputPart => INPUT_ITEMS.max(INPUT_BYTES),
             Bound::Val { len, .. } => *len,
         }
     }
     /// Items of a collection, for iteration.
     fn items(&self) -> u64 {
         match self {
-            Bound::Input => INPUT_ITEMS,
+            Bound::Input | Bound::InputPart => INPUT_ITEMS,
             Bound::Val { len, .. } => *len,
         }
     }
     fn weight(&self) -> u64 {
         match self {
             Bound::Input => INPUT_WEIGHT,
+            Bound::InputPart => INPUT_BYTES,
             Bound::Val { weight, .. } => *weight,
         }
     }
     fn item(&self) -> Bound {
         match self {
-            Bound::Input => Bound::Input,
-            Bound::Val {
-                item: Some(i), ..
-            } => (**i).clone(),
+            Bound::Input | Bound::InputPart => Bound::InputPart,
+            Bound::Val { item: Some(i), .. } => (**i).clone(),
             Bound::Val { weight, .. } => Bound::Val {
                 len: *weight,
                 weight: *weight,
@@ -96,6 +100,7 @@ impl Bound {
     fn join(a: &Bound, b: &Bound) -> Bound {
         match (a, b) {
             (Bound::Input, _) | (_, Bound::Input) => Bound::Input,
+            (Bound::InputPart, _) | (_, Bound::InputPart) => Bound::InputPart,
             (
                 Bound::Val {
                     len: l1,
@@ -170,11 +175,7 @@ fn walk(e: &IdedExpr, scope: &mut Vec<(String, Bound)>) -> (u64, Bound) {
             if sel.test {
                 return (c.saturating_add(1), Bound::scalar());
             }
-            let b = match b {
-                Bound::Input => Bound::Input,
-                v => v.item(),
-            };
-            (c.saturating_add(1), b)
+            (c.saturating_add(1), b.item())
         }
         Expr::List(l) => {
             let mut cost = 1u64;
@@ -321,13 +322,7 @@ fn walk_call(call: &CallExpr, scope: &mut Vec<(String, Bound)>) -> (u64, Bound) 
                 },
             )
         }
-        "_[_]" | "_[?_]" => (
-            cost,
-            bounds.first().map_or(Bound::Input, |b| match b {
-                Bound::Input => Bound::Input,
-                v => v.item(),
-            }),
-        ),
+        "_[_]" | "_[?_]" => (cost, bounds.first().map_or(Bound::InputPart, Bound::item)),
         _ => (
             cost.saturating_add(linear(sum_weight)),
             Bound::Val {
@@ -342,9 +337,7 @@ fn walk_call(call: &CallExpr, scope: &mut Vec<(String, Bound)>) -> (u64, Bound) 
 /// The parts of a `map`/`filter` comprehension whose step only appends
 /// (`@result + [x]`, or `guard ? @result + [x] : @result`): the optional
 /// guard and the appended list. The interpreter appends those in place.
-fn append_step(
-    c: &cel::common::ast::ComprehensionExpr,
-) -> Option<(Option<&IdedExpr>, &IdedExpr)> {
+fn append_step(c: &cel::common::ast::ComprehensionExpr) -> Option<(Option<&IdedExpr>, &IdedExpr)> {
     let accu = c.accu_var.as_str();
     let is_accu = |e: &IdedExpr| matches!(&e.expr, Expr::Ident(n) if n == accu);
     let items_of = |e: &IdedExpr| -> Option<()> {
@@ -485,6 +478,19 @@ pub fn register(context: &mut cel::Context<'static, 'static>, budget: &Arc<Budge
     }
 }
 
+/// Operators and functions whose work grows with the size of their
+/// operands: those operands are charged by weight.
+const CHARGED: [&str; 8] = [
+    "_+_",
+    "_==_",
+    "_!=_",
+    "@in",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+];
+
 fn call(name: &str, arg: IdedExpr) -> IdedExpr {
     IdedExpr {
         id: 0,
@@ -515,8 +521,8 @@ fn rewrite(e: &mut IdedExpr) {
             for a in &mut c.args {
                 rewrite(a);
             }
-            if c.func_name == "_+_" && c.target.is_none() {
-                for a in &mut c.args {
+            if CHARGED.contains(&c.func_name.as_str()) {
+                for a in c.target.iter_mut().map(|t| &mut **t).chain(&mut c.args) {
                     let inner = std::mem::take(a);
                     *a = call(CHARGE, inner);
                 }
@@ -570,5 +576,88 @@ fn rewrite(e: &mut IdedExpr) {
                 c.loop_cond = call(TICK, inner);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cel::{Context, Program, Value};
+
+    fn context(budget: &Arc<Budget>) -> Context<'static, 'static> {
+        let mut c = Context::default();
+        c.add_variable_from_value(
+            "xs",
+            Value::List(Arc::new((0..20).map(Value::Int).collect())),
+        );
+        c.add_variable_from_value("s", Value::String(Arc::new("hello world".into())));
+        register(&mut c, budget);
+        c
+    }
+
+    /// The rewritten expression means what the written one means.
+    #[test]
+    fn instrumenting_keeps_the_meaning() {
+        let exprs = [
+            "xs.map(x, x * 2)[3] == 6",
+            "xs.filter(x, x % 2 == 0).size() == 10",
+            "xs.map(x, x > 5, x).size() == 14",
+            "xs.all(x, x < 20) && !xs.exists(x, x > 30)",
+            "xs.exists_one(x, x == 7)",
+            "[1, 2] + [3] == [1, 2, 3] && s + '!' == 'hello world!'",
+            "s.contains('lo w') && s.startsWith('he') && s.endsWith('ld') && s.matches('^h.*d$')",
+            "3 in xs && !(40 in xs)",
+            "xs.all(x, xs.exists(y, y == x))",
+            "xs.map(x, 1 / (x - 3)).size() > 0 || true",
+            "xs.exists(x, 1 / (x - x) == 1) || true",
+            "{'a': xs.map(x, x)}['a'].size() == 20",
+        ];
+        let budget = Budget::new();
+        let ctx = context(&budget);
+        for e in exprs {
+            let p = Program::compile(e).unwrap();
+            budget.reset();
+            let plain = p.execute(&ctx);
+            let charged = ctx.resolve(&instrument(p.expression()));
+            assert_eq!(format!("{plain:?}"), format!("{charged:?}"), "{e}");
+            assert!(!budget.exceeded(), "{e}");
+            assert!(estimate(p.expression()) < MAX_COST, "{e}");
+        }
+    }
+
+    /// Work the estimate allows but the inputs make large is stopped by the
+    /// runtime budget, even where CEL would absorb the error.
+    #[test]
+    fn the_runtime_budget_stops_evaluation_and_cannot_be_absorbed() {
+        let budget = Budget::new();
+        let mut ctx = context(&budget);
+        ctx.add_variable_from_value(
+            "big",
+            Value::List(Arc::new((0..2000).map(Value::Int).collect())),
+        );
+        for e in [
+            "big.all(x, big.all(y, true))",
+            "big.exists(x, big.exists(y, false)) || true",
+            "big.map(x, big.map(y, y)).size() > 0",
+        ] {
+            let p = Program::compile(e).unwrap();
+            budget.reset();
+            let _ = ctx.resolve(&instrument(p.expression()));
+            assert!(budget.exceeded(), "{e}");
+        }
+    }
+
+    #[test]
+    fn nesting_and_doubling_multiply_the_estimate() {
+        let cost = |e: &str| estimate(Program::compile(e).unwrap().expression());
+        let one = cost("[0,1,2,3,4,5,6,7,8,9].map(x, x)");
+        let two = cost("[0,1,2,3,4,5,6,7,8,9].map(x, [0,1,2,3,4,5,6,7,8,9].map(y, y))");
+        assert!(two > 5 * one, "{one} {two}");
+        let mut doubling = "[1]".to_string();
+        for i in 0..25 {
+            doubling = format!("[{doubling}].map(a{i}, a{i} + a{i})[0]");
+        }
+        assert!(cost(&doubling) > MAX_COST);
+        assert!(cost("vm.disks.exists(d, d.size_bytes > 1000)") < 10_000);
     }
 }

@@ -231,7 +231,11 @@ fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
             "'when' may cost up to {} evaluation steps, more than the limit of {} \
              (estimated with {} items in each collection of the inputs; \
              nested map/filter/all/exists calls multiply)",
-            if cost == u64::MAX { "an unbounded number of".to_string() } else { cost.to_string() },
+            if cost == u64::MAX {
+                "an unbounded number of".to_string()
+            } else {
+                cost.to_string()
+            },
             cel_budget::MAX_COST,
             cel_budget::INPUT_ITEMS,
         ));

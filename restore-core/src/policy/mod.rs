@@ -9,10 +9,10 @@
 //! fixed vocabulary of transformations and step changes.
 
 mod azure_backup;
+pub(crate) mod cel_budget;
 mod commvault;
 mod context;
 mod core_rules;
-pub(crate) mod cel_budget;
 pub mod custom;
 mod decisions;
 mod veeam;
