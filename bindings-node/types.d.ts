@@ -1278,6 +1278,11 @@ export interface PlanInputs {
    * The profiles and custom rule sets, in order.
    */
   profiles: ProfileInput[]
+  /**
+   * What the cloud the plan was made for can perform, when it was made
+   * for one ([`super::Planner::for_cloud`]).
+   */
+  capabilities?: Capabilities | null
 }
 /**
  * A profile the plan was made under.
@@ -1291,6 +1296,32 @@ export interface ProfileInput {
    * For a custom rule set, the text it was loaded from (TOML or JSON).
    */
   rules?: string | null
+}
+/**
+ * What a cloud can perform.
+ */
+export interface Capabilities {
+  /**
+   * Which cloud (`arm`, `sim`, or a host's own name).
+   */
+  cloud: string
+  /**
+   * Step kinds it runs.
+   */
+  step_kinds: StepKind[]
+  /**
+   * Why each other step kind cannot run (shown in findings and errors).
+   */
+  missing?: {
+    [k: string]: string
+  }
+  /**
+   * Options of supported step kinds it refuses (e.g. `confidential_vm`),
+   * with why.
+   */
+  refused_options?: {
+    [k: string]: string
+  }
 }
 /**
  * The final report of a run, as JSON.

@@ -1807,3 +1807,49 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
         );
     }
 }
+
+/// Issue 13: ArmCloud declares what it performs. Every Veeam restore used
+/// to fail on ARM after uploading every disk ("boot_fix is not supported");
+/// now the plan is refused before the first request, with every step ARM
+/// cannot run listed, and a plan made for ARM is blocked (VMR-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_with_steps_arm_cannot_run_is_refused_before_any_request() {
+    let (st, cloud) = serve(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let plan = plan_for(web01, "veeam");
+    assert!(plan.is_ready(), "{:?}", plan.findings);
+    let caps = vmrestore::exec::Cloud::capabilities(&cloud);
+    assert_eq!(caps.cloud, "arm");
+    let err = Executor::new(Arc::new(cloud), Arc::new(repo))
+        .with_options(options())
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "E_UNSUPPORTED", "{err}");
+    let msg = err.to_string();
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| !caps.step_kinds.contains(&s.kind))
+    {
+        assert!(msg.contains(&*s.id), "{} not listed: {msg}", s.id);
+    }
+    assert!(msg.contains("boot_fix"), "{msg}");
+    let f = st.lock().unwrap();
+    assert!(f.calls.is_empty(), "requests were sent: {:?}", f.calls);
+
+    let for_arm = Planner::new(&Catalog::builtin())
+        .unwrap()
+        .for_cloud(caps)
+        .plan(
+            &web01.restore_point,
+            &web01.request,
+            &[Profile::builtin("veeam").unwrap()],
+        )
+        .unwrap();
+    assert!(for_arm.blocking().any(|f| f.rule_id == "VMR-07"
+        && f.message.contains("boot_fix")
+        && f.message.contains("arm")));
+}

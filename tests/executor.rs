@@ -1153,3 +1153,85 @@ async fn a_run_whose_disks_go_to_a_sink_creates_no_cloud_disk_and_no_vm() {
         assert!(vhd_matches(dir.path(), &sink, d, "web01"));
     }
 }
+
+/// Issue 13: a cloud declares what it can perform. A Veeam plan (its boot
+/// fix, among others) given to a cloud that declares ArmCloud's
+/// capabilities is refused before any call with one error listing every
+/// step it cannot run; planned for that cloud, it is blocked (VMR-07) with
+/// one finding per step instead of `ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_that_cannot_run_a_step_refuses_the_plan_before_any_change() {
+    let (_dir, repo, restores) = setup();
+    let arm = vmrestore::azure::ArmCloud::declared_capabilities();
+    let sim = SimCloud::new(SimConfig {
+        capabilities: arm.clone(),
+        ..Default::default()
+    });
+    let plan = plan_for(&restores[0], "veeam", &Catalog::builtin());
+    assert!(plan.is_ready(), "{:?}", plan.findings);
+    let cannot: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| !arm.step_kinds.contains(&s.kind))
+        .map(|s| &*s.id)
+        .collect();
+    assert!(
+        plan.steps.iter().any(|s| s.kind == StepKind::BootFix),
+        "the Veeam plan has a boot fix"
+    );
+    let err = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
+        .run(&plan, CancellationToken::new(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "E_UNSUPPORTED", "{err}");
+    let msg = err.to_string();
+    for id in &cannot {
+        assert!(msg.contains(id), "{id} missing from: {msg}");
+    }
+    assert!(msg.contains("boot_fix"), "{msg}");
+    assert!(sim.names("resource_group").is_empty());
+    assert!(sim.names("disk").is_empty());
+
+    // Planned for that cloud: blocked, one VMR-07 finding per step.
+    let for_arm = Planner::new(&Catalog::builtin())
+        .unwrap()
+        .for_cloud(arm.clone())
+        .plan(
+            &restores[0].restore_point,
+            &restores[0].request,
+            &[Profile::builtin("veeam").unwrap()],
+        )
+        .unwrap();
+    assert!(!for_arm.is_ready());
+    let vmr07: Vec<_> = for_arm
+        .blocking()
+        .filter(|f| f.rule_id == "VMR-07")
+        .collect();
+    assert_eq!(vmr07.len(), cannot.len(), "{vmr07:?}");
+    for id in &cannot {
+        assert!(vmr07.iter().any(|f| f.message.contains(id)), "{id}");
+    }
+    assert_eq!(
+        for_arm.inputs.capabilities.as_ref(),
+        Some(&arm),
+        "the capabilities are recorded for re-planning"
+    );
+    // A Commvault restore of the same VM runs on such a cloud, and a plan
+    // made for it re-plans identically (the capabilities are an input).
+    let cv = Planner::new(&Catalog::builtin())
+        .unwrap()
+        .for_cloud(arm)
+        .plan(
+            &restores[0].restore_point,
+            &restores[0].request,
+            &[Profile::builtin("commvault").unwrap()],
+        )
+        .unwrap();
+    assert!(cv.is_ready(), "{:?}", cv.findings);
+    let (_dir2, repo2, _) = setup();
+    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo2))
+        .run(&cv, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+}

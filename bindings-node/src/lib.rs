@@ -139,6 +139,10 @@ pub struct PlanOptions {
     /// The destination catalog (default: the built-in one).
     #[napi(ts_type = "Catalog | string")]
     pub catalog: Option<Json>,
+    /// What the cloud the plan is for can perform (`cloud.capabilities()`):
+    /// steps it cannot run block the plan (VMR-07).
+    #[napi(ts_type = "Capabilities | string")]
+    pub capabilities: Option<Json>,
 }
 
 struct PlanInputs {
@@ -146,6 +150,16 @@ struct PlanInputs {
     req: Json,
     profiles: Vec<Profile>,
     catalog: Option<Json>,
+    capabilities: Option<core_plan::Capabilities>,
+}
+
+/// Capabilities given as an object or JSON text.
+fn capabilities_of(v: Json) -> restore_core::Result<core_plan::Capabilities> {
+    let r = match v.value()? {
+        Value::String(s) => serde_json::from_str(&s),
+        other => serde_json::from_value(other),
+    };
+    r.map_err(|e| parse_error("$.capabilities", e.to_string()))
 }
 
 fn plan_inputs(
@@ -158,6 +172,7 @@ fn plan_inputs(
         rules: None,
         rules_name: None,
         catalog: None,
+        capabilities: None,
     });
     let mut profiles = Vec::new();
     for p in o.profiles.unwrap_or_default() {
@@ -178,6 +193,7 @@ fn plan_inputs(
         req,
         profiles,
         catalog: o.catalog,
+        capabilities: o.capabilities.map(capabilities_of).transpose()?,
     })
 }
 
@@ -192,7 +208,11 @@ fn run_plan(i: PlanInputs) -> restore_core::Result<core_plan::Plan> {
     let rp: RestorePoint = doc(i.rp)?;
     let req: RestoreRequest = doc(i.req)?;
     let cat = catalog_of(i.catalog)?;
-    Planner::new(&cat)?.plan(&rp, &req, &i.profiles)
+    let mut planner = Planner::new(&cat)?;
+    if let Some(c) = i.capabilities {
+        planner = planner.for_cloud(c);
+    }
+    planner.plan(&rp, &req, &i.profiles)
 }
 
 /// Plans one restore. `restorePoint`, `request` and `options.catalog` are
@@ -655,6 +675,12 @@ impl ArmCloud {
         })
     }
 
+    /// What this cloud can perform (give it to `plan(..., { capabilities })`).
+    #[napi(ts_return_type = "Capabilities")]
+    pub fn capabilities(&self) -> napi::Result<Value, Code> {
+        to_js(&exec::Cloud::capabilities(&*self.inner))
+    }
+
     /// The destination catalog read from ARM (regions with zones, VM sizes).
     #[napi(ts_return_type = "Promise<Catalog>")]
     pub fn catalog<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Value>> {
@@ -692,6 +718,10 @@ pub struct SimCloudOptions {
     /// The catalog of the simulated destination (default: built-in).
     #[napi(ts_type = "Catalog | string")]
     pub catalog: Option<Json>,
+    /// What it declares it can perform (default: everything); e.g. an
+    /// `ArmCloud`'s `capabilities()`, to try a plan as ARM would take it.
+    #[napi(ts_type = "Capabilities | string")]
+    pub capabilities: Option<Json>,
 }
 
 /// The simulated Azure: in memory, with Azure's naming rules, limits,
@@ -751,6 +781,10 @@ impl SimCloud {
                 write_latency: ms("writeLatencyMs", o.write_latency_ms)?,
                 write_rate: json::whole("writeRate", o.write_rate, max).map_err(coded)?,
                 faults,
+                capabilities: match o.capabilities {
+                    Some(c) => capabilities_of(c).map_err(coded)?,
+                    None => core_plan::Capabilities::all("sim"),
+                },
                 ..Default::default()
             }),
         })
@@ -772,6 +806,12 @@ impl SimCloud {
     #[napi]
     pub fn faults_injected(&self) -> f64 {
         self.inner.faults_injected() as f64
+    }
+
+    /// What it declares it can perform.
+    #[napi(ts_return_type = "Capabilities")]
+    pub fn capabilities(&self) -> napi::Result<Value, Code> {
+        to_js(&exec::Cloud::capabilities(&self.inner))
     }
 }
 

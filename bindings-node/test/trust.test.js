@@ -248,3 +248,34 @@ test('with RUST_LOG and no logger, events go to stderr; a logger takes them over
   assert.ok(!taken.err.includes(needle), 'a logger takes the events from stderr');
   assert.ok(JSON.parse(taken.out).some((m) => m.includes(needle)), taken.out);
 });
+
+test('a cloud that cannot run a step refuses the plan before any change; a plan for it is blocked (VMR-07)', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmr-caps-'));
+  try {
+    const restores = vmrestore.buildDemo(dir);
+    const r = restores.find((x) => x.name === 'web01');
+    const arm = new vmrestore.ArmCloud({ subscriptionId: '00000000-0000-0000-0000-000000000001', token: 't', endpoint: 'http://127.0.0.1:9' });
+    const caps = arm.capabilities();
+    assert.equal(caps.cloud, 'arm');
+    assert.ok(!caps.step_kinds.includes('boot_fix'));
+    const sim = new vmrestore.SimCloud({ capabilities: caps });
+    assert.deepEqual(sim.capabilities(), caps);
+    const plan = vmrestore.plan(r.restore_point, r.request, { profiles: ['veeam'] });
+    assert.equal(plan.verdict, 'ready');
+    const ex = new vmrestore.RestoreExecutor(sim, new vmrestore.Repository(path.join(dir, 'repository')));
+    await assert.rejects(ex.run(plan), (e) => {
+      assert.equal(e.code, 'E_UNSUPPORTED');
+      for (const s of plan.steps.filter((s) => !caps.step_kinds.includes(s.kind))) assert.match(e.message, new RegExp(s.id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+      return true;
+    });
+    const blocked = vmrestore.plan(r.restore_point, r.request, { profiles: ['veeam'], capabilities: caps });
+    assert.equal(blocked.verdict, 'blocked');
+    assert.ok(blocked.findings.some((f) => f.rule_id === 'VMR-07' && /boot_fix/.test(f.message)));
+    assert.throws(() => vmrestore.plan(r.restore_point, r.request, { profiles: ['veeam'], capabilities: { cloud: 1 } }), (e) => e.code === 'E_PARSE');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -93,28 +93,70 @@ create_exception!(
     VmrestoreError,
     "A cloud call failed (E_CLOUD)."
 );
+create_exception!(
+    _native,
+    PlanMismatchError,
+    VmrestoreError,
+    "The plan differs from what the planner makes of its inputs: it was edited (E_PLAN_MISMATCH)."
+);
+create_exception!(
+    _native,
+    PlanSealError,
+    VmrestoreError,
+    "A required plan seal is missing or does not match (E_PLAN_SEAL)."
+);
+create_exception!(
+    _native,
+    UnsupportedError,
+    VmrestoreError,
+    "The cloud cannot run some steps of the plan; nothing was changed (E_UNSUPPORTED)."
+);
+create_exception!(
+    _native,
+    JournalLockedError,
+    JournalError,
+    "Another run holds the journal (E_JOURNAL_LOCKED)."
+);
 
-/// The one conversion from core errors to Python exceptions.
+/// The one conversion from core errors to Python exceptions: a match on the
+/// core's variants (the core's `Error` is `#[non_exhaustive]`, so a variant
+/// added later lands on `VmrestoreError` until it is named here).
 fn to_py_err(e: restore_core::Error) -> PyErr {
+    use restore_core::Error as E;
     let msg = e.to_string();
-    let err = match e.code() {
-        "E_PARSE" => ParseError::new_err(msg),
-        "E_INVALID" => InvalidInputError::new_err(msg),
-        "E_UNKNOWN_PROFILE" => UnknownProfileError::new_err(msg),
-        "E_RULE" => RuleError::new_err(msg),
-        "E_RULE_EVAL" => RuleEvaluationError::new_err(msg),
-        "E_REPOSITORY" => RepositoryError::new_err(msg),
-        "E_INTEGRITY" => IntegrityError::new_err(msg),
-        "E_PLAN_BLOCKED" => PlanBlockedError::new_err(msg),
-        "E_STALE_PLAN" => StalePlanError::new_err(msg),
-        "E_JOURNAL" => JournalError::new_err(msg),
-        "E_CLOUD" => CloudError::new_err(msg),
+    let err = match &e {
+        E::Parse { .. } => ParseError::new_err(msg),
+        E::Invalid { .. } => InvalidInputError::new_err(msg),
+        E::UnknownProfile(_) => UnknownProfileError::new_err(msg),
+        E::Rule { .. } => RuleError::new_err(msg),
+        E::RuleEvaluation { .. } => RuleEvaluationError::new_err(msg),
+        E::Repository(_) => RepositoryError::new_err(msg),
+        E::Integrity { .. } => IntegrityError::new_err(msg),
+        E::PlanBlocked(_) => PlanBlockedError::new_err(msg),
+        E::StalePlan(_) => StalePlanError::new_err(msg),
+        E::PlanMismatch { .. } => PlanMismatchError::new_err(msg),
+        E::PlanSeal(_) => PlanSealError::new_err(msg),
+        E::Unsupported { .. } => UnsupportedError::new_err(msg),
+        E::Journal(_) => JournalError::new_err(msg),
+        E::JournalLocked(_) => JournalLockedError::new_err(msg),
+        E::Cloud(_) => CloudError::new_err(msg),
         _ => VmrestoreError::new_err(msg),
     };
     Python::attach(|py| {
         let _ = err.value(py).setattr("code", e.code());
     });
     err
+}
+
+/// Capabilities given as a dict (from `cloud.capabilities()`) or JSON text.
+fn capabilities_of(obj: &Bound<'_, PyAny>) -> PyResult<core_plan::Capabilities> {
+    let text = input_json(obj)?;
+    serde_json::from_str(&text).map_err(|e| {
+        to_py_err(restore_core::Error::Parse {
+            path: "$.capabilities".into(),
+            message: e.to_string(),
+        })
+    })
 }
 
 /// JSON text of an input given as a dict/list, a JSON string, or a path.
@@ -485,7 +527,7 @@ fn profiles_of(
 /// a custom rules document (TOML or JSON text, or a path). The catalog
 /// defaults to the built-in one.
 #[pyfunction]
-#[pyo3(signature = (restore_point, request, profiles=None, rules=None, catalog=None))]
+#[pyo3(signature = (restore_point, request, profiles=None, rules=None, catalog=None, capabilities=None))]
 fn plan(
     py: Python<'_>,
     restore_point: &Bound<'_, PyAny>,
@@ -493,10 +535,12 @@ fn plan(
     profiles: Option<Vec<String>>,
     rules: Option<&Bound<'_, PyAny>>,
     catalog: Option<&Bound<'_, PyAny>>,
+    capabilities: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Plan> {
     let rp_text = input_json(restore_point)?;
     let req_text = input_json(request)?;
     let cat_text = catalog.map(input_json).transpose()?;
+    let caps = capabilities.map(capabilities_of).transpose()?;
     let profiles = profiles_of(profiles, rules)?;
     // Own everything before releasing the GIL.
     py.detach(move || {
@@ -506,7 +550,11 @@ fn plan(
             Some(t) => from_json(&t)?,
             None => Catalog::builtin(),
         };
-        Planner::new(&cat)?.plan(&rp, &req, &profiles)
+        let mut planner = Planner::new(&cat)?;
+        if let Some(c) = caps {
+            planner = planner.for_cloud(c);
+        }
+        planner.plan(&rp, &req, &profiles)
     })
     .map(|p| Plan { inner: Arc::new(p) })
     .map_err(to_py_err)
@@ -837,6 +885,10 @@ impl ArmCloud {
             inner: Arc::new(inner),
         })
     }
+    /// What this cloud can perform (give it to `plan(capabilities=...)`).
+    fn capabilities(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        to_py(py, &exec::Cloud::capabilities(&*self.inner))
+    }
     /// The destination catalog read from ARM (regions with zones, VM sizes).
     fn catalog(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let c = self.inner.clone();
@@ -863,7 +915,7 @@ impl SimCloud {
     /// A simulated Azure. Faults are transient (429 with Retry-After, 503,
     /// timeouts) with the given probabilities, deterministic for a seed.
     #[new]
-    #[pyo3(signature = (seed=0, latency_ms=0, lro_ms=0, write_latency_ms=0, fault_probability=0.0, data_fault_probability=0.0, retry_after_ms=0, write_rate=None, always_fail=None, catalog=None))]
+    #[pyo3(signature = (seed=0, latency_ms=0, lro_ms=0, write_latency_ms=0, fault_probability=0.0, data_fault_probability=0.0, retry_after_ms=0, write_rate=None, always_fail=None, catalog=None, capabilities=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         seed: u64,
@@ -876,6 +928,7 @@ impl SimCloud {
         write_rate: Option<u64>,
         always_fail: Option<Vec<String>>,
         catalog: Option<&Bound<'_, PyAny>>,
+        capabilities: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let ms = std::time::Duration::from_millis;
         let catalog = match catalog {
@@ -897,9 +950,17 @@ impl SimCloud {
                 write_latency: ms(write_latency_ms),
                 write_rate,
                 faults,
+                capabilities: match capabilities {
+                    Some(c) => capabilities_of(c)?,
+                    None => core_plan::Capabilities::all("sim"),
+                },
                 ..Default::default()
             }),
         })
+    }
+    /// What it declares it can perform.
+    fn capabilities(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        to_py(py, &exec::Cloud::capabilities(&self.inner))
     }
     /// The state: resources, disks, actions, counters.
     fn dump(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -1316,5 +1377,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StalePlanError", py.get_type::<StalePlanError>())?;
     m.add("JournalError", py.get_type::<JournalError>())?;
     m.add("CloudError", py.get_type::<CloudError>())?;
+    m.add("PlanMismatchError", py.get_type::<PlanMismatchError>())?;
+    m.add("PlanSealError", py.get_type::<PlanSealError>())?;
+    m.add("UnsupportedError", py.get_type::<UnsupportedError>())?;
+    m.add("JournalLockedError", py.get_type::<JournalLockedError>())?;
     Ok(())
 }

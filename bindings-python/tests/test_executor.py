@@ -151,3 +151,31 @@ def test_fork_safety(demo):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_cloud_that_cannot_run_a_step_refuses_the_plan_and_a_plan_for_it_is_blocked(demo):
+    # Issue 13: a Veeam plan (boot fix) on a cloud with ArmCloud's
+    # capabilities is refused before any change, listing each step.
+    d, restores = demo
+    r = restore(restores, "web01")
+    arm = vmrestore.ArmCloud("00000000-0000-0000-0000-000000000001", token="t", endpoint="http://127.0.0.1:9")
+    caps = arm.capabilities()
+    assert caps["cloud"] == "arm" and "boot_fix" not in caps["step_kinds"]
+    sim = vmrestore.SimCloud(capabilities=caps)
+    assert sim.capabilities() == caps
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["veeam"])
+    assert plan.verdict == "ready"
+    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"))
+    with pytest.raises(vmrestore.UnsupportedError) as err:
+        ex.run_sync(plan)
+    assert err.value.code == "E_UNSUPPORTED"
+    for s in plan.steps:
+        if s.kind not in caps["step_kinds"]:
+            assert s.id in str(err.value)
+    assert sim.dump()["resources"] == {} or not sim.dump()["resources"]
+
+    blocked = vmrestore.plan(r["restore_point"], r["request"], profiles=["veeam"], capabilities=caps)
+    assert blocked.verdict == "blocked"
+    assert any(f.rule_id == "VMR-07" and "boot_fix" in f.message for f in blocked.findings)
+    with pytest.raises(vmrestore.ParseError):
+        vmrestore.plan(r["restore_point"], r["request"], profiles=["veeam"], capabilities={"cloud": 1})

@@ -81,6 +81,19 @@ pub enum Error {
     /// A seal was required and is missing or does not match.
     #[error("plan seal: {0}")]
     PlanSeal(String),
+    /// The cloud cannot run some steps of the plan (checked before the first
+    /// change; plan with the cloud's capabilities to see this as VMR-07).
+    #[error(
+        "the {cloud} cloud cannot run {} step(s) of this plan: {}; nothing was changed (plan for this cloud with its capabilities to see this before running)",
+        steps.len(),
+        steps.join("; ")
+    )]
+    Unsupported {
+        /// The cloud's name.
+        cloud: String,
+        /// Each step it cannot run: `id (kind): why`.
+        steps: Vec<String>,
+    },
     /// The journal cannot be used.
     #[error("journal: {0}")]
     Journal(String),
@@ -108,6 +121,7 @@ impl Error {
             Error::StalePlan(_) => "E_STALE_PLAN",
             Error::PlanMismatch { .. } => "E_PLAN_MISMATCH",
             Error::PlanSeal(_) => "E_PLAN_SEAL",
+            Error::Unsupported { .. } => "E_UNSUPPORTED",
             Error::Journal(_) => "E_JOURNAL",
             Error::JournalLocked(_) => "E_JOURNAL_LOCKED",
             Error::Cloud(_) => "E_CLOUD",

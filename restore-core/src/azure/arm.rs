@@ -1290,8 +1290,45 @@ fn lro_failure(op: &str, v: &Value) -> CloudError {
     )
 }
 
+impl ArmCloud {
+    /// What ArmCloud performs today: every step kind but those listed with
+    /// their reason, and no confidential VM.
+    pub fn declared_capabilities() -> crate::plan::Capabilities {
+        use crate::plan::{CONFIDENTIAL_VM, Capabilities, StepKind};
+        Capabilities::all("arm")
+            .without(
+                StepKind::HelperAppliance,
+                "the helper appliance is deployed by the backup product's own tooling, not by ArmCloud",
+            )
+            .without(
+                StepKind::SnapshotExistingDisks,
+                "ArmCloud does not snapshot existing disks yet",
+            )
+            .without(
+                StepKind::BootFix,
+                "ArmCloud has no boot fixer (disks attached to a helper VM and a Run Command script)",
+            )
+            .without(
+                StepKind::SwapDisks,
+                "ArmCloud does not swap disks into an existing VM yet",
+            )
+            .without(
+                StepKind::DeleteExistingDisks,
+                "ArmCloud does not delete replaced disks yet",
+            )
+            .refusing(
+                CONFIDENTIAL_VM,
+                "confidential VMs are not supported by ArmCloud: their disks need the VM guest state, which a disk upload cannot carry",
+            )
+    }
+}
+
 #[async_trait]
 impl crate::exec::Cloud for ArmCloud {
+    fn capabilities(&self) -> crate::plan::Capabilities {
+        Self::declared_capabilities()
+    }
+
     async fn catalog(&self) -> CloudResult<Catalog> {
         let op = "read the destination catalog";
         let sub = &self.cfg.subscription_id;

@@ -412,6 +412,14 @@ pub fn digest_matches(data: &[u8], sha256: &str) -> bool {
 /// object-safe, `Send + Sync`.
 #[async_trait]
 pub trait Cloud: Send + Sync {
+    /// What this cloud can perform: the executor refuses a plan with any
+    /// other step before the first change (`E_UNSUPPORTED`), and
+    /// [`crate::plan::Planner::for_cloud`] blocks such a plan (VMR-07). The
+    /// default is everything; a cloud that cannot run a step kind, or an
+    /// option of one, must say so here.
+    fn capabilities(&self) -> crate::plan::Capabilities {
+        crate::plan::Capabilities::all("custom")
+    }
     /// What the planner needs to know of the destination.
     async fn catalog(&self) -> CloudResult<Catalog>;
     /// Creates `spec` for plan step `key`, or returns what an earlier call

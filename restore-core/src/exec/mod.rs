@@ -315,6 +315,18 @@ impl Executor {
         if let Some(key) = &self.opts.seal_key {
             crate::plan::verify_seal(plan, key.expose())?;
         }
+        // Every step that will run must be one the cloud can run: checked
+        // here, before any call, so a plan never fails halfway on a step
+        // kind the cloud never had.
+        let caps = self.cloud.capabilities();
+        let sink = self.sink.is_some();
+        let unsupported = caps.unsupported(plan, |s| !sink || runs_with_sink(s.kind));
+        if !unsupported.is_empty() {
+            return Err(Error::Unsupported {
+                cloud: caps.cloud,
+                steps: unsupported.iter().map(ToString::to_string).collect(),
+            });
+        }
         let target = &plan.target;
         let manifest = self.repo.manifest(&target.restore_point_id).await?;
         if restore_point_digest(&manifest.restore_point) != plan.fingerprint.restore_point {
@@ -959,15 +971,7 @@ impl Run<'_> {
         // go there, and the cloud's disks would get none. So no cloud step
         // runs (no empty disk, no VM on blank disks): the run exports the
         // verified disks and the template that creates the VM from them.
-        if self.ex.sink.is_some()
-            && !matches!(
-                s.kind,
-                StepKind::VerifyRestorePoint
-                    | StepKind::WriteDisk
-                    | StepKind::FinalizeDisk
-                    | StepKind::Template
-            )
-        {
+        if self.ex.sink.is_some() && !runs_with_sink(s.kind) {
             lock(&self.skipped).insert(s.id.to_string());
             return Ok(());
         }
@@ -1578,4 +1582,16 @@ fn effective_security(t: &Target) -> SecurityType {
     } else {
         SecurityType::Standard
     }
+}
+
+/// The steps a run whose disks go to a [`DiskSink`] runs: the data and the
+/// template; the cloud's own steps are skipped.
+fn runs_with_sink(kind: StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::VerifyRestorePoint
+            | StepKind::WriteDisk
+            | StepKind::FinalizeDisk
+            | StepKind::Template
+    )
 }

@@ -80,6 +80,10 @@ pub struct SimConfig {
     pub keep_pages: bool,
     /// Faults.
     pub faults: Faults,
+    /// What it declares it can perform (default: every step kind). Give it
+    /// [`crate::azure::ArmCloud::declared_capabilities`] to try a plan as
+    /// ArmCloud would take it.
+    pub capabilities: crate::plan::Capabilities,
     /// Most VMs that can exist.
     pub max_vms: usize,
     /// Most disks that can exist.
@@ -101,6 +105,7 @@ impl Default for SimConfig {
             arm_limits: None,
             keep_pages: true,
             faults: Faults::default(),
+            capabilities: crate::plan::Capabilities::all("sim"),
             max_vms: 1000,
             max_disks: 10_000,
             existing_vms: Vec::new(),
@@ -801,6 +806,10 @@ fn resource_id(spec: &ResourceSpec) -> String {
 
 #[async_trait]
 impl Cloud for SimCloud {
+    fn capabilities(&self) -> crate::plan::Capabilities {
+        self.cfg.capabilities.clone()
+    }
+
     async fn catalog(&self) -> CloudResult<Catalog> {
         self.delay(self.latency("catalog")).await;
         Ok(self.cfg.catalog.clone())

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::model::names::NameKind;
-use crate::policy::{Stage, disk_name, round_up_mib};
+use crate::policy::{Stage, disk_name, round_up_mib, unsupported_steps};
 use StepKind::*;
 
 /// The target as requested, before any rule runs.
@@ -207,6 +207,7 @@ pub(super) fn finish(
     stages: &[Stage],
     profiles: &[Profile],
     fingerprint: Fingerprint,
+    capabilities: Option<&Capabilities>,
 ) -> Plan {
     let mut blocked = d.is_blocked();
     if !blocked && uses_staging(&d) && d.target.staging_account.is_none() {
@@ -224,11 +225,21 @@ pub(super) fn finish(
         });
         d.rules_applied.insert("VMR-05".into());
     }
-    let steps = if blocked {
+    let mut steps = if blocked {
         Vec::new()
     } else {
         build_steps(ctx, &d, stages)
     };
+    // VMR-07: every step must be one the cloud the plan is for can run.
+    if let Some(caps) = capabilities
+        && !steps.is_empty()
+    {
+        unsupported_steps(caps, &mut d, &steps);
+        if d.is_blocked() {
+            blocked = true;
+            steps = Vec::new();
+        }
+    }
 
     let mut est = Estimates {
         disks: d.target.disks.len() as u32,
@@ -270,6 +281,7 @@ pub(super) fn finish(
                     rules: p.source.as_deref().map(str::to_string),
                 })
                 .collect(),
+            capabilities: capabilities.cloned(),
         },
         seal: None,
     }

@@ -43,7 +43,11 @@ pub fn check_replan(plan: &Plan, rp: &RestorePoint, catalog: &Catalog) -> Result
             message: "the profiles differ from those in $.inputs.profiles".into(),
         });
     }
-    let fresh = Planner::new(catalog)?.plan(rp, &plan.inputs.request, &profiles)?;
+    let mut planner = Planner::new(catalog)?;
+    if let Some(caps) = &plan.inputs.capabilities {
+        planner = planner.for_cloud(caps.clone());
+    }
+    let fresh = planner.plan(rp, &plan.inputs.request, &profiles)?;
     let unsealed = Plan {
         seal: None,
         ..plan.clone()

@@ -9,11 +9,13 @@
 //! and has no steps.
 
 mod build;
+mod capabilities;
 mod check;
 mod fingerprint;
 mod render;
 mod types;
 
+pub use capabilities::{ALL_STEP_KINDS, CONFIDENTIAL_VM, Capabilities, Unsupported, kind_name};
 pub use check::{check_replan, recorded_profiles, seal, verify_seal};
 pub use render::{render_text, to_dot, to_json, to_mermaid};
 pub use types::*;
@@ -31,6 +33,7 @@ use crate::policy::{Ctx, Decisions, Eval, NsgPlan, Profile};
 pub struct Planner<'c> {
     index: CatalogIndex<'c>,
     catalog_digest: String,
+    capabilities: Option<Capabilities>,
 }
 
 impl<'c> Planner<'c> {
@@ -40,7 +43,17 @@ impl<'c> Planner<'c> {
         Ok(Planner {
             index: CatalogIndex::new(catalog),
             catalog_digest: fingerprint::digest_json(catalog),
+            capabilities: None,
         })
+    }
+
+    /// Plans for a cloud that can perform only `capabilities` (see
+    /// [`crate::exec::Cloud::capabilities`]): a plan with a step the cloud
+    /// cannot run is blocked (VMR-07, one finding per step) instead of
+    /// `ready`. The capabilities are recorded in `plan.inputs`.
+    pub fn for_cloud(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = Some(capabilities);
+        self
     }
 
     /// Plans one restore. `profiles` run in order; the first with stages
@@ -131,7 +144,14 @@ impl<'c> Planner<'c> {
             None => crate::policy::default_stages(),
         };
         let fingerprint = Fingerprint::compute(rp, req, &self.catalog_digest, profiles);
-        Ok(build::finish(&ctx, d, stages, profiles, fingerprint))
+        Ok(build::finish(
+            &ctx,
+            d,
+            stages,
+            profiles,
+            fingerprint,
+            self.capabilities.as_ref(),
+        ))
     }
 }
 

@@ -55,6 +55,10 @@ pub struct PlanInputs {
     pub request: crate::model::RestoreRequest,
     /// The profiles and custom rule sets, in order.
     pub profiles: Vec<ProfileInput>,
+    /// What the cloud the plan was made for can perform, when it was made
+    /// for one ([`super::Planner::for_cloud`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<super::Capabilities>,
 }
 
 /// A profile the plan was made under.

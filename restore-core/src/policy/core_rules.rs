@@ -136,6 +136,43 @@ pub(crate) fn names_rule() -> &'static Rule {
     })
 }
 
+pub(crate) fn capabilities_rule() -> &'static Rule {
+    static RULE: std::sync::OnceLock<Rule> = std::sync::OnceLock::new();
+    RULE.get_or_init(|| {
+        Rule::builtin(
+            "VMR-07",
+            &[Block],
+            "every step of the plan is one the cloud it is planned for can run",
+            "vmrestore (the cloud's declared capabilities)",
+            |_, _, _| {},
+        )
+    })
+}
+
+/// VMR-07: blocks each step of `steps` that `caps` says the cloud cannot
+/// run, naming the step, its kind and why.
+pub(crate) fn unsupported_steps(
+    caps: &crate::plan::Capabilities,
+    d: &mut Decisions,
+    plan_steps: &[crate::plan::Step],
+) {
+    let r = capabilities_rule();
+    for (i, s) in plan_steps.iter().enumerate() {
+        if let Some(why) = caps.refuses(&d.target, s) {
+            d.block(
+                r,
+                &format!("$.steps[{i}]"),
+                format!(
+                    "step '{}' ({}) cannot run on the {} cloud: {why}",
+                    s.id,
+                    crate::plan::kind_name(s.kind),
+                    caps.cloud
+                ),
+            );
+        }
+    }
+}
+
 /// Runs VMR-06 over the target as the rules left it.
 pub(crate) fn check_names(c: &Ctx, d: &mut Decisions) {
     vmr06(names_rule(), c, d);

@@ -20,7 +20,7 @@ mod veeam;
 pub use commvault::{HumanBytes, human_bytes};
 pub(crate) use context::Ctx;
 pub use context::{Facts, RuleInput};
-pub(crate) use core_rules::check_names;
+pub(crate) use core_rules::{check_names, unsupported_steps};
 pub(crate) use decisions::{Decisions, NsgPlan, disk_name, round_up_mib};
 
 use crate::error::{Error, Result};
