@@ -250,3 +250,73 @@ async fn a_fault_that_persists_fails_the_run_naming_the_step_and_deletes_what_it
         }
     }
 }
+
+/// A repository whose store throttles every chunk read with a ten-minute
+/// Retry-After.
+struct ThrottledRepo(LocalRepository);
+
+#[vmrestore::azure::auth::async_trait]
+impl Repository for ThrottledRepo {
+    async fn list(&self) -> vmrestore::Result<Vec<String>> {
+        Repository::list(&self.0).await
+    }
+    async fn manifest(&self, id: &str) -> vmrestore::Result<Manifest> {
+        Repository::manifest(&self.0, id).await
+    }
+    async fn has_chunk(&self, chunk: &ChunkRef) -> vmrestore::Result<bool> {
+        Repository::has_chunk(&self.0, chunk).await
+    }
+    async fn read_chunk(&self, disk: &str, _chunk: &ChunkRef) -> vmrestore::Result<Bytes> {
+        Err(vmrestore::Error::Cloud(
+            CloudError::new(
+                CloudErrorKind::Throttled,
+                format!("read chunk of disk '{disk}'"),
+                "throttled",
+            )
+            .retry_after(Duration::from_secs(600)),
+        ))
+    }
+}
+
+/// Issue 13: one retry loop for cloud and repository calls, and it hears
+/// cancellation. A chunk read waiting out a ten-minute Retry-After used to
+/// ignore it; now the run ends `cancelled` as soon as it is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_does_not_wait_out_a_repository_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let plan = Planner::new(&Catalog::builtin())
+        .unwrap()
+        .plan(
+            &restores[0].restore_point,
+            &restores[0].request,
+            &[Profile::builtin("commvault").unwrap()],
+        )
+        .unwrap();
+    let sim = SimCloud::new(SimConfig::default());
+    let ex = Executor::new(Arc::new(sim.clone()), Arc::new(ThrottledRepo(repo)));
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let progress: ProgressFn = Arc::new(move |e: &Event| {
+        if let Event::StepStarted { step } = e
+            && step.starts_with("write")
+        {
+            let _ = tx.send(());
+        }
+    });
+    let run = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move { ex.run(&plan, cancel, Some(progress)).await })
+    };
+    rx.recv().await.expect("a disk write started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel.cancel();
+    // Without cancellation the read would wait ten minutes per attempt.
+    let report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ended soon after the cancel")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Cancelled, "{:?}", report.error);
+    assert!(sim.names("disk").is_empty(), "cleaned up");
+}

@@ -21,6 +21,7 @@ mod journal;
 mod limit;
 mod local;
 mod report;
+mod retry;
 mod sim;
 
 pub use cloud::*;
@@ -33,7 +34,7 @@ pub use sim::{Faults, MAX_PAGE_WRITE, SimCloud, SimConfig, SimResource};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -44,48 +45,8 @@ use crate::error::{Error, Result};
 use crate::model::{Catalog, DiskRole, Generation, SecurityType, Validate};
 use crate::plan::{Plan, Step, StepKind, Target, Verdict, catalog_digest, restore_point_digest};
 use crate::repo::Manifest;
-
-/// Retry policy for transient failures.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in all (1 = no retry).
-    pub max_attempts: u32,
-    /// Delay after the first failure; doubles each time.
-    pub base_delay: Duration,
-    /// Largest delay (before Retry-After, which may be longer).
-    pub max_delay: Duration,
-    /// Seed of the jitter.
-    pub seed: u64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(30),
-            seed: 0x5eed,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed attempt `attempt` (1-based): exponential with
-    /// "equal jitter" (half fixed, half random), at least the Retry-After.
-    pub fn delay(&self, key: &str, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << (attempt - 1).min(20))
-            .min(self.max_delay);
-        let h = key.bytes().fold(
-            self.seed ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3),
-        );
-        let frac = (h >> 11) as f64 / (1u64 << 53) as f64;
-        let d = exp.mul_f64(0.5 + 0.5 * frac);
-        retry_after.map_or(d, |r| d.max(r))
-    }
-}
+pub use retry::RetryPolicy;
+use retry::{Stop, retry};
 
 /// Options of a run.
 #[derive(Debug, Clone)]
@@ -739,37 +700,31 @@ impl Run<'_> {
         };
         // The put-back runs even after a cancellation: leaving no VM is
         // worse than finishing one more call.
-        let mut last = String::new();
-        let attempts = self.ex.opts.retry.max_attempts.max(1);
-        for attempt in 1..=attempts {
-            match self.ex.cloud.act(&key, &action).await {
-                Ok(()) => {
-                    notes.push(format!(
-                        "the existing VM '{}' was put back on its kept disks; the new disks are kept for a rerun of the plan (it deletes the VM again only once they are ready)",
-                        t.vm_name
-                    ));
-                    if let Some(j) = &self.journal {
-                        let _ = j.reset();
-                    }
-                    return VmReport {
-                        name: t.vm_name.clone(),
-                        state: VmState::OriginalRecreated,
-                    };
+        let r = retry(
+            &self.ex.opts.retry,
+            &key,
+            None,
+            || self.ex.cloud.act(&key, &action),
+            |_| {},
+        )
+        .await;
+        let last = match r {
+            Ok(((), _)) => {
+                notes.push(format!(
+                    "the existing VM '{}' was put back on its kept disks; the new disks are kept for a rerun of the plan (it deletes the VM again only once they are ready)",
+                    t.vm_name
+                ));
+                if let Some(j) = &self.journal {
+                    let _ = j.reset();
                 }
-                Err(e) => {
-                    last = e.to_string();
-                    if !e.is_transient() || attempt == attempts {
-                        break;
-                    }
-                    let wait = self.ex.opts.retry.delay(
-                        &key,
-                        attempt,
-                        e.retry_after_ms.map(Duration::from_millis),
-                    );
-                    tokio::time::sleep(wait).await;
-                }
+                return VmReport {
+                    name: t.vm_name.clone(),
+                    state: VmState::OriginalRecreated,
+                };
             }
-        }
+            Err(Stop::Failed(e, _)) => e.to_string(),
+            Err(Stop::Cancelled) => "cancelled".to_string(),
+        };
         notes.push(format!(
             "no VM '{}' exists: the existing VM could not be put back ({last}); create it from the new disks (run the plan again with the same journal) or from the kept disks of the old VM",
             t.vm_name
@@ -826,23 +781,20 @@ impl Run<'_> {
         repo: &dyn Repository,
         disk: &str,
         c: &crate::repo::ChunkRef,
-    ) -> crate::Result<Bytes> {
-        let policy = &self.ex.opts.retry;
+    ) -> std::result::Result<Bytes, StepFailure> {
         let key = format!("read {disk}@{}", c.offset);
-        let mut attempt = 1;
-        loop {
-            match repo.read_chunk(disk, c).await {
-                Err(crate::Error::Cloud(e))
-                    if e.is_transient() && attempt < policy.max_attempts.max(1) =>
-                {
-                    let wait =
-                        policy.delay(&key, attempt, e.retry_after_ms.map(Duration::from_millis));
-                    tracing::debug!(disk, offset = c.offset, attempt, error = %e, "chunk read retried");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
+        let r = retry(
+            &self.ex.opts.retry,
+            &key,
+            Some(&self.stop),
+            || repo.read_chunk(disk, c),
+            |a| tracing::debug!(disk, offset = c.offset, attempt = a.attempt, error = %a.error, "chunk read retried"),
+        )
+        .await;
+        match r {
+            Ok((b, _)) => Ok(b),
+            Err(Stop::Failed(e, _)) => Err(StepFailure::from_error(e)),
+            Err(Stop::Cancelled) => Err(StepFailure::cancelled()),
         }
     }
 
@@ -850,79 +802,52 @@ impl Run<'_> {
         &self,
         key: &str,
         step: &str,
-        mut f: F,
+        f: F,
     ) -> std::result::Result<T, StepFailure>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = CloudResult<T>>,
     {
-        let policy = &self.ex.opts.retry;
-        let mut history = Vec::new();
-        for attempt in 1..=policy.max_attempts.max(1) {
-            match f().await {
-                Ok(v) => {
-                    if !history.is_empty() && !step.is_empty() {
-                        lock(&self.attempts)
-                            .entry(step.to_string())
-                            .or_default()
-                            .extend(history);
-                    }
-                    return Ok(v);
-                }
-                Err(e) => {
-                    let last = attempt == policy.max_attempts.max(1) || !e.is_transient();
-                    let wait = if last {
-                        Duration::ZERO
-                    } else {
-                        policy.delay(key, attempt, e.retry_after_ms.map(Duration::from_millis))
-                    };
-                    history.push(Attempt {
-                        attempt,
-                        kind: e.kind.clone(),
-                        error: e.to_string(),
-                        wait_ms: wait.as_millis() as u64,
-                    });
-                    if last {
-                        let n = history.len();
-                        if !step.is_empty() {
-                            lock(&self.attempts)
-                                .entry(step.to_string())
-                                .or_default()
-                                .extend(history.clone());
-                        }
-                        let message = if e.is_transient() {
-                            format!("{e} (gave up after {n} attempts)")
-                        } else {
-                            e.to_string()
-                        };
-                        return Err(StepFailure {
-                            code: "E_CLOUD",
-                            message,
-                            attempts: history,
-                            cancelled: false,
-                        });
-                    }
-                    if !step.is_empty() {
-                        self.emit(Event::StepRetried {
-                            step: step.to_string(),
-                            attempt,
-                            error: e.to_string(),
-                            wait_ms: wait.as_millis() as u64,
-                        });
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.stop.cancelled() => return Err(StepFailure::cancelled()),
-                    }
-                }
+        let r = retry(&self.ex.opts.retry, key, Some(&self.stop), f, |a| {
+            if !step.is_empty() {
+                self.emit(Event::StepRetried {
+                    step: step.to_string(),
+                    attempt: a.attempt,
+                    error: a.error.clone(),
+                    wait_ms: a.wait_ms,
+                });
             }
-        }
-        Err(StepFailure {
-            code: "E_CLOUD",
-            message: "no attempt was made".into(),
-            attempts: history,
-            cancelled: false,
         })
+        .await;
+        let record = |history: &[Attempt]| {
+            if !history.is_empty() && !step.is_empty() {
+                lock(&self.attempts)
+                    .entry(step.to_string())
+                    .or_default()
+                    .extend(history.iter().cloned());
+            }
+        };
+        match r {
+            Ok((v, history)) => {
+                record(&history);
+                Ok(v)
+            }
+            Err(Stop::Failed(e, history)) => {
+                record(&history);
+                let message = if e.is_transient() {
+                    format!("{e} (gave up after {} attempts)", history.len())
+                } else {
+                    e.to_string()
+                };
+                Err(StepFailure {
+                    code: "E_CLOUD",
+                    message,
+                    attempts: history,
+                    cancelled: false,
+                })
+            }
+            Err(Stop::Cancelled) => Err(StepFailure::cancelled()),
+        }
     }
 
     /// The idempotency key of a step: the plan's fingerprint and the step ID.
@@ -1464,7 +1389,7 @@ impl Run<'_> {
                     let Some(data) = data else {
                         return Ok::<_, StepFailure>((c, true));
                     };
-                    let data = data.map_err(StepFailure::from_error)?;
+                    let data = data?;
                     let key = format!("{name}@{}", c.offset);
                     self.retry_cloud(&key, &s.id, || {
                         writer.write_chunk(c.offset, data.clone(), &c.sha256)
