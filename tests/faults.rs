@@ -279,8 +279,10 @@ impl Repository for ThrottledRepo {
 }
 
 /// Issue 13: one retry loop for cloud and repository calls, and it hears
-/// cancellation. A chunk read waiting out a ten-minute Retry-After used to
-/// ignore it; now the run ends `cancelled` as soon as it is cancelled.
+/// cancellation: a run whose chunk reads wait out a ten-minute Retry-After
+/// ends `cancelled`, cleaned up, soon after it is cancelled. (The executor
+/// also drops a cancelled step's futures, so this held before the loop
+/// heard cancellation; `exec::retry`'s unit tests prove the loop itself.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_run_does_not_wait_out_a_repository_retry() {
     let dir = tempfile::tempdir().unwrap();

@@ -138,3 +138,87 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            ..Default::default()
+        }
+    }
+
+    fn throttled(after: Duration) -> CloudError {
+        CloudError::new(CloudErrorKind::Throttled, "read", "slow down").retry_after(after)
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_retried_and_recorded_final_ones_are_not() {
+        let calls = AtomicU32::new(0);
+        let r: Result<((), Vec<Attempt>), Stop<CloudError>> = retry(
+            &policy(),
+            "k",
+            None,
+            || async {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Err(throttled(Duration::from_millis(2)))
+            },
+            |_| {},
+        )
+        .await;
+        let Err(Stop::Failed(_, history)) = r else {
+            panic!("expected a failure")
+        };
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+        assert_eq!(history.len(), 4);
+        assert!(history[..3].iter().all(|a| a.wait_ms >= 2));
+        assert_eq!(history[3].wait_ms, 0);
+
+        let calls = AtomicU32::new(0);
+        let r: Result<((), Vec<Attempt>), Stop<crate::Error>> = retry(
+            &policy(),
+            "k",
+            None,
+            || async {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Err(crate::Error::Repository("gone".into()))
+            },
+            |_| {},
+        )
+        .await;
+        assert!(matches!(r, Err(Stop::Failed(_, ref h)) if h.len() == 1));
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    /// The wait for a ten-minute Retry-After ends when the run is cancelled.
+    #[tokio::test]
+    async fn a_cancellation_ends_the_wait_at_once() {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.cancel();
+        });
+        let t0 = Instant::now();
+        let r: Result<((), Vec<Attempt>), Stop<crate::Error>> = tokio::time::timeout(
+            Duration::from_secs(60),
+            retry(
+                &policy(),
+                "k",
+                Some(&cancel),
+                || async { Err(crate::Error::Cloud(throttled(Duration::from_secs(600)))) },
+                |_| {},
+            ),
+        )
+        .await
+        .expect("the wait was cut short");
+        assert!(matches!(r, Err(Stop::Cancelled)));
+        assert!(t0.elapsed() < Duration::from_secs(60));
+    }
+}
