@@ -1200,6 +1200,18 @@ export interface Target {
    */
   nsg_open_ports: number[]
   /**
+   * The NSG the restore creates comes after the VM (Commvault's order)
+   * and is then attached to the VM's NICs; otherwise the NICs are
+   * created with it. Decided by the planner from the profile's stages.
+   */
+  nsg_after_vm?: boolean
+  /**
+   * The disks' bytes go to page blobs in the staging account (unmanaged
+   * disks, or managed disks made from them by `convert_to_managed`);
+   * otherwise straight into managed disks created for upload.
+   */
+  disks_staged?: boolean
+  /**
    * NICs to create.
    */
   nics: TargetNic[]

@@ -1235,3 +1235,68 @@ async fn a_cloud_that_cannot_run_a_step_refuses_the_plan_before_any_change() {
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
 }
+
+/// Issue 13: where the disks' bytes go and when the NSG attaches are the
+/// planner's decisions, carried by the plan (`target.disks_staged`,
+/// `target.nsg_after_vm`); the executor reads them instead of deciding
+/// again, and a plan whose decisions were edited, or of an older format,
+/// is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_carries_the_staging_and_nsg_decisions() {
+    let (_dir, repo, restores) = setup();
+    let repo = Arc::new(repo);
+    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    assert!(plan.is_ready());
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["format_version"], "2.0");
+    assert!(json["target"]["disks_staged"].is_boolean());
+    assert!(json["target"]["nsg_after_vm"].is_boolean());
+    let detail = |p: &Plan| {
+        p.steps
+            .iter()
+            .find(|s| s.kind == StepKind::CreateDisk)
+            .map(|s| s.detail.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        detail(&plan).contains("page blob"),
+        plan.target.disks_staged,
+        "the step says what the executor does: {}",
+        detail(&plan)
+    );
+    for (path, edit) in [
+        (
+            "$.format_version",
+            serde_json::json!({"format_version": "1.0"}),
+        ),
+        (
+            "$.target.disks_staged",
+            serde_json::json!({"target": {"disks_staged": !plan.target.disks_staged}}),
+        ),
+        (
+            "$.target.nsg_after_vm",
+            serde_json::json!({"target": {"nsg_after_vm": !plan.target.nsg_after_vm}}),
+        ),
+    ] {
+        let mut v = json.clone();
+        for (k, x) in edit.as_object().unwrap() {
+            match x {
+                serde_json::Value::Object(o) => {
+                    for (k2, x2) in o {
+                        v[k][k2] = x2.clone();
+                    }
+                }
+                other => v[k] = other.clone(),
+            }
+        }
+        let edited: Plan = serde_json::from_value(v).unwrap();
+        let sim = SimCloud::new(SimConfig::default());
+        let err = Executor::new(Arc::new(sim.clone()), repo.clone())
+            .run(&edited, CancellationToken::new(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "E_PLAN_MISMATCH", "{err}");
+        assert!(err.to_string().contains(path), "{path}: {err}");
+        assert!(sim.names("resource_group").is_empty());
+    }
+}

@@ -70,7 +70,7 @@ fn json_is_stable_and_round_trips() {
     let back: vmrestore::plan::Plan = serde_json::from_str(&json).unwrap();
     assert_eq!(back, plan);
     assert_eq!(to_json(&back), json);
-    assert!(json.contains("\"format_version\": \"1.0\""));
+    assert!(json.contains("\"format_version\": \"2.0\""));
     insta::assert_snapshot!(json);
 }
 

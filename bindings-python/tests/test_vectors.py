@@ -71,7 +71,7 @@ def test_plan_outputs_and_round_trip():
     assert plan.to_mermaid().startswith("flowchart TD")
     assert plan.to_dot().startswith("digraph plan")
     d = plan.to_dict()
-    assert d["format_version"] == "1.0"
+    assert d["format_version"] == "2.0"
     assert json.loads(plan.to_json()) == d
     again = vmrestore.Plan.from_json(plan.to_json())
     assert again.to_json() == plan.to_json()

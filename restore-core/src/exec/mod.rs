@@ -986,12 +986,7 @@ impl Run<'_> {
             }
             StepKind::CreateDisk => {
                 let d = self.disk(s)?;
-                let staged = self
-                    .plan
-                    .steps
-                    .iter()
-                    .any(|x| x.kind == StepKind::ConvertToManaged)
-                    || !t.managed;
+                let staged = t.disks_staged;
                 let spec = ResourceSpec::Disk {
                     subscription_id: sub,
                     resource_group: rg,
@@ -1038,17 +1033,7 @@ impl Run<'_> {
                 .await
             }
             StepKind::NetworkSecurityGroup => {
-                let late = self
-                    .plan
-                    .steps
-                    .iter()
-                    .position(|x| x.kind == StepKind::VirtualMachine)
-                    < self
-                        .plan
-                        .steps
-                        .iter()
-                        .position(|x| x.kind == StepKind::NetworkSecurityGroup);
-                let attach_to = if late {
+                let attach_to = if t.nsg_after_vm {
                     t.nics.iter().map(|n| n.name.clone()).collect()
                 } else {
                     Vec::new()
@@ -1087,24 +1072,6 @@ impl Run<'_> {
                             "no such NIC in the target",
                         ))
                     })?;
-                let nsg_first = self
-                    .plan
-                    .steps
-                    .iter()
-                    .position(|x| x.kind == StepKind::NetworkSecurityGroup)
-                    .is_some_and(|p| {
-                        Some(p)
-                            < self
-                                .plan
-                                .steps
-                                .iter()
-                                .position(|x| x.kind == StepKind::VirtualMachine)
-                    });
-                let existing_nsg = !self
-                    .plan
-                    .steps
-                    .iter()
-                    .any(|x| x.kind == StepKind::NetworkSecurityGroup);
                 let spec = ResourceSpec::NetworkInterface {
                     resource_group: rg,
                     name: nic.name.clone(),
@@ -1113,10 +1080,10 @@ impl Run<'_> {
                     subnet: nic.subnet.clone(),
                     static_ip: nic.static_ip.clone(),
                     public_ip: nic.public_ip.clone(),
-                    network_security_group: if nsg_first || existing_nsg {
-                        t.network_security_group.clone()
-                    } else {
+                    network_security_group: if t.nsg_after_vm {
                         None
+                    } else {
+                        t.network_security_group.clone()
                     },
                 };
                 self.create(s, spec).await

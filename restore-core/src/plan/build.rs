@@ -130,6 +130,8 @@ pub(super) fn initial_target(
         key_vault: None,
         network_security_group: None,
         nsg_open_ports: Vec::new(),
+        nsg_after_vm: false,
+        disks_staged: false,
         nics,
         disks,
     }
@@ -151,7 +153,25 @@ fn default_staging_name(t: &Target) -> String {
 
 /// Whether the disks go through a staging storage account.
 fn uses_staging(d: &Decisions) -> bool {
-    d.has_step(StagingAccount) || !d.target.managed || d.target.staging_account.is_some()
+    d.has_step(StagingAccount) || d.target.disks_staged || d.target.staging_account.is_some()
+}
+
+/// Where the disks' bytes go, decided once: page blobs in the staging
+/// account when the disks are unmanaged or are converted to managed ones
+/// afterwards.
+fn disks_staged(d: &Decisions) -> bool {
+    !d.target.managed || d.has_step(ConvertToManaged)
+}
+
+/// Whether the profile's stages put the NSG after the VM.
+fn nsg_after_vm(stages: &[Stage]) -> bool {
+    let stage = |kind: StepKind| {
+        stages
+            .iter()
+            .rposition(|s| s.steps.contains(&kind))
+            .unwrap_or(stages.len().saturating_sub(1))
+    };
+    stage(NetworkSecurityGroup) > stage(VirtualMachine)
 }
 
 /// Collects steps; dependencies are indices into `steps` until `order`
@@ -210,6 +230,9 @@ pub(super) fn finish(
     capabilities: Option<&Capabilities>,
 ) -> Plan {
     let mut blocked = d.is_blocked();
+    d.target.disks_staged = disks_staged(&d);
+    d.target.nsg_after_vm =
+        matches!(d.nsg, NsgPlan::CopySource(_) | NsgPlan::Create { .. }) && nsg_after_vm(stages);
     if !blocked && uses_staging(&d) && d.target.staging_account.is_none() {
         d.target.staging_account = Some(default_staging_name(&d.target));
     }
@@ -404,7 +427,7 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
     let mut disk_deps: Vec<usize> = rg_deps.clone();
     disk_deps.extend(staging);
     disk_deps.extend(kv_access);
-    let kind = if t.managed && !uses_staging {
+    let kind = if !t.disks_staged {
         "managed disk for upload"
     } else {
         "page blob in the staging account"
@@ -511,8 +534,7 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
             };
             // Where the profile puts the NSG after the VM (Commvault), it is
             // created and attached to the NIC at the end.
-            let nsg_late = nsg.is_some()
-                && b.stage_of[NetworkSecurityGroup as usize] > b.stage_of[VirtualMachine as usize];
+            let nsg_late = nsg.is_some() && t.nsg_after_vm;
             let nsg_step = match (&nsg, nsg_late) {
                 (Some((name, detail)), false) => Some(b.add(
                     "nsg",

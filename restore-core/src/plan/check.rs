@@ -36,6 +36,16 @@ pub fn recorded_profiles(plan: &Plan) -> Result<Vec<Profile>> {
 /// the JSON path of the first one. The seal is not compared (see
 /// [`verify_seal`]).
 pub fn check_replan(plan: &Plan, rp: &RestorePoint, catalog: &Catalog) -> Result<()> {
+    if plan.format_version != super::FORMAT_VERSION {
+        return Err(Error::PlanMismatch {
+            path: "$.format_version".into(),
+            message: format!(
+                "the plan has format {:?}; this version of vmrestore makes and runs format {:?}",
+                plan.format_version.chars().take(16).collect::<String>(),
+                super::FORMAT_VERSION
+            ),
+        });
+    }
     let profiles = recorded_profiles(plan)?;
     if profiles.iter().map(|p| &p.name).ne(plan.profiles.iter()) {
         return Err(Error::PlanMismatch {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{DiskRole, DiskSku, Firmware, Generation, OsFamily, SecurityType};
 
 /// Version of the plan's JSON format. Bumped on any incompatible change.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "2.0";
 
 /// A restore plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -457,6 +457,16 @@ pub struct Target {
     pub network_security_group: Option<String>,
     /// Ports the NSG opens when the restore creates it.
     pub nsg_open_ports: Vec<u16>,
+    /// The NSG the restore creates comes after the VM (Commvault's order)
+    /// and is then attached to the VM's NICs; otherwise the NICs are
+    /// created with it. Decided by the planner from the profile's stages.
+    #[serde(default)]
+    pub nsg_after_vm: bool,
+    /// The disks' bytes go to page blobs in the staging account (unmanaged
+    /// disks, or managed disks made from them by `convert_to_managed`);
+    /// otherwise straight into managed disks created for upload.
+    #[serde(default)]
+    pub disks_staged: bool,
     /// NICs to create.
     pub nics: Vec<TargetNic>,
     /// Disks to create.
