@@ -24,7 +24,7 @@ function coded(code, pattern) {
 test('a plan is a plain object that survives JSON as it is', () => {
   const plan = vmrestore.plan(win.restore_point, win.request, { profiles: ['commvault'] });
   assert.equal(plan.verdict, 'ready');
-  assert.equal(plan.format_version, '1.0');
+  assert.equal(plan.format_version, '2.0');
   assert.equal(Object.getPrototypeOf(plan), Object.prototype);
   assert.deepEqual(JSON.parse(JSON.stringify(plan)), plan);
   // The same document the core's stable JSON gives.
