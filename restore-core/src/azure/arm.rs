@@ -1206,6 +1206,17 @@ impl ArmCloud {
         })
     }
 
+    /// The ID of a VM in a given subscription (the one an in-place plan
+    /// names), built by the one path builder.
+    fn vm_id_in(&self, sub: &str, resource_group: &str, vm: &str) -> CloudResult<String> {
+        self.id(
+            Some(sub),
+            resource_group,
+            "Microsoft.Compute/virtualMachines",
+            vm,
+        )
+    }
+
     /// The ID of a resource this cloud created, else `fallback()`.
     fn known_id(
         &self,
@@ -1633,12 +1644,7 @@ impl crate::exec::Cloud for ArmCloud {
                 resource_group,
                 vm,
             } => {
-                let id = self.id(
-                    Some(subscription_id),
-                    resource_group,
-                    "Microsoft.Compute/virtualMachines",
-                    vm,
-                )?;
+                let id = self.vm_id_in(subscription_id, resource_group, vm)?;
                 let op = format!("delete VM '{vm}'");
                 let v = match self.call(Method::GET, &id, api::VM, None, &op).await {
                     Ok(v) => v,
@@ -1680,12 +1686,7 @@ impl crate::exec::Cloud for ArmCloud {
                 resource_group,
                 vm,
             } => {
-                let id = self.id(
-                    Some(subscription_id),
-                    resource_group,
-                    "Microsoft.Compute/virtualMachines",
-                    vm,
-                )?;
+                let id = self.vm_id_in(subscription_id, resource_group, vm)?;
                 let op = format!("put back VM '{vm}' on its kept disks");
                 match self.call(Method::GET, &id, api::VM, None, &op).await {
                     Ok(_) => return Ok(()),
