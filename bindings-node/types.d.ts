@@ -209,9 +209,9 @@ export type Action = 'create' | 'update' | 'delete' | 'read'
  */
 export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'needs_attention'
 /**
- * What went wrong in a cloud or storage call.
+ * What went wrong in a call to a cloud, a repository or a file.
  */
-export type CloudErrorKind =
+export type CallErrorKind =
   | 'throttled'
   | 'unavailable'
   | 'timeout'
@@ -1418,7 +1418,7 @@ export interface Attempt {
    * 1-based.
    */
   attempt: number
-  kind: CloudErrorKind
+  kind: CallErrorKind
   /**
    * The error.
    */

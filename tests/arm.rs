@@ -1214,7 +1214,7 @@ async fn trusted_launch_and_vm_access_reach_arm_as_published() {
     cloud
         .act(
             "k",
-            &vmrestore::exec::Action::VmAccessExtension {
+            &vmrestore::exec::CloudAction::VmAccessExtension {
                 resource_group: rg.clone(),
                 vm: "web01-dr".into(),
                 username: "azureadmin".into(),
@@ -1280,7 +1280,7 @@ async fn vm_access_without_a_credential_source_is_refused() {
     let e = cloud
         .act(
             "k",
-            &vmrestore::exec::Action::VmAccessExtension {
+            &vmrestore::exec::CloudAction::VmAccessExtension {
                 resource_group: "rg".into(),
                 vm: "vm1".into(),
                 username: "admin".into(),
@@ -1486,7 +1486,7 @@ async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
         seen += &format!("{plan:?}{}", serde_json::to_string(plan).unwrap());
     }
     // A VMAccess reset, then calls that fail.
-    let reset = |vm: &str| vmrestore::exec::Action::VmAccessExtension {
+    let reset = |vm: &str| vmrestore::exec::CloudAction::VmAccessExtension {
         resource_group: direct.target.resource_group.clone(),
         vm: vm.into(),
         username: "azureadmin".into(),
@@ -1660,7 +1660,7 @@ async fn clean_up_deletes_only_what_arm_shows_this_run_made() {
 /// every request the server saw stays under the target resource group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_never_leave_the_target_resource_groups_path() {
-    use vmrestore::exec::{Action, CloudErrorKind, ResourceSpec};
+    use vmrestore::exec::{CallErrorKind, CloudAction, ResourceSpec};
     use vmrestore::model::Placement;
     let other = "99999999-9999-9999-9999-999999999999";
     let hostile = [
@@ -1700,7 +1700,7 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
         let e = cloud
             .act(
                 "k:delete-vm",
-                &Action::DeleteExistingVm {
+                &CloudAction::DeleteExistingVm {
                     subscription_id: SUB.into(),
                     resource_group: bad.clone(),
                     vm: "web01".into(),
@@ -1708,7 +1708,7 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
             )
             .await
             .unwrap_err();
-        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+        assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
         assert!(e.message.contains("cannot be part of an ARM path"), "{e}");
         let e = cloud
             .create(
@@ -1721,7 +1721,7 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
             )
             .await
             .unwrap_err();
-        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+        assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
         let e = cloud
             .create(
                 "k:pip",
@@ -1733,7 +1733,7 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
             )
             .await
             .unwrap_err();
-        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+        assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
         // A resource ID is a path already: `a/b` in it is two segments, so
         // only what no segment may hold is refused there.
         if !bad.contains(['?', '#', '%']) && !bad.contains("..") {
@@ -1749,12 +1749,12 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
             })
             .await
             .unwrap_err();
-        assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+        assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
     }
     let e = cloud
         .act(
             "k:delete-vm",
-            &Action::DeleteExistingVm {
+            &CloudAction::DeleteExistingVm {
                 subscription_id: format!("{SUB}/resourceGroups/rg-other/x/.."),
                 resource_group: "rg-prod".into(),
                 vm: "web01".into(),
@@ -1762,7 +1762,7 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.kind, CloudErrorKind::Invalid, "{e}");
+    assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
     assert!(
         st.lock().unwrap().calls.is_empty(),
         "{:?}",

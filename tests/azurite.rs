@@ -211,5 +211,5 @@ async fn azure_limits_are_enforced_even_though_azurite_is_lenient() {
     .unwrap();
     let e = bad.properties().await.unwrap_err();
     assert!(!format!("{e:?} {e}").contains("c2VjcmV0"), "{e:?}");
-    assert_eq!(e.kind, vmrestore::exec::CloudErrorKind::Fatal, "{e:?}");
+    assert_eq!(e.kind, vmrestore::exec::CallErrorKind::Fatal, "{e:?}");
 }

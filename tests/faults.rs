@@ -66,8 +66,8 @@ impl Repository for FlakyRepo {
             .fold(mix(self.seed ^ attempt), |h, b| mix(h ^ u64::from(b)));
         if (h as f64 / u64::MAX as f64) < self.p {
             self.injected.fetch_add(1, Ordering::Relaxed);
-            return Err(vmrestore::Error::Cloud(CloudError::new(
-                CloudErrorKind::Unavailable,
+            return Err(vmrestore::Error::Cloud(CallError::new(
+                CallErrorKind::Unavailable,
                 format!("read chunk of disk '{disk}'"),
                 "injected connection reset",
             )));
@@ -268,8 +268,8 @@ impl Repository for ThrottledRepo {
     }
     async fn read_chunk(&self, disk: &str, _chunk: &ChunkRef) -> vmrestore::Result<Bytes> {
         Err(vmrestore::Error::Cloud(
-            CloudError::new(
-                CloudErrorKind::Throttled,
+            CallError::new(
+                CallErrorKind::Throttled,
                 format!("read chunk of disk '{disk}'"),
                 "throttled",
             )

@@ -453,7 +453,7 @@ impl Repository {
     }
 }
 
-fn cloud_err(e: exec::CloudError) -> CoreError {
+fn cloud_err(e: restore_core::error::CallError) -> CoreError {
     CoreError::Cloud(e)
 }
 

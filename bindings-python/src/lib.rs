@@ -708,7 +708,7 @@ fn storage_auth(
     }
 }
 
-fn cloud_err(e: exec::CloudError) -> PyErr {
+fn cloud_err(e: restore_core::error::CallError) -> PyErr {
     to_py_err(restore_core::Error::Cloud(e))
 }
 

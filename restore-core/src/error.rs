@@ -3,6 +3,10 @@
 //! Bindings map [`Error::code`] onto their own error types (Python exception
 //! classes, Node `err.code`), so codes never change once published.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -103,7 +107,7 @@ pub enum Error {
     JournalLocked(String),
     /// A cloud call failed before any step ran (e.g. reading the catalog).
     #[error("cloud: {0}")]
-    Cloud(#[from] crate::exec::CloudError),
+    Cloud(#[from] CallError),
 }
 
 impl Error {
@@ -135,3 +139,74 @@ impl Error {
         }
     }
 }
+
+/// What went wrong in a call to a cloud, a repository or a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallErrorKind {
+    /// 429: throttled.
+    Throttled,
+    /// 5xx: the service failed.
+    Unavailable,
+    /// The call timed out or the connection dropped.
+    Timeout,
+    /// The request conflicts with existing state (name taken, wrong state).
+    Conflict,
+    /// The resource does not exist.
+    NotFound,
+    /// The request is invalid (name, size, alignment).
+    Invalid,
+    /// A quota is exhausted.
+    QuotaExceeded,
+    /// Anything else that will not succeed on retry.
+    Fatal,
+}
+
+/// A failed call to something outside the library: a cloud
+/// ([`crate::cloud::Cloud`], [`crate::cloud::DiskWriter`]), a repository
+/// ([`crate::repo::Repository`]) or a file (a sink, a journal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{operation}: {kind:?}: {message}")]
+pub struct CallError {
+    /// Category; decides whether a retry can help.
+    pub kind: CallErrorKind,
+    /// The operation, e.g. `create disk 'web01-osdisk'`.
+    pub operation: String,
+    /// What the service said (never a secret).
+    pub message: String,
+    /// Seconds the service asked to wait (`Retry-After`).
+    pub retry_after_ms: Option<u64>,
+}
+
+impl CallError {
+    /// A new error.
+    pub fn new(
+        kind: CallErrorKind,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        CallError {
+            kind,
+            operation: operation.into(),
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// With a `Retry-After`.
+    pub fn retry_after(mut self, d: Duration) -> Self {
+        self.retry_after_ms = Some(d.as_millis() as u64);
+        self
+    }
+
+    /// Whether retrying may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            CallErrorKind::Throttled | CallErrorKind::Unavailable | CallErrorKind::Timeout
+        )
+    }
+}
+
+/// Result of calls to clouds, repositories and files.
+pub type CallResult<T> = std::result::Result<T, CallError>;

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "azure")]
 pub mod azure;
+pub mod cloud;
 pub mod demo;
 pub mod error;
 pub mod exec;
@@ -17,6 +18,7 @@ pub mod policy;
 pub mod redact;
 pub mod repo;
 pub mod schema;
+pub mod units;
 pub mod vhd;
 
 pub use error::{Error, Result};

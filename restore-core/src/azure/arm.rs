@@ -8,7 +8,7 @@
 //!   `Succeeded`, `Failed` or `Canceled`) or `Location` (202 while running);
 //!   `Retry-After` is honoured; a terminal failure is surfaced with ARM's
 //!   error code and message.
-//! - 429 and 5xx come back as transient `CloudError`s with `Retry-After`, so
+//! - 429 and 5xx come back as transient `CallError`s with `Retry-After`, so
 //!   the executor's retry policy applies; the latest
 //!   `x-ms-ratelimit-remaining-subscription-writes` is kept in the stats.
 //! - Disks are managed disks created for upload (`uploadSizeBytes = size +
@@ -28,7 +28,7 @@ use super::auth::{TokenError, TokenProvider};
 use super::pageblob::{PageBlobWriter, WriteStats};
 use super::storage::{self, BlobClient, StorageAuth, http_client, transport_error};
 use crate::exec::{
-    Action, CloudError, CloudErrorKind, CloudResult, DiskWriter, Resource, ResourceSpec,
+    CallError, CallErrorKind, CallResult, CloudAction, DiskWriter, Resource, ResourceSpec,
 };
 use crate::model::{Catalog, DiskSku, Generation, OsFamily, Region, SecurityType, VmSize};
 
@@ -202,15 +202,15 @@ impl std::fmt::Debug for ArmCloud {
 
 /// Confidential VMs need their disks' security state (VMGS) restored with
 /// them, which an upload of the disk images cannot carry.
-fn confidential(op: &str) -> CloudError {
+fn confidential(op: &str) -> CallError {
     bad(
         op,
         "confidential VMs are not supported by the ARM cloud: their disks need the VM guest state, which a disk upload cannot carry",
     )
 }
 
-fn bad(op: &str, m: impl Into<String>) -> CloudError {
-    CloudError::new(CloudErrorKind::Invalid, op, m)
+fn bad(op: &str, m: impl Into<String>) -> CallError {
+    CallError::new(CallErrorKind::Invalid, op, m)
 }
 
 fn sku_name(s: DiskSku) -> &'static str {
@@ -248,23 +248,23 @@ fn hyperv(g: Generation) -> &'static str {
 /// with Azure's naming rules at the model boundary already; this is the
 /// defence in depth for plans that did not come from the planner.
 mod path {
-    use super::{CloudError, CloudErrorKind, CloudResult};
+    use super::{CallError, CallErrorKind, CallResult};
 
-    fn refuse(segment: &str, why: &str) -> CloudError {
+    fn refuse(segment: &str, why: &str) -> CallError {
         let shown: String = segment
             .chars()
             .take(64)
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
-        CloudError::new(
-            CloudErrorKind::Invalid,
+        CallError::new(
+            CallErrorKind::Invalid,
             "build an ARM path",
             format!("'{shown}' cannot be part of an ARM path: {why}"),
         )
     }
 
     /// Checks one segment.
-    pub(super) fn segment(s: &str) -> CloudResult<&str> {
+    pub(super) fn segment(s: &str) -> CallResult<&str> {
         if s.is_empty() {
             return Err(refuse(s, "it is empty"));
         }
@@ -281,7 +281,7 @@ mod path {
 
     /// `/a/b/c` from checked segments; a segment given as `Microsoft.Compute/disks`
     /// (a provider and type) is taken as its parts.
-    pub(super) fn join(segments: &[&str]) -> CloudResult<String> {
+    pub(super) fn join(segments: &[&str]) -> CallResult<String> {
         let mut out = String::new();
         for s in segments {
             for part in s.split('/') {
@@ -293,7 +293,7 @@ mod path {
     }
 
     /// `id` followed by more segments.
-    pub(super) fn child(id: &str, segments: &[&str]) -> CloudResult<String> {
+    pub(super) fn child(id: &str, segments: &[&str]) -> CallResult<String> {
         split(id)?;
         let mut out = id.to_string();
         for s in segments {
@@ -304,7 +304,7 @@ mod path {
     }
 
     /// The segments of an ID, each checked.
-    pub(super) fn split(id: &str) -> CloudResult<Vec<&str>> {
+    pub(super) fn split(id: &str) -> CallResult<Vec<&str>> {
         let Some(rest) = id.strip_prefix('/') else {
             return Err(refuse(id, "an ARM path starts with '/'"));
         };
@@ -312,7 +312,7 @@ mod path {
     }
 
     /// The URL of `id` at `endpoint`, every segment percent-encoded.
-    pub(super) fn url(endpoint: &str, id: &str, api_version: &str) -> CloudResult<String> {
+    pub(super) fn url(endpoint: &str, id: &str, api_version: &str) -> CallResult<String> {
         let mut out = String::from(endpoint);
         for s in split(id)? {
             out.push('/');
@@ -333,7 +333,7 @@ mod path {
 
 impl ArmCloud {
     /// An ARM cloud with `token` (scope `<endpoint>/.default`).
-    pub fn new(cfg: ArmConfig, token: Arc<dyn TokenProvider>) -> CloudResult<Self> {
+    pub fn new(cfg: ArmConfig, token: Arc<dyn TokenProvider>) -> CallResult<Self> {
         if cfg.subscription_id.is_empty() {
             return Err(bad("configure ARM", "subscription_id is required"));
         }
@@ -362,7 +362,7 @@ impl ArmCloud {
 
     /// The blob endpoint of a staging account and a shared key for it (from
     /// `listKeys`), cached per account. The key stays in memory only.
-    async fn staging(&self, account_id: &str, op: &str) -> CloudResult<(String, StorageAuth)> {
+    async fn staging(&self, account_id: &str, op: &str) -> CallResult<(String, StorageAuth)> {
         let mut cache = self.staging_access.lock().await;
         if let Some(a) = cache.get(&account_id.to_ascii_lowercase()) {
             return Ok(a.clone());
@@ -405,7 +405,7 @@ impl ArmCloud {
         key: &str,
         spec: &ResourceSpec,
         op: &str,
-    ) -> CloudResult<Resource> {
+    ) -> CallResult<Resource> {
         let ResourceSpec::Disk {
             subscription_id,
             resource_group,
@@ -470,7 +470,7 @@ impl ArmCloud {
         key: &str,
         resource_group: &str,
         disks: &[String],
-    ) -> CloudResult<()> {
+    ) -> CallResult<()> {
         for disk in disks {
             let op = format!("make managed disk '{disk}' from its staged blob");
             let staged = self
@@ -508,7 +508,7 @@ impl ArmCloud {
     /// Installs the VMAccess extension on a VM to set `username`'s
     /// credential. The secret goes only into the extension's
     /// `protectedSettings` (encrypted by Azure, never returned).
-    async fn vm_access(&self, resource_group: &str, vm: &str, username: &str) -> CloudResult<()> {
+    async fn vm_access(&self, resource_group: &str, vm: &str, username: &str) -> CallResult<()> {
         let op = format!("reset access of '{username}' on VM '{vm}'");
         let source = self.vm_credentials.as_ref().ok_or_else(|| {
             bad(
@@ -519,7 +519,7 @@ impl ArmCloud {
         let credential = source
             .credential(vm, username)
             .await
-            .map_err(|e| CloudError::new(CloudErrorKind::Fatal, &op, e.to_string()))?;
+            .map_err(|e| CallError::new(CallErrorKind::Fatal, &op, e.to_string()))?;
         let id = self.vm_id(resource_group, vm)?;
         let v = self.call(Method::GET, &id, api::VM, None, &op).await?;
         let location = v.get("location").cloned().unwrap_or(Value::Null);
@@ -566,7 +566,7 @@ impl ArmCloud {
         .map(drop)
     }
 
-    fn rg_id(&self, sub: Option<&str>, rg: &str) -> CloudResult<String> {
+    fn rg_id(&self, sub: Option<&str>, rg: &str) -> CallResult<String> {
         let sub = sub
             .filter(|s| !s.is_empty())
             .unwrap_or(&self.cfg.subscription_id);
@@ -580,7 +580,7 @@ impl ArmCloud {
     }
 
     /// `provider` is `Namespace/type`; `name` is one segment.
-    fn id(&self, sub: Option<&str>, rg: &str, provider: &str, name: &str) -> CloudResult<String> {
+    fn id(&self, sub: Option<&str>, rg: &str, provider: &str, name: &str) -> CallResult<String> {
         let rg_id = self.rg_id(sub, rg)?;
         path::child(&path::join(&[&rg_id[1..], "providers", provider])?, &[name])
     }
@@ -591,14 +591,14 @@ impl ArmCloud {
         url: &str,
         body: Option<&Value>,
         op: &str,
-    ) -> CloudResult<reqwest::Response> {
+    ) -> CallResult<reqwest::Response> {
         self.same_origin(url, op)?;
         let scope = format!("{}/.default", self.cfg.endpoint);
         let token = self
             .token
             .token(&[scope.as_str()])
             .await
-            .map_err(|e| CloudError::new(CloudErrorKind::Fatal, op, e.to_string()))?;
+            .map_err(|e| CallError::new(CallErrorKind::Fatal, op, e.to_string()))?;
         let mut req = self
             .http
             .request(method, url)
@@ -635,16 +635,16 @@ impl ArmCloud {
         api_version: &str,
         key: &str,
         op: &str,
-    ) -> CloudResult<()> {
+    ) -> CallResult<()> {
         let v = match self.call(Method::GET, id, api_version, None, op).await {
             Ok(v) => v,
-            Err(e) if e.kind == CloudErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind == CallErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
         let tag = v.pointer("/tags/vmrestore-key").and_then(Value::as_str);
         if key.is_empty() || tag != Some(key) {
-            return Err(CloudError::new(
-                CloudErrorKind::Conflict,
+            return Err(CallError::new(
+                CallErrorKind::Conflict,
                 op,
                 format!(
                     "{id} was not created by this restore (its vmrestore-key tag is {}): it is left in place",
@@ -658,7 +658,7 @@ impl ArmCloud {
         }
         match self.call(Method::DELETE, id, api_version, None, op).await {
             Ok(_) => Ok(()),
-            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind == CallErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -668,7 +668,7 @@ impl ArmCloud {
     /// `nextLink`) is followed only on the endpoint's own scheme, host and
     /// port, so a hostile or broken server cannot send the token elsewhere
     /// (or over plain http when the endpoint is https).
-    fn same_origin(&self, url: &str, op: &str) -> CloudResult<()> {
+    fn same_origin(&self, url: &str, op: &str) -> CallResult<()> {
         let origin = |u: &str| {
             reqwest::Url::parse(u).ok().map(|u| {
                 (
@@ -683,8 +683,8 @@ impl ArmCloud {
         if ours.is_some() && ours == theirs {
             return Ok(());
         }
-        Err(CloudError::new(
-            CloudErrorKind::Fatal,
+        Err(CallError::new(
+            CallErrorKind::Fatal,
             op,
             format!(
                 "refusing to follow {} with the ARM token: only {} is trusted",
@@ -694,19 +694,19 @@ impl ArmCloud {
         ))
     }
 
-    fn url(&self, id: &str, api_version: &str) -> CloudResult<String> {
+    fn url(&self, id: &str, api_version: &str) -> CallResult<String> {
         path::url(&self.cfg.endpoint, id, api_version)
     }
 
     /// GET a resource (or a collection) as JSON.
-    async fn get(&self, id: &str, api_version: &str, op: &str) -> CloudResult<Value> {
+    async fn get(&self, id: &str, api_version: &str, op: &str) -> CallResult<Value> {
         let resp = self
             .send(Method::GET, &self.url(id, api_version)?, None, op)
             .await?;
         let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
         serde_json::from_str(&text).map_err(|e| {
-            CloudError::new(
-                CloudErrorKind::Unavailable,
+            CallError::new(
+                CallErrorKind::Unavailable,
                 op,
                 format!("ARM answered with malformed JSON: {e}"),
             )
@@ -722,7 +722,7 @@ impl ArmCloud {
         api_version: &str,
         body: Option<&Value>,
         op: &str,
-    ) -> CloudResult<Value> {
+    ) -> CallResult<Value> {
         let resp = self
             .send(method.clone(), &self.url(id, api_version)?, body, op)
             .await?;
@@ -741,8 +741,8 @@ impl ArmCloud {
             Value::Null
         } else {
             serde_json::from_str(&text).map_err(|e| {
-                CloudError::new(
-                    CloudErrorKind::Fatal,
+                CallError::new(
+                    CallErrorKind::Fatal,
                     op,
                     format!("ARM answered with malformed JSON: {e}"),
                 )
@@ -771,8 +771,8 @@ impl ArmCloud {
                 let mut wait = self.cfg.poll_interval;
                 loop {
                     if Instant::now() > deadline {
-                        return Err(CloudError::new(
-                            CloudErrorKind::Timeout,
+                        return Err(CallError::new(
+                            CallErrorKind::Timeout,
                             op,
                             "provisioning did not finish in time",
                         ));
@@ -786,8 +786,8 @@ impl ArmCloud {
                     {
                         Some("Succeeded") | None => return Ok(v),
                         Some(s @ ("Failed" | "Canceled")) => {
-                            return Err(CloudError::new(
-                                CloudErrorKind::Fatal,
+                            return Err(CallError::new(
+                                CallErrorKind::Fatal,
                                 op,
                                 format!("provisioning {s}"),
                             ));
@@ -797,8 +797,8 @@ impl ArmCloud {
                 }
             }
             if state != "Succeeded" {
-                return Err(CloudError::new(
-                    CloudErrorKind::Fatal,
+                return Err(CallError::new(
+                    CallErrorKind::Fatal,
                     op,
                     format!("provisioning {state}"),
                 ));
@@ -820,11 +820,11 @@ impl ArmCloud {
         mut retry: Option<u64>,
         deadline: Instant,
         op: &str,
-    ) -> CloudResult<()> {
+    ) -> CallResult<()> {
         loop {
             if Instant::now() > deadline {
-                return Err(CloudError::new(
-                    CloudErrorKind::Timeout,
+                return Err(CallError::new(
+                    CallErrorKind::Timeout,
                     op,
                     "the operation did not finish in time",
                 ));
@@ -848,8 +848,8 @@ impl ArmCloud {
                 .and_then(|v| v.parse().ok());
             let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
             let v: Value = serde_json::from_str(&text).map_err(|e| {
-                CloudError::new(
-                    CloudErrorKind::Unavailable,
+                CallError::new(
+                    CallErrorKind::Unavailable,
                     op,
                     format!("malformed operation status: {e}"),
                 )
@@ -868,11 +868,11 @@ impl ArmCloud {
         mut retry: Option<u64>,
         deadline: Instant,
         op: &str,
-    ) -> CloudResult<Value> {
+    ) -> CallResult<Value> {
         loop {
             if Instant::now() > deadline {
-                return Err(CloudError::new(
-                    CloudErrorKind::Timeout,
+                return Err(CallError::new(
+                    CallErrorKind::Timeout,
                     op,
                     "the operation did not finish in time",
                 ));
@@ -907,7 +907,7 @@ impl ArmCloud {
         spec: &ResourceSpec,
         op: &str,
         staged_import: bool,
-    ) -> CloudResult<(String, &'static str, Value)> {
+    ) -> CallResult<(String, &'static str, Value)> {
         let tags = json!({ "vmrestore-key": key });
         Ok(match spec {
             ResourceSpec::ResourceGroup {
@@ -1136,7 +1136,7 @@ impl ArmCloud {
                 let data: Vec<Value> = data_disks
                     .iter()
                     .map(|(lun, d)| Ok(json!({ "lun": lun, "createOption": "Attach", "managedDisk": { "id": disk_id(d)? } })))
-                    .collect::<CloudResult<_>>()?;
+                    .collect::<CallResult<_>>()?;
                 let nic_refs: Vec<Value> = nics
                     .iter()
                     .enumerate()
@@ -1144,7 +1144,7 @@ impl ArmCloud {
                         "id": self.id(None, resource_group, "Microsoft.Network/networkInterfaces", n)?,
                         "properties": { "primary": i == 0 }
                     })))
-                    .collect::<CloudResult<_>>()?;
+                    .collect::<CallResult<_>>()?;
                 let mut props = json!({
                     "hardwareProfile": { "vmSize": size },
                     "storageProfile": {
@@ -1195,7 +1195,7 @@ impl ArmCloud {
 
     /// The ID of a VM: the one this cloud created, else in the default
     /// subscription.
-    fn vm_id(&self, resource_group: &str, vm: &str) -> CloudResult<String> {
+    fn vm_id(&self, resource_group: &str, vm: &str) -> CallResult<String> {
         self.known_id("virtual_machine", resource_group, vm, || {
             self.id(
                 None,
@@ -1208,7 +1208,7 @@ impl ArmCloud {
 
     /// The ID of a VM in a given subscription (the one an in-place plan
     /// names), built by the one path builder.
-    fn vm_id_in(&self, sub: &str, resource_group: &str, vm: &str) -> CloudResult<String> {
+    fn vm_id_in(&self, sub: &str, resource_group: &str, vm: &str) -> CallResult<String> {
         self.id(
             Some(sub),
             resource_group,
@@ -1223,8 +1223,8 @@ impl ArmCloud {
         kind: &str,
         rg: &str,
         name: &str,
-        fallback: impl FnOnce() -> CloudResult<String>,
-    ) -> CloudResult<String> {
+        fallback: impl FnOnce() -> CallResult<String>,
+    ) -> CallResult<String> {
         let known = self
             .created
             .lock()
@@ -1255,8 +1255,8 @@ impl ArmCloud {
     }
 }
 
-/// An ARM error answer as a `CloudError` with ARM's code and message.
-async fn arm_error(op: &str, resp: reqwest::Response) -> CloudError {
+/// An ARM error answer as a `CallError` with ARM's code and message.
+async fn arm_error(op: &str, resp: reqwest::Response) -> CallError {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -1273,7 +1273,7 @@ async fn arm_error(op: &str, resp: reqwest::Response) -> CloudError {
         .pointer("/error/message")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let mut e = CloudError::new(
+    let mut e = CallError::new(
         storage::kind_of(status),
         op,
         format!("HTTP {} {code}: {msg}", status.as_u16()),
@@ -1284,7 +1284,7 @@ async fn arm_error(op: &str, resp: reqwest::Response) -> CloudError {
     e
 }
 
-fn lro_failure(op: &str, v: &Value) -> CloudError {
+fn lro_failure(op: &str, v: &Value) -> CallError {
     let status = v.get("status").and_then(Value::as_str).unwrap_or("Failed");
     let code = v
         .pointer("/error/code")
@@ -1294,8 +1294,8 @@ fn lro_failure(op: &str, v: &Value) -> CloudError {
         .pointer("/error/message")
         .and_then(Value::as_str)
         .unwrap_or("");
-    CloudError::new(
-        CloudErrorKind::Fatal,
+    CallError::new(
+        CallErrorKind::Fatal,
         op,
         format!("the operation ended {status}: {code}: {msg}"),
     )
@@ -1340,7 +1340,7 @@ impl crate::exec::Cloud for ArmCloud {
         Self::declared_capabilities()
     }
 
-    async fn catalog(&self) -> CloudResult<Catalog> {
+    async fn catalog(&self) -> CallResult<Catalog> {
         let op = "read the destination catalog";
         let sub = &self.cfg.subscription_id;
         let locs = self
@@ -1449,7 +1449,7 @@ impl crate::exec::Cloud for ArmCloud {
         })
     }
 
-    async fn create(&self, key: &str, spec: &ResourceSpec) -> CloudResult<Resource> {
+    async fn create(&self, key: &str, spec: &ResourceSpec) -> CallResult<Resource> {
         let op = format!("create {} '{}'", spec.kind(), spec.name());
         if let ResourceSpec::Disk {
             staging_account: Some(_),
@@ -1466,7 +1466,7 @@ impl crate::exec::Cloud for ArmCloud {
         // ours to overwrite, nor to delete.
         let before = match self.call(Method::GET, &id, api_version, None, &op).await {
             Ok(v) => Some(v),
-            Err(e) if e.kind == CloudErrorKind::NotFound => None,
+            Err(e) if e.kind == CallErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
         if let Some(v) = &before {
@@ -1485,8 +1485,8 @@ impl crate::exec::Cloud for ArmCloud {
                         existed: true,
                     });
                 }
-                return Err(CloudError::new(
-                    CloudErrorKind::Conflict,
+                return Err(CallError::new(
+                    CallErrorKind::Conflict,
                     op,
                     format!(
                         "a {} named '{}' exists already and this restore did not make it: it is left as it is (choose another name or resource group)",
@@ -1560,7 +1560,7 @@ impl crate::exec::Cloud for ArmCloud {
         })
     }
 
-    async fn delete(&self, resource: &Resource) -> CloudResult<()> {
+    async fn delete(&self, resource: &Resource) -> CallResult<()> {
         let op = format!("delete {} '{}'", resource.kind, resource.name);
         if let Some(s) = self.staged_disk(&resource.id) {
             // The managed disk made of it, if any, then the blob and the
@@ -1579,13 +1579,13 @@ impl crate::exec::Cloud for ArmCloud {
             .await
     }
 
-    async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
+    async fn act(&self, key: &str, action: &CloudAction) -> CallResult<()> {
         match action {
-            Action::ConvertToManaged {
+            CloudAction::ConvertToManaged {
                 resource_group,
                 disks,
             } => self.convert_to_managed(key, resource_group, disks).await,
-            Action::PowerOn { resource_group, vm } => {
+            CloudAction::PowerOn { resource_group, vm } => {
                 let id = self.vm_id(resource_group, vm)?;
                 self.call(
                     Method::POST,
@@ -1597,7 +1597,7 @@ impl crate::exec::Cloud for ArmCloud {
                 .await
                 .map(drop)
             }
-            Action::GrantKeyVaultAccess { vault, principal } => {
+            CloudAction::GrantKeyVaultAccess { vault, principal } => {
                 let op = format!("grant '{principal}' access to key vault '{vault}'");
                 // Only this principal, only what disk encryption needs.
                 let object_id = if self.cfg.principal_object_id.is_empty() {
@@ -1639,7 +1639,7 @@ impl crate::exec::Cloud for ArmCloud {
                 .await
                 .map(drop)
             }
-            Action::DeleteExistingVm {
+            CloudAction::DeleteExistingVm {
                 subscription_id,
                 resource_group,
                 vm,
@@ -1649,7 +1649,7 @@ impl crate::exec::Cloud for ArmCloud {
                 let v = match self.call(Method::GET, &id, api::VM, None, &op).await {
                     Ok(v) => v,
                     // Gone already (a retried or resumed step).
-                    Err(e) if e.kind == CloudErrorKind::NotFound => return Ok(()),
+                    Err(e) if e.kind == CallErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(e),
                 };
                 // Its disks must outlive it: they are what a failed restore
@@ -1681,7 +1681,7 @@ impl crate::exec::Cloud for ArmCloud {
                     .await
                     .map(drop)
             }
-            Action::RestoreExistingVm {
+            CloudAction::RestoreExistingVm {
                 subscription_id,
                 resource_group,
                 vm,
@@ -1690,7 +1690,7 @@ impl crate::exec::Cloud for ArmCloud {
                 let op = format!("put back VM '{vm}' on its kept disks");
                 match self.call(Method::GET, &id, api::VM, None, &op).await {
                     Ok(_) => return Ok(()),
-                    Err(e) if e.kind == CloudErrorKind::NotFound => {}
+                    Err(e) if e.kind == CallErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
                 let saved = self
@@ -1710,7 +1710,7 @@ impl crate::exec::Cloud for ArmCloud {
                     .await
                     .map(drop)
             }
-            Action::VmAccessExtension {
+            CloudAction::VmAccessExtension {
                 resource_group,
                 vm,
                 username,
@@ -1728,7 +1728,7 @@ impl crate::exec::Cloud for ArmCloud {
         }
     }
 
-    async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
+    async fn open_disk(&self, disk: &Resource) -> CallResult<Box<dyn DiskWriter>> {
         let op = format!("open disk '{}' for upload", disk.name);
         if let Some(s) = self.staged_disk(&disk.id) {
             let ResourceSpec::Disk { size_bytes, .. } = s.spec else {
@@ -1770,8 +1770,8 @@ impl crate::exec::Cloud for ArmCloud {
             .or_else(|| v.pointer("/properties/output/accessSAS"))
             .and_then(Value::as_str)
             .ok_or_else(|| {
-                CloudError::new(
-                    CloudErrorKind::Fatal,
+                CallError::new(
+                    CallErrorKind::Fatal,
                     &op,
                     "beginGetAccess gave no accessSAS",
                 )
@@ -1786,7 +1786,7 @@ impl crate::exec::Cloud for ArmCloud {
         Ok(Box::new(w))
     }
 
-    async fn close_disk(&self, disk: &Resource) -> CloudResult<()> {
+    async fn close_disk(&self, disk: &Resource) -> CallResult<()> {
         let op = format!("end upload of disk '{}'", disk.name);
         if self.staged_disk(&disk.id).is_some() {
             return Ok(()); // a page blob: nothing to end

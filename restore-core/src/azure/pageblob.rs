@@ -24,7 +24,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::storage::{self, BlobClient, MAX_PUT_PAGE, PAGE, StorageAuth};
-use crate::exec::{CloudError, CloudErrorKind, CloudResult, DiskSink, DiskWriter};
+use crate::exec::{CallError, CallErrorKind, CallResult, DiskSink, DiskWriter};
 use crate::vhd::{FOOTER_SIZE, SIZE_ALIGNMENT};
 
 /// What a writer sent, skipped and cleared.
@@ -122,11 +122,11 @@ impl PageBlobWriter {
         size: u64,
         create: bool,
         stats: Arc<WriteStats>,
-    ) -> CloudResult<Self> {
+    ) -> CallResult<Self> {
         let op = format!("open page blob {}", blob.url());
         if size == 0 || !size.is_multiple_of(SIZE_ALIGNMENT) {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("size {size} is not a whole number of MiB"),
             ));
@@ -138,16 +138,16 @@ impl PageBlobWriter {
         match props {
             None if create => blob.create_page_blob(length).await?,
             None => {
-                return Err(CloudError::new(
-                    CloudErrorKind::NotFound,
+                return Err(CallError::new(
+                    CallErrorKind::NotFound,
                     op,
                     "the blob does not exist",
                 ));
             }
             Some(p) => {
                 if !p.blob_type.is_empty() && p.blob_type != "PageBlob" {
-                    return Err(CloudError::new(
-                        CloudErrorKind::Invalid,
+                    return Err(CallError::new(
+                        CallErrorKind::Invalid,
                         op,
                         format!("the blob is a {}, not a page blob", p.blob_type),
                     ));
@@ -188,7 +188,7 @@ impl PageBlobWriter {
         sas_url: &str,
         size: u64,
         stats: Arc<WriteStats>,
-    ) -> CloudResult<Self> {
+    ) -> CallResult<Self> {
         let blob = BlobClient::new(http, sas_url, StorageAuth::Sas(String::new()))?;
         Self::open(blob, None, size, false, stats).await
     }
@@ -202,7 +202,7 @@ impl PageBlobWriter {
         self.existing.iter().any(|&(s, e)| s < end && start < e)
     }
 
-    async fn write_piece(&self, offset: u64, piece: Bytes) -> CloudResult<()> {
+    async fn write_piece(&self, offset: u64, piece: Bytes) -> CallResult<()> {
         let len = piece.len() as u64;
         let end = offset + len;
         if piece.iter().all(|b| *b == 0) {
@@ -230,19 +230,19 @@ impl PageBlobWriter {
         Ok(())
     }
 
-    async fn write(&self, offset: u64, data: Bytes, sha256: Option<&str>) -> CloudResult<()> {
+    async fn write(&self, offset: u64, data: Bytes, sha256: Option<&str>) -> CallResult<()> {
         let len = data.len() as u64;
         let op = format!("write {len} bytes at {offset} of {}", self.blob.url());
         if !offset.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 "offset and length must be multiples of 512",
             ));
         }
         if offset + len > self.size {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("past the end of the {}-byte disk", self.size),
             ));
@@ -273,11 +273,11 @@ impl PageBlobWriter {
 
 #[async_trait]
 impl DiskWriter for PageBlobWriter {
-    async fn write_at(&self, offset: u64, data: Bytes) -> CloudResult<()> {
+    async fn write_at(&self, offset: u64, data: Bytes) -> CallResult<()> {
         self.write(offset, data, None).await
     }
 
-    async fn write_chunk(&self, offset: u64, data: Bytes, sha256: &str) -> CloudResult<()> {
+    async fn write_chunk(&self, offset: u64, data: Bytes, sha256: &str) -> CallResult<()> {
         self.write(offset, data, Some(sha256)).await
     }
 
@@ -319,7 +319,7 @@ impl DiskWriter for PageBlobWriter {
         held
     }
 
-    async fn finish(&self, digest: &str) -> CloudResult<()> {
+    async fn finish(&self, digest: &str) -> CallResult<()> {
         let done: Vec<(u64, u64, String)> = self
             .done
             .lock()
@@ -429,7 +429,7 @@ impl std::fmt::Debug for PageBlobSink {
 impl PageBlobSink {
     /// A sink into the container at `container_url` (e.g.
     /// `http://127.0.0.1:10000/devstoreaccount1/restores`).
-    pub fn new(container_url: &str, auth: StorageAuth) -> CloudResult<Self> {
+    pub fn new(container_url: &str, auth: StorageAuth) -> CallResult<Self> {
         Ok(PageBlobSink {
             http: storage::http_client()?,
             container_url: container_url.trim_end_matches('/').to_string(),
@@ -439,7 +439,7 @@ impl PageBlobSink {
         })
     }
 
-    fn blob(&self, op: &str, name: &str) -> CloudResult<BlobClient> {
+    fn blob(&self, op: &str, name: &str) -> CallResult<BlobClient> {
         if name.is_empty()
             || name.contains('/')
             || name.contains('\\')
@@ -447,8 +447,8 @@ impl PageBlobSink {
             || name.contains('?')
             || name.contains('#')
         {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("'{name}' is not a plain blob name"),
             ));
@@ -464,7 +464,7 @@ impl PageBlobSink {
         BlobClient::new(self.http.clone(), &url, self.auth.clone())
     }
 
-    async fn ensure_container(&self, probe: &BlobClient) -> CloudResult<()> {
+    async fn ensure_container(&self, probe: &BlobClient) -> CallResult<()> {
         if matches!(self.auth, StorageAuth::Sas(_)) {
             return Ok(()); // a SAS may not allow it; the container must exist
         }
@@ -484,7 +484,7 @@ impl PageBlobSink {
     }
 
     /// A client of the blob of `disk` (to read it back).
-    pub fn disk_blob(&self, disk: &str) -> CloudResult<BlobClient> {
+    pub fn disk_blob(&self, disk: &str) -> CallResult<BlobClient> {
         self.blob("disk blob", &format!("{disk}.vhd"))
     }
 }
@@ -496,7 +496,7 @@ impl DiskSink for PageBlobSink {
         disk: &str,
         size_bytes: u64,
         _resume: bool,
-    ) -> CloudResult<Box<dyn DiskWriter>> {
+    ) -> CallResult<Box<dyn DiskWriter>> {
         let op = format!("open disk '{disk}'");
         let blob = self.blob(&op, &format!("{disk}.vhd"))?;
         let state = self.blob(&op, &format!("{disk}.vhd.vmrestore-state.json"))?;
@@ -510,7 +510,7 @@ impl DiskSink for PageBlobSink {
         Ok(Box::new(w))
     }
 
-    async fn write_artifact(&self, name: &str, bytes: Bytes) -> CloudResult<()> {
+    async fn write_artifact(&self, name: &str, bytes: Bytes) -> CallResult<()> {
         let blob = self.blob(&format!("write '{name}'"), name)?;
         self.ensure_container(&blob).await?;
         blob.put_block_blob(bytes).await

@@ -23,7 +23,7 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use sha2::Sha256;
 
 use super::auth::TokenProvider;
-use crate::exec::{CloudError, CloudErrorKind, CloudResult};
+use crate::exec::{CallError, CallErrorKind, CallResult};
 
 /// Page alignment of page blobs.
 pub const PAGE: u64 = 512;
@@ -107,39 +107,33 @@ pub struct BlobProperties {
 }
 
 /// The shared HTTP client: connection pool, timeouts.
-pub fn http_client() -> CloudResult<reqwest::Client> {
+pub fn http_client() -> CallResult<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(32)
         .build()
-        .map_err(|e| {
-            CloudError::new(
-                CloudErrorKind::Fatal,
-                "start the HTTP client",
-                e.to_string(),
-            )
-        })
+        .map_err(|e| CallError::new(CallErrorKind::Fatal, "start the HTTP client", e.to_string()))
 }
 
 impl BlobClient {
     /// A client of the blob at `url`.
-    pub fn new(http: reqwest::Client, url: &str, auth: StorageAuth) -> CloudResult<Self> {
+    pub fn new(http: reqwest::Client, url: &str, auth: StorageAuth) -> CallResult<Self> {
         let op = "open blob";
         let (base, query) = match url.split_once('?') {
             Some((b, q)) => (b.to_string(), Some(q.to_string())),
             None => (url.to_string(), None),
         };
         let parsed = reqwest::Url::parse(&base).map_err(|e| {
-            CloudError::new(
-                CloudErrorKind::Invalid,
+            CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("{}: {e}", redact_url(url)),
             )
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("{}: not an http(s) URL", redact_url(url)),
             ));
@@ -159,7 +153,7 @@ impl BlobClient {
 
     /// A client of another blob in the same container (for shared key and
     /// token auth; a SAS is reused as it is).
-    pub fn sibling(&self, name: &str) -> CloudResult<BlobClient> {
+    pub fn sibling(&self, name: &str) -> CallResult<BlobClient> {
         let dir = self.base.rsplit_once('/').map_or("", |(d, _)| d);
         let mut url = format!("{dir}/{name}");
         if let Some(s) = &self.sas {
@@ -180,7 +174,7 @@ impl BlobClient {
         mut headers: Vec<(&'static str, String)>,
         body: Option<Bytes>,
         op: &str,
-    ) -> CloudResult<reqwest::Response> {
+    ) -> CallResult<reqwest::Response> {
         let mut url = self.base.clone();
         let mut q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if let Some(s) = &self.sas {
@@ -205,7 +199,7 @@ impl BlobClient {
                 let t = p
                     .token(&["https://storage.azure.com/.default"])
                     .await
-                    .map_err(|e| CloudError::new(CloudErrorKind::Fatal, op, e.to_string()))?;
+                    .map_err(|e| CallError::new(CallErrorKind::Fatal, op, e.to_string()))?;
                 headers.push(("authorization", format!("Bearer {}", t.secret())));
             }
             StorageAuth::Sas(_) => {}
@@ -225,7 +219,7 @@ impl BlobClient {
     }
 
     /// The blob's properties, or `None` when it does not exist.
-    pub async fn properties(&self) -> CloudResult<Option<BlobProperties>> {
+    pub async fn properties(&self) -> CallResult<Option<BlobProperties>> {
         let op = format!("get properties of {}", self.base);
         match self.send(Method::HEAD, &[], vec![], None, &op).await {
             Ok(r) => {
@@ -238,13 +232,13 @@ impl BlobClient {
                     blob_type: header(h, "x-ms-blob-type").unwrap_or_default(),
                 }))
             }
-            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind == CallErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Creates (or replaces) an empty page blob of `length` bytes.
-    pub async fn create_page_blob(&self, length: u64) -> CloudResult<()> {
+    pub async fn create_page_blob(&self, length: u64) -> CallResult<()> {
         let op = format!("create page blob {}", self.base);
         check_aligned(&op, 0, length)?;
         self.send(
@@ -262,7 +256,7 @@ impl BlobClient {
     }
 
     /// Sets a page blob's length (a shorter blob loses its tail).
-    pub async fn resize(&self, length: u64) -> CloudResult<()> {
+    pub async fn resize(&self, length: u64) -> CallResult<()> {
         let op = format!("resize page blob {}", self.base);
         check_aligned(&op, 0, length)?;
         self.send(
@@ -278,13 +272,13 @@ impl BlobClient {
 
     /// Writes `data` at `offset` (Put Page, update): 512-aligned, at most
     /// 4 MiB. Returns the blob's new ETag.
-    pub async fn put_page(&self, offset: u64, data: Bytes) -> CloudResult<String> {
+    pub async fn put_page(&self, offset: u64, data: Bytes) -> CallResult<String> {
         let len = data.len() as u64;
         let op = format!("put page at {offset} of {}", self.base);
         check_aligned(&op, offset, len)?;
         if len == 0 || len > MAX_PUT_PAGE {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("{len} bytes: a Put Page carries 512 bytes to 4 MiB"),
             ));
@@ -308,7 +302,7 @@ impl BlobClient {
     }
 
     /// Clears `[offset, offset + len)` (Put Page, clear): 512-aligned.
-    pub async fn clear_pages(&self, offset: u64, len: u64) -> CloudResult<()> {
+    pub async fn clear_pages(&self, offset: u64, len: u64) -> CallResult<()> {
         let op = format!("clear pages at {offset} of {}", self.base);
         check_aligned(&op, offset, len)?;
         if len == 0 {
@@ -332,17 +326,17 @@ impl BlobClient {
     }
 
     /// The written ranges `[start, end)` of a page blob, in order.
-    pub async fn page_ranges(&self) -> CloudResult<Vec<(u64, u64)>> {
+    pub async fn page_ranges(&self) -> CallResult<Vec<(u64, u64)>> {
         let op = format!("get page ranges of {}", self.base);
         let r = self
             .send(Method::GET, &[("comp", "pagelist")], vec![], None, &op)
             .await?;
         let text = r.text().await.map_err(|e| transport_error(&op, &e))?;
-        parse_page_list(&text).map_err(|m| CloudError::new(CloudErrorKind::Fatal, op, m))
+        parse_page_list(&text).map_err(|m| CallError::new(CallErrorKind::Fatal, op, m))
     }
 
     /// Reads `[offset, offset + len)`.
-    pub async fn read_range(&self, offset: u64, len: u64) -> CloudResult<Bytes> {
+    pub async fn read_range(&self, offset: u64, len: u64) -> CallResult<Bytes> {
         let op = format!("read {len} bytes at {offset} of {}", self.base);
         let r = self
             .send(
@@ -358,8 +352,8 @@ impl BlobClient {
             .await?;
         let b = r.bytes().await.map_err(|e| transport_error(&op, &e))?;
         if b.len() as u64 != len {
-            return Err(CloudError::new(
-                CloudErrorKind::Unavailable,
+            return Err(CallError::new(
+                CallErrorKind::Unavailable,
                 op,
                 format!("got {} bytes", b.len()),
             ));
@@ -368,17 +362,17 @@ impl BlobClient {
     }
 
     /// Reads a whole (small) blob, or `None` when it does not exist.
-    pub async fn get(&self) -> CloudResult<Option<Bytes>> {
+    pub async fn get(&self) -> CallResult<Option<Bytes>> {
         let op = format!("read {}", self.base);
         match self.send(Method::GET, &[], vec![], None, &op).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(|e| transport_error(&op, &e))?)),
-            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind == CallErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Writes a (small) block blob in one request.
-    pub async fn put_block_blob(&self, data: Bytes) -> CloudResult<()> {
+    pub async fn put_block_blob(&self, data: Bytes) -> CallResult<()> {
         let op = format!("write {}", self.base);
         self.send(
             Method::PUT,
@@ -392,7 +386,7 @@ impl BlobClient {
     }
 
     /// Creates the container of this blob if it does not exist.
-    pub async fn create_container(&self) -> CloudResult<()> {
+    pub async fn create_container(&self) -> CallResult<()> {
         let dir = self
             .base
             .rsplit_once('/')
@@ -411,26 +405,26 @@ impl BlobClient {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.kind == CloudErrorKind::Conflict => Ok(()),
+            Err(e) if e.kind == CallErrorKind::Conflict => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     /// Deletes the blob (a missing blob is not an error).
-    pub async fn delete(&self) -> CloudResult<()> {
+    pub async fn delete(&self) -> CallResult<()> {
         let op = format!("delete {}", self.base);
         match self.send(Method::DELETE, &[], vec![], None, &op).await {
             Ok(_) => Ok(()),
-            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind == CallErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
 }
 
-fn check_aligned(op: &str, offset: u64, len: u64) -> CloudResult<()> {
+fn check_aligned(op: &str, offset: u64, len: u64) -> CallResult<()> {
     if !offset.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
-        return Err(CloudError::new(
-            CloudErrorKind::Invalid,
+        return Err(CallError::new(
+            CallErrorKind::Invalid,
             op,
             format!("offset {offset} and length {len} must be multiples of 512"),
         ));
@@ -445,8 +439,8 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A transport failure (connection refused or dropped, timeout): transient.
-pub(crate) fn transport_error(op: &str, e: &reqwest::Error) -> CloudError {
-    CloudError::new(CloudErrorKind::Timeout, op, describe(e))
+pub(crate) fn transport_error(op: &str, e: &reqwest::Error) -> CallError {
+    CallError::new(CallErrorKind::Timeout, op, describe(e))
 }
 
 /// What went wrong, without the URL (reqwest's Display includes it, and a
@@ -475,7 +469,7 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// The category of an HTTP status, and the service's error code and message.
-pub(crate) async fn status_error(op: &str, resp: reqwest::Response) -> CloudError {
+pub(crate) async fn status_error(op: &str, resp: reqwest::Response) -> CallError {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -493,7 +487,7 @@ pub(crate) async fn status_error(op: &str, resp: reqwest::Response) -> CloudErro
         })
         .unwrap_or_default();
     let kind = kind_of(status);
-    let mut e = CloudError::new(kind, op, format!("HTTP {} {detail}", status.as_u16()));
+    let mut e = CallError::new(kind, op, format!("HTTP {} {detail}", status.as_u16()));
     if let Some(d) = retry_after {
         e = e.retry_after(d);
     }
@@ -501,15 +495,15 @@ pub(crate) async fn status_error(op: &str, resp: reqwest::Response) -> CloudErro
 }
 
 /// The error category of an HTTP status.
-pub(crate) fn kind_of(status: StatusCode) -> CloudErrorKind {
+pub(crate) fn kind_of(status: StatusCode) -> CallErrorKind {
     match status.as_u16() {
-        429 => CloudErrorKind::Throttled,
-        408 => CloudErrorKind::Timeout,
-        404 => CloudErrorKind::NotFound,
-        409 | 412 => CloudErrorKind::Conflict,
-        500..=599 => CloudErrorKind::Unavailable,
-        400 | 411 | 413 | 416 => CloudErrorKind::Invalid,
-        _ => CloudErrorKind::Fatal,
+        429 => CallErrorKind::Throttled,
+        408 => CallErrorKind::Timeout,
+        404 => CallErrorKind::NotFound,
+        409 | 412 => CallErrorKind::Conflict,
+        500..=599 => CallErrorKind::Unavailable,
+        400 | 411 | 413 | 416 => CallErrorKind::Invalid,
+        _ => CallErrorKind::Fatal,
     }
 }
 
@@ -559,7 +553,7 @@ fn sign(
     headers: &[(&'static str, String)],
     len: usize,
     op: &str,
-) -> CloudResult<String> {
+) -> CallResult<String> {
     let get = |name: &str| {
         headers
             .iter()
@@ -606,14 +600,14 @@ fn sign(
         resource
     );
     let key = B64.decode(key).map_err(|_| {
-        CloudError::new(
-            CloudErrorKind::Fatal,
+        CallError::new(
+            CallErrorKind::Fatal,
             op,
             "the storage account key is not valid base64",
         )
     })?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key)
-        .map_err(|_| CloudError::new(CloudErrorKind::Fatal, op, "unusable account key"))?;
+        .map_err(|_| CallError::new(CallErrorKind::Fatal, op, "unusable account key"))?;
     mac.update(to_sign.as_bytes());
     Ok(B64.encode(mac.finalize().into_bytes()))
 }
@@ -681,7 +675,7 @@ mod tests {
         let e = rt
             .block_on(c.put_page(0, Bytes::from(vec![1u8; (4 << 20) + 512])))
             .unwrap_err();
-        assert_eq!(e.kind, CloudErrorKind::Invalid);
+        assert_eq!(e.kind, CallErrorKind::Invalid);
         let e = rt
             .block_on(c.put_page(100, Bytes::from(vec![1u8; 512])))
             .unwrap_err();

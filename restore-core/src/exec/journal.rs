@@ -35,7 +35,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::cloud::Resource;
+use crate::cloud::Resource;
 use crate::error::{Error, Result};
 
 /// Format tag of the journal's header.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::cloud::*;
+use crate::cloud::*;
 use crate::model::DiskRole;
 use crate::plan::Target;
 use crate::vhd::{SIZE_ALIGNMENT, VhdFile};
@@ -60,7 +60,7 @@ impl LocalVhdSink {
         self.dir.join(format!("{disk}.vhd.partial"))
     }
 
-    fn safe(&self, op: &str, name: &str) -> CloudResult<PathBuf> {
+    fn safe(&self, op: &str, name: &str) -> CallResult<PathBuf> {
         let ok = !name.is_empty()
             && name.len() <= 200
             && !name.starts_with('.')
@@ -70,8 +70,8 @@ impl LocalVhdSink {
         if ok {
             Ok(self.dir.join(name))
         } else {
-            Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("'{name}' is not a safe file name"),
             ))
@@ -79,8 +79,8 @@ impl LocalVhdSink {
     }
 }
 
-fn io(op: &str, e: impl std::fmt::Display) -> CloudError {
-    CloudError::new(CloudErrorKind::Fatal, op, e.to_string())
+fn io(op: &str, e: impl std::fmt::Display) -> CallError {
+    CallError::new(CallErrorKind::Fatal, op, e.to_string())
 }
 
 #[async_trait]
@@ -90,12 +90,12 @@ impl DiskSink for LocalVhdSink {
         disk: &str,
         size_bytes: u64,
         resume: bool,
-    ) -> CloudResult<Box<dyn DiskWriter>> {
+    ) -> CallResult<Box<dyn DiskWriter>> {
         let op = format!("open VHD '{disk}'");
         let path = self.safe(&op, &format!("{disk}.vhd"))?;
         if size_bytes == 0 || !size_bytes.is_multiple_of(SIZE_ALIGNMENT) {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("size {size_bytes} is not a whole number of MiB"),
             ));
@@ -104,7 +104,7 @@ impl DiskSink for LocalVhdSink {
         let (p, fin, opc, overwrite) = (partial.clone(), path.clone(), op.clone(), self.overwrite);
         let file = tokio::task::spawn_blocking(move || {
             let exists = |p: &PathBuf| std::fs::symlink_metadata(p).is_ok();
-            let conflict = |m: String| CloudError::new(CloudErrorKind::Conflict, &opc, m);
+            let conflict = |m: String| CallError::new(CallErrorKind::Conflict, &opc, m);
             if resume {
                 // The earlier run of this plan finished the disk but was
                 // stopped before recording it: take the VHD up again.
@@ -142,7 +142,7 @@ impl DiskSink for LocalVhdSink {
         }))
     }
 
-    async fn write_artifact(&self, name: &str, bytes: Bytes) -> CloudResult<()> {
+    async fn write_artifact(&self, name: &str, bytes: Bytes) -> CallResult<()> {
         let op = format!("write '{name}'");
         let path = self.safe(&op, name)?;
         let (dir, name, overwrite) = (self.dir.clone(), name.to_string(), self.overwrite);
@@ -170,8 +170,8 @@ impl DiskSink for LocalVhdSink {
                         return Ok(());
                     }
                     _ => {
-                        return Err(CloudError::new(
-                            CloudErrorKind::Conflict,
+                        return Err(CallError::new(
+                            CallErrorKind::Conflict,
                             &op,
                             format!(
                                 "{} already exists (set overwrite to replace it)",
@@ -200,18 +200,14 @@ struct VhdWriter {
 
 #[async_trait]
 impl DiskWriter for VhdWriter {
-    async fn write_at(&self, offset: u64, data: Bytes) -> CloudResult<()> {
+    async fn write_at(&self, offset: u64, data: Bytes) -> CallResult<()> {
         let op = format!("write VHD '{}' at {offset}", self.name);
         let f = self.file.clone();
         let opc = op.clone();
         tokio::task::spawn_blocking(move || {
             let guard = f.lock().unwrap_or_else(|e| e.into_inner());
             let v = guard.as_ref().ok_or_else(|| {
-                CloudError::new(
-                    CloudErrorKind::Conflict,
-                    &opc,
-                    "the VHD is already finished",
-                )
+                CallError::new(CallErrorKind::Conflict, &opc, "the VHD is already finished")
             })?;
             // Zeros need not be written: the file is sparse.
             if data.iter().all(|b| *b == 0) {
@@ -234,13 +230,13 @@ impl DiskWriter for VhdWriter {
             usize::try_from(length)
                 .ok()
                 .and_then(|len| v.read_at(offset, len).ok())
-                .is_some_and(|data| super::cloud::digest_matches(&data, &sha))
+                .is_some_and(|data| crate::cloud::digest_matches(&data, &sha))
         })
         .await
         .unwrap_or(false)
     }
 
-    async fn finish(&self, digest: &str) -> CloudResult<()> {
+    async fn finish(&self, digest: &str) -> CallResult<()> {
         let op = format!("finish VHD '{}'", self.path.display());
         let f = self.file.clone();
         let mut id = [0u8; 16];

@@ -16,20 +16,15 @@
 //! * Reports progress as events, keeps a journal to resume from, and ends
 //!   with a [`Report`].
 
-mod cloud;
 mod journal;
-mod limit;
 mod local;
 mod report;
 mod retry;
-mod sim;
 
-pub use cloud::*;
+pub use crate::cloud::*;
 pub use journal::{Journal, JournalState};
-pub use limit::{ArmLimits, TokenBucket, WriteLimitedCloud};
 pub use local::{LocalVhdSink, arm_template};
 pub use report::*;
-pub use sim::{Faults, MAX_PAGE_WRITE, SimCloud, SimConfig, SimResource};
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -138,33 +133,6 @@ pub fn progress_channel() -> (ProgressFn, tokio::sync::mpsc::UnboundedReceiver<E
         }),
         rx,
     )
-}
-
-/// The repository implementation over [`crate::repo::LocalRepository`].
-#[async_trait::async_trait]
-impl Repository for crate::repo::LocalRepository {
-    async fn list(&self) -> Result<Vec<String>> {
-        let r = self.clone();
-        blocking(move || r.list()).await
-    }
-    async fn manifest(&self, id: &str) -> Result<Manifest> {
-        let (r, id) = (self.clone(), id.to_string());
-        blocking(move || r.manifest(&id)).await
-    }
-    async fn has_chunk(&self, chunk: &crate::repo::ChunkRef) -> Result<bool> {
-        let (r, c) = (self.clone(), chunk.clone());
-        blocking(move || Ok(r.has_chunk(&c))).await
-    }
-    async fn read_chunk(&self, disk: &str, chunk: &crate::repo::ChunkRef) -> Result<Bytes> {
-        let (r, d, c) = (self.clone(), disk.to_string(), chunk.clone());
-        blocking(move || r.read_chunk(&d, &c).map(Bytes::from)).await
-    }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Repository(format!("worker failed: {e}")))?
 }
 
 /// Why a step failed.
@@ -693,7 +661,7 @@ impl Run<'_> {
             };
         }
         let key = self.key("restore-existing-vm");
-        let action = Action::RestoreExistingVm {
+        let action = CloudAction::RestoreExistingVm {
             subscription_id: t.subscription_id.clone(),
             resource_group: t.resource_group.clone(),
             vm: t.vm_name.clone(),
@@ -806,7 +774,7 @@ impl Run<'_> {
     ) -> std::result::Result<T, StepFailure>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = CloudResult<T>>,
+        Fut: std::future::Future<Output = CallResult<T>>,
     {
         let r = retry(&self.ex.opts.retry, key, Some(&self.stop), f, |a| {
             if !step.is_empty() {
@@ -877,7 +845,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn act(&self, step: &Step, action: Action) -> std::result::Result<(), StepFailure> {
+    async fn act(&self, step: &Step, action: CloudAction) -> std::result::Result<(), StepFailure> {
         let key = self.key(&step.id);
         self.retry_cloud(&key, &step.id, || self.ex.cloud.act(&key, &action))
             .await
@@ -933,7 +901,7 @@ impl Run<'_> {
             StepKind::KeyVaultAccess => {
                 self.act(
                     s,
-                    Action::GrantKeyVaultAccess {
+                    CloudAction::GrantKeyVaultAccess {
                         vault: res,
                         principal: self.ex.opts.service_principal.clone(),
                     },
@@ -976,7 +944,7 @@ impl Run<'_> {
             StepKind::DeleteExistingVm => {
                 self.act(
                     s,
-                    Action::DeleteExistingVm {
+                    CloudAction::DeleteExistingVm {
                         subscription_id: sub,
                         resource_group: rg,
                         vm: t.vm_name.clone(),
@@ -1015,7 +983,7 @@ impl Run<'_> {
             StepKind::BootFix => {
                 self.act(
                     s,
-                    Action::BootFix {
+                    CloudAction::BootFix {
                         vm: t.vm_name.clone(),
                         disks: self.disk_names(),
                     },
@@ -1025,7 +993,7 @@ impl Run<'_> {
             StepKind::ConvertToManaged => {
                 self.act(
                     s,
-                    Action::ConvertToManaged {
+                    CloudAction::ConvertToManaged {
                         resource_group: rg,
                         disks: self.disk_names(),
                     },
@@ -1132,7 +1100,7 @@ impl Run<'_> {
             StepKind::SwapDisks => {
                 self.act(
                     s,
-                    Action::SwapDisks {
+                    CloudAction::SwapDisks {
                         resource_group: rg,
                         vm: t.vm_name.clone(),
                         disks: self.disk_names(),
@@ -1143,7 +1111,7 @@ impl Run<'_> {
             StepKind::PowerOn => {
                 self.act(
                     s,
-                    Action::PowerOn {
+                    CloudAction::PowerOn {
                         resource_group: rg,
                         vm: t.vm_name.clone(),
                     },
@@ -1153,7 +1121,7 @@ impl Run<'_> {
             StepKind::DeleteExistingDisks => {
                 self.act(
                     s,
-                    Action::DeleteReplacedDisks {
+                    CloudAction::DeleteReplacedDisks {
                         resource_group: rg,
                         vm: t.vm_name.clone(),
                     },

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::cloud::{CloudErrorKind, Resource};
+use crate::cloud::{CallErrorKind, Resource};
 use crate::plan::{Finding, PostAction, StepKind};
 
 /// Version of the report's JSON format.
@@ -136,7 +136,7 @@ pub struct Attempt {
     /// 1-based.
     pub attempt: u32,
     /// Category of the error.
-    pub kind: CloudErrorKind,
+    pub kind: CallErrorKind,
     /// The error.
     pub error: String,
     /// Milliseconds waited before the next attempt (0 for the last).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Attempt, CloudError, CloudErrorKind};
+use super::{Attempt, CallError, CallErrorKind};
 
 /// Retry policy for transient failures.
 #[derive(Debug, Clone)]
@@ -53,17 +53,17 @@ impl RetryPolicy {
 /// An error the loop can judge: transient ones are retried.
 pub(super) trait Retryable: std::fmt::Display {
     /// The cloud error inside, if any (only those can be transient).
-    fn cloud(&self) -> Option<&CloudError>;
+    fn cloud(&self) -> Option<&CallError>;
 }
 
-impl Retryable for CloudError {
-    fn cloud(&self) -> Option<&CloudError> {
+impl Retryable for CallError {
+    fn cloud(&self) -> Option<&CallError> {
         Some(self)
     }
 }
 
 impl Retryable for crate::Error {
-    fn cloud(&self) -> Option<&CloudError> {
+    fn cloud(&self) -> Option<&CallError> {
         match self {
             crate::Error::Cloud(e) => Some(e),
             _ => None,
@@ -104,7 +104,7 @@ where
             Ok(v) => return Ok((v, history)),
             Err(e) => e,
         };
-        let transient = e.cloud().is_some_and(CloudError::is_transient);
+        let transient = e.cloud().is_some_and(CallError::is_transient);
         let last = attempt == attempts || !transient;
         let wait = if last {
             Duration::ZERO
@@ -119,7 +119,7 @@ where
         };
         history.push(Attempt {
             attempt,
-            kind: e.cloud().map_or(CloudErrorKind::Fatal, |c| c.kind.clone()),
+            kind: e.cloud().map_or(CallErrorKind::Fatal, |c| c.kind.clone()),
             error: e.to_string(),
             wait_ms: wait.as_millis() as u64,
         });
@@ -154,14 +154,14 @@ mod tests {
         }
     }
 
-    fn throttled(after: Duration) -> CloudError {
-        CloudError::new(CloudErrorKind::Throttled, "read", "slow down").retry_after(after)
+    fn throttled(after: Duration) -> CallError {
+        CallError::new(CallErrorKind::Throttled, "read", "slow down").retry_after(after)
     }
 
     #[tokio::test]
     async fn transient_errors_are_retried_and_recorded_final_ones_are_not() {
         let calls = AtomicU32::new(0);
-        let r: Result<((), Vec<Attempt>), Stop<CloudError>> = retry(
+        let r: Result<((), Vec<Attempt>), Stop<CallError>> = retry(
             &policy(),
             "k",
             None,

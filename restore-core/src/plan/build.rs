@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::model::names::NameKind;
-use crate::policy::{Stage, disk_name, round_up_mib, unsupported_steps};
+use crate::policy::{Stage, unsupported_steps};
+use crate::units::{disk_name, round_up_mib};
 use StepKind::*;
 
 /// The target as requested, before any rule runs.
@@ -686,7 +687,7 @@ fn os_label(f: OsFamily) -> &'static str {
     }
 }
 
-use crate::policy::human_bytes;
+use crate::units::human_bytes;
 
 /// Sorts steps by stage (stable within a stage), keeps dependencies inside
 /// a stage, and makes every step of a stage with no dependency inside it wait

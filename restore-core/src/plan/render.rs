@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::*;
-use crate::policy::human_bytes;
+use crate::units::human_bytes;
 
 /// Stable, pretty JSON of the plan (field order is the struct's; no maps
 /// with unordered keys), ending with a newline.

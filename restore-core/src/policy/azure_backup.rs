@@ -1,9 +1,9 @@
 //! Azure Backup: as in seed 004 (`AB16-`) and as documented from 2023 on (`AB-`).
 
-use super::commvault::human_bytes;
 use super::*;
 use crate::model::*;
 use crate::plan::{OutcomeKind::*, StepKind::*};
+use crate::units::human_bytes;
 
 const SEED: &str = "seed 004 (Azure VM restore limitations, 2016)";
 const RESTORE: &str = "Microsoft Learn: backup-azure-arm-restore-vms";

@@ -6,6 +6,7 @@
 use super::*;
 use crate::model::*;
 use crate::plan::{OutcomeKind::*, StepKind::*};
+use crate::units::lun_text;
 
 const SEED: &str = "seed 000 (Commvault: Azure Resource Manager restores)";
 
@@ -471,39 +472,4 @@ pub(crate) fn new_vault_name(source: &str, region: &str) -> String {
         format!("kv{head}")
     };
     format!("{}-{}", &head[..head.len().min(14)], &digest[..8])
-}
-
-pub(crate) fn lun_text(d: &Disk) -> String {
-    d.lun.map(|l| format!(" (lun {l})")).unwrap_or_default()
-}
-
-/// Binary sizes as people read them: `9.0 TiB`, `512 GiB`. Formats lazily,
-/// so it can be used inside `format!` without an intermediate `String`.
-pub fn human_bytes(b: u64) -> HumanBytes {
-    HumanBytes(b)
-}
-
-/// A byte count displayed in binary units (see [`human_bytes`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanBytes(pub u64);
-
-impl std::fmt::Display for HumanBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-        let b = self.0;
-        let mut u = 0;
-        let mut whole = b;
-        while whole >= 1024 && u < UNITS.len() - 1 {
-            whole /= 1024;
-            u += 1;
-        }
-        let unit = 1u64 << (10 * u);
-        if b.is_multiple_of(unit) {
-            write!(f, "{} {}", b / unit, UNITS[u])
-        } else {
-            // One decimal, rounded half up, in integer arithmetic.
-            let tenths = (u128::from(b) * 10 + u128::from(unit) / 2) / u128::from(unit);
-            write!(f, "{}.{} {}", tenths / 10, tenths % 10, UNITS[u])
-        }
-    }
 }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Rule};
 use crate::model::*;
 use crate::plan::*;
+use crate::units::{disk_name, round_up_mib};
 
 /// What happens about the network security group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -566,16 +567,4 @@ impl Decisions {
             | TransformKind::ChangeVmSize => {}
         }
     }
-}
-
-/// Rounds a size up to a whole MiB, as Azure requires of disk sizes.
-pub(crate) fn round_up_mib(bytes: u64) -> u64 {
-    bytes.div_ceil(1 << 20).saturating_mul(1 << 20)
-}
-
-/// Name of a restored disk: `<vm>-<disk>` when that is a valid disk name,
-/// else shortened to one deterministically (at most 80 characters, ending
-/// with a hash of the full name: see `NameKind::fit`).
-pub(crate) fn disk_name(vm: &str, disk: &str) -> String {
-    crate::model::names::NameKind::Disk.fit(&format!("{vm}-{disk}"))
 }

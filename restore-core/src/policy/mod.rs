@@ -17,11 +17,11 @@ pub mod custom;
 mod decisions;
 mod veeam;
 
-pub use commvault::{HumanBytes, human_bytes};
+pub use crate::units::{HumanBytes, human_bytes};
 pub(crate) use context::Ctx;
 pub use context::{Facts, RuleInput};
 pub(crate) use core_rules::{check_names, unsupported_steps};
-pub(crate) use decisions::{Decisions, NsgPlan, disk_name, round_up_mib};
+pub(crate) use decisions::{Decisions, NsgPlan};
 
 use crate::error::{Error, Result};
 use crate::plan::{OutcomeKind, StepKind};

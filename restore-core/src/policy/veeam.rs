@@ -3,10 +3,10 @@
 //! Sources: seed 003 (restoring Veeam Agent backups to Azure) and the Veeam
 //! help-center pages named per rule in RULES.md.
 
-use super::commvault::{human_bytes, lun_text};
 use super::*;
 use crate::model::*;
 use crate::plan::{OutcomeKind::*, StepKind::*};
+use crate::units::{human_bytes, lun_text};
 
 const SEED: &str = "seed 003 (Veeam: restoring to Microsoft Azure)";
 const LIMITS: &str = "Veeam help center: restore_azure_limitations";

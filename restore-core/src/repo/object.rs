@@ -222,8 +222,8 @@ impl ObjectStoreRepository {
             // transient, for the executor to retry (the store has retried
             // already under its own policy).
             Err(e) => {
-                return Err(Error::Cloud(crate::exec::CloudError::new(
-                    crate::exec::CloudErrorKind::Unavailable,
+                return Err(Error::Cloud(crate::exec::CallError::new(
+                    crate::exec::CallErrorKind::Unavailable,
                     format!("read chunk {} of disk '{disk}'", chunk.sha256),
                     describe(&e),
                 )));

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::cloud::*;
+use super::*;
 use crate::model::{Catalog, ExistingVm};
 
 /// Largest Put Page Azure accepts.
@@ -143,7 +143,7 @@ struct Saved {
     resources: BTreeMap<String, SimResource>,
     by_key: HashMap<String, String>,
     disks: HashMap<String, SimDisk>,
-    actions: Vec<(String, Action)>,
+    actions: Vec<(String, CloudAction)>,
     existing: Vec<ExistingVm>,
     #[serde(default)]
     deleted_existing: Vec<ExistingVm>,
@@ -164,7 +164,7 @@ struct State {
     resources: BTreeMap<String, SimResource>,
     by_key: HashMap<String, String>,
     disks: HashMap<String, SimDisk>,
-    actions: Vec<(String, Action)>,
+    actions: Vec<(String, CloudAction)>,
     existing: Vec<ExistingVm>,
     /// Existing VMs deleted in place (their disks kept), so that they can be
     /// put back (`RestoreExistingVm`).
@@ -238,7 +238,7 @@ impl SimCloud {
 
     /// ARM's throttling: a write (or delete) takes a token from its bucket
     /// or is refused with 429 and the Retry-After of the next token.
-    fn throttle(&self, op: &str, key: &str, delete: bool) -> CloudResult<()> {
+    fn throttle(&self, op: &str, key: &str, delete: bool) -> CallResult<()> {
         let Some(b) = &self.buckets else {
             return Ok(());
         };
@@ -252,8 +252,8 @@ impl SimCloud {
             }
             Err(wait) => {
                 st.throttled += 1;
-                Err(CloudError::new(
-                    CloudErrorKind::Throttled,
+                Err(CallError::new(
+                    CallErrorKind::Throttled,
                     format!("{op} {key}"),
                     "429 Too Many Requests (subscription write limit)",
                 )
@@ -361,12 +361,12 @@ impl SimCloud {
             .map_err(|e| format!("saving the simulated cloud's state: {e}"))
     }
 
-    fn saved(&self, op: &str, st: &State) -> CloudResult<()> {
+    fn saved(&self, op: &str, st: &State) -> CallResult<()> {
         self.save(st)
-            .map_err(|e| CloudError::new(CloudErrorKind::Fatal, op, e))
+            .map_err(|e| CallError::new(CallErrorKind::Fatal, op, e))
     }
 
-    fn append_log(&self, file: &str, line: &impl Serialize) -> CloudResult<()> {
+    fn append_log(&self, file: &str, line: &impl Serialize) -> CallResult<()> {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
@@ -377,8 +377,8 @@ impl SimCloud {
             .open(dir.join(file))
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| {
-                CloudError::new(
-                    CloudErrorKind::Fatal,
+                CallError::new(
+                    CallErrorKind::Fatal,
                     format!("append to {file}"),
                     e.to_string(),
                 )
@@ -392,7 +392,7 @@ impl SimCloud {
     }
 
     /// Decides, deterministically, whether this attempt of `op` on `key` fails.
-    fn fault(&self, op: &str, key: &str, p: f64) -> Option<CloudError> {
+    fn fault(&self, op: &str, key: &str, p: f64) -> Option<CallError> {
         let name = format!("{op} {key}");
         let mut st = self.lock();
         st.calls += 1;
@@ -401,8 +401,8 @@ impl SimCloud {
             o == op || (o.strip_prefix("step:").is_some() && o.strip_prefix("step:") == step)
         }) {
             st.faults_injected += 1;
-            return Some(CloudError::new(
-                CloudErrorKind::Unavailable,
+            return Some(CallError::new(
+                CallErrorKind::Unavailable,
                 name,
                 "injected persistent failure (503)",
             ));
@@ -421,20 +421,20 @@ impl SimCloud {
         }
         st.faults_injected += 1;
         Some(match h % 4 {
-            0 => CloudError::new(
-                CloudErrorKind::Throttled,
+            0 => CallError::new(
+                CallErrorKind::Throttled,
                 name,
                 "injected 429 Too Many Requests",
             )
             .retry_after(self.cfg.faults.retry_after),
-            1 => CloudError::new(
-                CloudErrorKind::Unavailable,
+            1 => CallError::new(
+                CallErrorKind::Unavailable,
                 name,
                 "injected 503 Service Unavailable",
             ),
-            2 => CloudError::new(CloudErrorKind::Timeout, name, "injected timeout"),
-            _ => CloudError::new(
-                CloudErrorKind::Unavailable,
+            2 => CallError::new(CallErrorKind::Timeout, name, "injected timeout"),
+            _ => CallError::new(
+                CallErrorKind::Unavailable,
                 name,
                 "injected connection reset (the connection dropped)",
             ),
@@ -579,7 +579,7 @@ impl SimCloud {
             .collect()
     }
 
-    fn check_name(spec: &ResourceSpec) -> CloudResult<()> {
+    fn check_name(spec: &ResourceSpec) -> CallResult<()> {
         let name = spec.name();
         let op = format!("create {} '{name}'", spec.kind());
         let ok = match spec {
@@ -604,20 +604,20 @@ impl SimCloud {
         if ok {
             Ok(())
         } else {
-            Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("'{name}' is not a valid {} name", spec.kind()),
             ))
         }
     }
 
-    fn region_ok(&self, op: &str, region: &str) -> CloudResult<()> {
+    fn region_ok(&self, op: &str, region: &str) -> CallResult<()> {
         if self.cfg.catalog.region(region).is_some() {
             Ok(())
         } else {
-            Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 format!("location '{region}' is not available"),
             ))
@@ -628,7 +628,7 @@ impl SimCloud {
         key: &str,
         spec: &ResourceSpec,
         op: &str,
-    ) -> CloudResult<(Resource, bool)> {
+    ) -> CallResult<(Resource, bool)> {
         let op = op.to_string();
         {
             let mut st = self.lock();
@@ -638,8 +638,8 @@ impl SimCloud {
                 if r.spec == *spec {
                     return Ok((r.resource.clone(), false));
                 }
-                return Err(CloudError::new(
-                    CloudErrorKind::Conflict,
+                return Err(CallError::new(
+                    CallErrorKind::Conflict,
                     op,
                     format!(
                         "step '{key}' already created a different {}",
@@ -684,8 +684,8 @@ impl SimCloud {
                 }
             }
             if taken || existing_vm {
-                return Err(CloudError::new(
-                    CloudErrorKind::Conflict,
+                return Err(CallError::new(
+                    CallErrorKind::Conflict,
                     op,
                     format!("the name '{}' is already in use", spec.name()),
                 ));
@@ -693,8 +693,8 @@ impl SimCloud {
             match spec {
                 ResourceSpec::Disk { size_bytes, .. } => {
                     if *size_bytes == 0 || *size_bytes % (1 << 20) != 0 || *size_bytes > 32 << 40 {
-                        return Err(CloudError::new(
-                            CloudErrorKind::Invalid,
+                        return Err(CallError::new(
+                            CallErrorKind::Invalid,
                             op,
                             format!(
                                 "disk size {size_bytes} must be a whole number of MiB up to 32 TiB"
@@ -702,8 +702,8 @@ impl SimCloud {
                         ));
                     }
                     if st.disks.len() >= self.cfg.max_disks {
-                        return Err(CloudError::new(
-                            CloudErrorKind::QuotaExceeded,
+                        return Err(CallError::new(
+                            CallErrorKind::QuotaExceeded,
                             op,
                             format!("quota of {} disks reached", self.cfg.max_disks),
                         ));
@@ -727,8 +727,8 @@ impl SimCloud {
                         .filter(|r| r.resource.kind == "virtual_machine")
                         .count();
                     if vms >= self.cfg.max_vms {
-                        return Err(CloudError::new(
-                            CloudErrorKind::QuotaExceeded,
+                        return Err(CallError::new(
+                            CallErrorKind::QuotaExceeded,
                             op,
                             format!("quota of {} VMs reached", self.cfg.max_vms),
                         ));
@@ -741,15 +741,15 @@ impl SimCloud {
                             .map(|r| r.resource.id.clone());
                         match disk.and_then(|id| st.disks.get(&id)) {
                             None => {
-                                return Err(CloudError::new(
-                                    CloudErrorKind::NotFound,
+                                return Err(CallError::new(
+                                    CallErrorKind::NotFound,
                                     op,
                                     format!("disk '{d}' does not exist"),
                                 ));
                             }
                             Some(sd) if sd.open || !sd.closed_once => {
-                                return Err(CloudError::new(
-                                    CloudErrorKind::Conflict,
+                                return Err(CallError::new(
+                                    CallErrorKind::Conflict,
                                     op,
                                     format!(
                                         "disk '{d}' is still open for upload (endGetAccess first)"
@@ -810,12 +810,12 @@ impl Cloud for SimCloud {
         self.cfg.capabilities.clone()
     }
 
-    async fn catalog(&self) -> CloudResult<Catalog> {
+    async fn catalog(&self) -> CallResult<Catalog> {
         self.delay(self.latency("catalog")).await;
         Ok(self.cfg.catalog.clone())
     }
 
-    async fn create(&self, key: &str, spec: &ResourceSpec) -> CloudResult<Resource> {
+    async fn create(&self, key: &str, spec: &ResourceSpec) -> CallResult<Resource> {
         self.throttle("create", key, false)?;
         self.delay(self.latency("create")).await;
         if let Some(e) = self.fault("create", key, self.cfg.faults.control) {
@@ -844,7 +844,7 @@ impl Cloud for SimCloud {
         Ok(resource)
     }
 
-    async fn delete(&self, resource: &Resource) -> CloudResult<()> {
+    async fn delete(&self, resource: &Resource) -> CallResult<()> {
         self.throttle("delete", &resource.key, true)?;
         self.delay(self.latency("delete")).await;
         if let Some(e) = self.fault("delete", &resource.key, self.cfg.faults.control) {
@@ -857,8 +857,8 @@ impl Cloud for SimCloud {
         match st.resources.get(&resource.id) {
             None => return Ok(()),
             Some(r) if r.resource.key != resource.key || resource.key.is_empty() => {
-                return Err(CloudError::new(
-                    CloudErrorKind::Conflict,
+                return Err(CallError::new(
+                    CallErrorKind::Conflict,
                     format!("delete {} '{}'", resource.kind, resource.name),
                     format!(
                         "{} was not created by this restore: it is left in place",
@@ -879,7 +879,7 @@ impl Cloud for SimCloud {
         self.saved(&format!("delete '{}'", resource.name), &st)
     }
 
-    async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
+    async fn act(&self, key: &str, action: &CloudAction) -> CallResult<()> {
         self.throttle("act", key, false)?;
         self.delay(self.latency("act")).await;
         if let Some(e) = self.fault("act", key, self.cfg.faults.control) {
@@ -890,14 +890,14 @@ impl Cloud for SimCloud {
             return Ok(());
         }
         match action {
-            Action::DeleteExistingVm { vm, .. } => {
+            CloudAction::DeleteExistingVm { vm, .. } => {
                 let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.existing)
                     .into_iter()
                     .partition(|v| v.name.eq_ignore_ascii_case(vm));
                 st.existing = kept;
                 st.deleted_existing.extend(gone);
             }
-            Action::RestoreExistingVm { vm, .. } => {
+            CloudAction::RestoreExistingVm { vm, .. } => {
                 let op = format!("put back VM '{vm}'");
                 if st.existing.iter().any(|v| v.name.eq_ignore_ascii_case(vm)) {
                     return Ok(());
@@ -905,8 +905,8 @@ impl Cloud for SimCloud {
                 if st.resources.values().any(|r| {
                     r.resource.kind == "virtual_machine" && r.resource.name.eq_ignore_ascii_case(vm)
                 }) {
-                    return Err(CloudError::new(
-                        CloudErrorKind::Conflict,
+                    return Err(CallError::new(
+                        CallErrorKind::Conflict,
                         op,
                         "a VM of that name exists (the restored one)",
                     ));
@@ -916,8 +916,8 @@ impl Cloud for SimCloud {
                     .iter()
                     .position(|v| v.name.eq_ignore_ascii_case(vm))
                 else {
-                    return Err(CloudError::new(
-                        CloudErrorKind::NotFound,
+                    return Err(CallError::new(
+                        CallErrorKind::NotFound,
                         op,
                         "no deleted VM of that name to put back",
                     ));
@@ -925,14 +925,14 @@ impl Cloud for SimCloud {
                 let v = st.deleted_existing.remove(i);
                 st.existing.push(v);
             }
-            Action::PowerOn { vm, .. } => {
+            CloudAction::PowerOn { vm, .. } => {
                 if !st
                     .resources
                     .values()
                     .any(|r| r.resource.kind == "virtual_machine" && &r.resource.name == vm)
                 {
-                    return Err(CloudError::new(
-                        CloudErrorKind::NotFound,
+                    return Err(CallError::new(
+                        CallErrorKind::NotFound,
                         format!("power on '{vm}'"),
                         "the VM does not exist",
                     ));
@@ -945,7 +945,7 @@ impl Cloud for SimCloud {
         self.saved(&format!("act '{key}'"), &st)
     }
 
-    async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
+    async fn open_disk(&self, disk: &Resource) -> CallResult<Box<dyn DiskWriter>> {
         self.with_disk("open_disk", disk, |d| d.open = true).await?;
         Ok(Box::new(SimDiskWriter {
             cloud: self.clone(),
@@ -954,7 +954,7 @@ impl Cloud for SimCloud {
         }))
     }
 
-    async fn close_disk(&self, disk: &Resource) -> CloudResult<()> {
+    async fn close_disk(&self, disk: &Resource) -> CallResult<()> {
         self.with_disk("close_disk", disk, |d| {
             d.open = false;
             d.closed_once = true;
@@ -971,7 +971,7 @@ impl SimCloud {
         op: &str,
         disk: &Resource,
         f: impl FnOnce(&mut SimDisk),
-    ) -> CloudResult<()> {
+    ) -> CallResult<()> {
         self.throttle(op, &disk.key, false)?;
         self.delay(self.latency(op)).await;
         if let Some(e) = self.fault(op, &disk.key, self.cfg.faults.control) {
@@ -979,8 +979,8 @@ impl SimCloud {
         }
         let mut st = self.lock();
         let d = st.disks.get_mut(&disk.id).ok_or_else(|| {
-            CloudError::new(
-                CloudErrorKind::NotFound,
+            CallError::new(
+                CallErrorKind::NotFound,
                 format!("{op} '{}'", disk.name),
                 "no such disk",
             )
@@ -1005,11 +1005,11 @@ impl DiskWriter for SimDiskWriter {
             .is_some_and(|data| digest_matches(&data, sha256))
     }
 
-    async fn write_at(&self, offset: u64, data: Bytes) -> CloudResult<()> {
+    async fn write_at(&self, offset: u64, data: Bytes) -> CallResult<()> {
         let op = format!("put page '{}' at {offset}", self.name);
         if !offset.is_multiple_of(512) || !data.len().is_multiple_of(512) {
-            return Err(CloudError::new(
-                CloudErrorKind::Invalid,
+            return Err(CallError::new(
+                CallErrorKind::Invalid,
                 op,
                 "pages must be 512-byte aligned",
             ));
@@ -1041,18 +1041,18 @@ impl DiskWriter for SimDiskWriter {
             }
             let mut st = self.cloud.lock();
             let d = st.disks.get_mut(&self.id).ok_or_else(|| {
-                CloudError::new(CloudErrorKind::NotFound, op.clone(), "the disk was deleted")
+                CallError::new(CallErrorKind::NotFound, op.clone(), "the disk was deleted")
             })?;
             if !d.open {
-                return Err(CloudError::new(
-                    CloudErrorKind::Conflict,
+                return Err(CallError::new(
+                    CallErrorKind::Conflict,
                     op.clone(),
                     "write access is not open (beginGetAccess first)",
                 ));
             }
             if at + len as u64 > d.size {
-                return Err(CloudError::new(
-                    CloudErrorKind::Invalid,
+                return Err(CallError::new(
+                    CallErrorKind::Invalid,
                     op.clone(),
                     format!("write past the end of the {}-byte disk", d.size),
                 ));
@@ -1072,7 +1072,7 @@ impl DiskWriter for SimDiskWriter {
                             f.write_all(&piece)
                         })
                         .map_err(|e| {
-                            CloudError::new(CloudErrorKind::Fatal, op.clone(), e.to_string())
+                            CallError::new(CallErrorKind::Fatal, op.clone(), e.to_string())
                         })?;
                     drop(st);
                     self.cloud.append_log(
@@ -1095,7 +1095,7 @@ impl DiskWriter for SimDiskWriter {
         Ok(())
     }
 
-    async fn finish(&self, _digest: &str) -> CloudResult<()> {
+    async fn finish(&self, _digest: &str) -> CallResult<()> {
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::cloud::*;
+use super::*;
 use crate::model::Catalog;
 
 /// A token bucket: `capacity` tokens, refilled at `per_second`, full at
@@ -135,26 +135,26 @@ impl WriteLimitedCloud {
 
 #[async_trait]
 impl Cloud for WriteLimitedCloud {
-    async fn catalog(&self) -> CloudResult<Catalog> {
+    async fn catalog(&self) -> CallResult<Catalog> {
         self.inner.catalog().await
     }
-    async fn create(&self, key: &str, spec: &ResourceSpec) -> CloudResult<Resource> {
+    async fn create(&self, key: &str, spec: &ResourceSpec) -> CallResult<Resource> {
         self.writes.take().await;
         self.inner.create(key, spec).await
     }
-    async fn delete(&self, resource: &Resource) -> CloudResult<()> {
+    async fn delete(&self, resource: &Resource) -> CallResult<()> {
         self.deletes.take().await;
         self.inner.delete(resource).await
     }
-    async fn act(&self, key: &str, action: &Action) -> CloudResult<()> {
+    async fn act(&self, key: &str, action: &CloudAction) -> CallResult<()> {
         self.writes.take().await;
         self.inner.act(key, action).await
     }
-    async fn open_disk(&self, disk: &Resource) -> CloudResult<Box<dyn DiskWriter>> {
+    async fn open_disk(&self, disk: &Resource) -> CallResult<Box<dyn DiskWriter>> {
         self.writes.take().await;
         self.inner.open_disk(disk).await
     }
-    async fn close_disk(&self, disk: &Resource) -> CloudResult<()> {
+    async fn close_disk(&self, disk: &Resource) -> CallResult<()> {
         self.writes.take().await;
         self.inner.close_disk(disk).await
     }
