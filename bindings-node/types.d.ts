@@ -205,6 +205,437 @@ export type StepKind =
  */
 export type Action = 'create' | 'update' | 'delete' | 'read'
 /**
+ * The whole operation one step performs, as the planner decided it: the
+ * executor hands it to the cloud, the repository or the sink as it stands
+ * and decides nothing again (as a `terraform` plan carries every change).
+ */
+export type Operation =
+  | {
+      op: 'verify_restore_point'
+      /**
+       * The disks whose chunks are checked.
+       */
+      disks: DiskSource[]
+      /**
+       * Read and hash every chunk, not only check that it is there: the
+       * plan deletes an existing VM, so the data must be known good
+       * before anything is deleted.
+       */
+      deep: boolean
+    }
+  | {
+      op: 'create'
+      spec: ResourceSpec
+    }
+  | {
+      op: 'act'
+      action: CloudAction
+    }
+  | {
+      op: 'write_disk'
+      /**
+       * The restored disk's name.
+       */
+      disk: string
+      /**
+       * The disk's name in the restore point's manifest (`<disk>/<volume
+       * group>` for a volume group restored as its own disk).
+       */
+      source: string
+      /**
+       * The disk's virtual size.
+       */
+      size_bytes: number
+    }
+  | {
+      op: 'finalize_disk'
+      /**
+       * The restored disk's name.
+       */
+      disk: string
+      /**
+       * The disk's name in the restore point's manifest (`<disk>/<volume
+       * group>` for a volume group restored as its own disk).
+       */
+      source: string
+      /**
+       * The disk's virtual size.
+       */
+      size_bytes: number
+    }
+  | {
+      op: 'write_template'
+      /**
+       * The artifact's name in the sink, e.g. `web01.template.json`.
+       */
+      artifact: string
+    }
+/**
+ * What to create. One variant per resource the plan's steps make.
+ */
+export type ResourceSpec =
+  | {
+      type: 'resource_group'
+      /**
+       * Subscription.
+       */
+      subscription_id: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+    }
+  | {
+      type: 'key_vault'
+      /**
+       * Subscription.
+       */
+      subscription_id: string
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+    }
+  | {
+      type: 'storage_account'
+      /**
+       * Subscription.
+       */
+      subscription_id: string
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+    }
+  | {
+      type: 'helper_appliance'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+    }
+  | {
+      type: 'snapshot'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * VM whose disks are snapshotted.
+       */
+      vm: string
+    }
+  | {
+      type: 'disk'
+      /**
+       * Subscription.
+       */
+      subscription_id: string
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+      /**
+       * Virtual size (a whole number of MiB).
+       */
+      size_bytes: number
+      sku: DiskSku
+      /**
+       * Zone.
+       */
+      zone?: number | null
+      /**
+       * OS disk: its OS family and generation.
+       *
+       * @minItems 2
+       * @maxItems 2
+       */
+      os?: [unknown, unknown] | null
+      security_type?: SecurityType
+      /**
+       * Page blob in this staging account instead of a managed disk.
+       */
+      staging_account?: string | null
+      /**
+       * Disk encryption set.
+       */
+      disk_encryption_set?: string | null
+    }
+  | {
+      type: 'network_security_group'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+      /**
+       * Inbound TCP ports allowed (priority 300).
+       */
+      open_ports: number[]
+      /**
+       * NICs to attach it to.
+       */
+      attach_to: string[]
+    }
+  | {
+      type: 'public_ip'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+    }
+  | {
+      type: 'network_interface'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+      /**
+       * Virtual network.
+       */
+      virtual_network: string
+      /**
+       * Subnet.
+       */
+      subnet: string
+      /**
+       * Static private IP.
+       */
+      static_ip?: string | null
+      /**
+       * Public IP to attach.
+       */
+      public_ip?: string | null
+      /**
+       * NSG to attach.
+       */
+      network_security_group?: string | null
+    }
+  | {
+      type: 'virtual_machine'
+      /**
+       * Subscription.
+       */
+      subscription_id: string
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Name.
+       */
+      name: string
+      /**
+       * Region.
+       */
+      region: string
+      /**
+       * Size.
+       */
+      size: string
+      /**
+       * Zone.
+       */
+      zone?: number | null
+      /**
+       * Availability set.
+       */
+      availability_set?: string | null
+      os: OsFamily
+      generation: Generation
+      security_type?: SecurityType
+      /**
+       * OS disk name.
+       */
+      os_disk: string
+      /**
+       * Data disks with their LUNs.
+       */
+      data_disks: [unknown, unknown][]
+      /**
+       * NIC names, primary first.
+       */
+      nics: string[]
+    }
+/**
+ * Changes that are not creates.
+ */
+export type CloudAction =
+  | {
+      type: 'grant_key_vault_access'
+      /**
+       * Vault.
+       */
+      vault: string
+      /**
+       * Service principal (application) ID.
+       */
+      principal: string
+    }
+  | {
+      type: 'boot_fix'
+      /**
+       * VM name.
+       */
+      vm: string
+      /**
+       * Disks.
+       */
+      disks: string[]
+    }
+  | {
+      type: 'convert_to_managed'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * Disks (blob names).
+       */
+      disks: string[]
+    }
+  | {
+      type: 'swap_disks'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * VM.
+       */
+      vm: string
+      /**
+       * Disks.
+       */
+      disks: string[]
+    }
+  | {
+      type: 'power_on'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * VM.
+       */
+      vm: string
+    }
+  | {
+      type: 'delete_existing_vm'
+      /**
+       * Subscription.
+       */
+      subscription_id: string
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * VM.
+       */
+      vm: string
+    }
+  | {
+      type: 'restore_existing_vm'
+      /**
+       * Subscription.
+       */
+      subscription_id: string
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * VM.
+       */
+      vm: string
+    }
+  | {
+      type: 'delete_replaced_disks'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * VM.
+       */
+      vm: string
+    }
+  | {
+      type: 'vm_access_extension'
+      /**
+       * Resource group.
+       */
+      resource_group: string
+      /**
+       * VM.
+       */
+      vm: string
+      /**
+       * User whose access is reset.
+       */
+      username: string
+    }
+/**
  * How the run ended.
  */
 export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'needs_attention'
@@ -1071,6 +1502,21 @@ export interface Step {
    * Human-readable detail.
    */
   detail: string
+  operation: Operation
+}
+/**
+ * A target disk and where its bytes are in the repository.
+ */
+export interface DiskSource {
+  /**
+   * The restored disk's name.
+   */
+  disk: string
+  /**
+   * The disk's name in the restore point's manifest (`<disk>/<volume
+   * group>` for a volume group restored as its own disk).
+   */
+  source: string
 }
 /**
  * Something to do after the restore.

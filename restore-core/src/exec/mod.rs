@@ -37,8 +37,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::model::{Catalog, DiskRole, Generation, SecurityType, Validate};
-use crate::plan::{Plan, Step, StepKind, Target, Verdict, catalog_digest, restore_point_digest};
+use crate::model::{Catalog, Validate};
+use crate::plan::{
+    DiskSource, Operation, Plan, Step, StepKind, Verdict, catalog_digest, restore_point_digest,
+};
 use crate::repo::Manifest;
 pub use retry::RetryPolicy;
 use retry::{Stop, retry};
@@ -249,7 +251,7 @@ impl Executor {
         // kind the cloud never had.
         let caps = self.cloud.capabilities();
         let sink = self.sink.is_some();
-        let unsupported = caps.unsupported(plan, |s| !sink || runs_with_sink(s.kind));
+        let unsupported = caps.unsupported(plan, |s| !sink || s.operation.runs_with_sink());
         if !unsupported.is_empty() {
             return Err(Error::Unsupported {
                 cloud: caps.cloud,
@@ -296,24 +298,30 @@ impl Executor {
         // inputs: a plan edited after planning (a verdict, a step, the
         // target) is refused before the first cloud change.
         crate::plan::check_replan(plan, &manifest.restore_point, &catalog)?;
-        for d in &target.disks {
-            let src = source_name(d);
+        // Every disk write the plan holds has its data in the restore point,
+        // and the disk it writes is large enough for it.
+        let writes = plan.steps.iter().filter_map(|s| match &s.operation {
+            Operation::WriteDisk { disk, size_bytes } => Some((disk, *size_bytes)),
+            _ => None,
+        });
+        for (d, size_bytes) in writes {
+            let src = &d.source;
             let m = manifest
                 .disks
                 .iter()
-                .find(|m| m.name == src)
+                .find(|m| m.name == *src)
                 .ok_or_else(|| {
                     Error::Repository(format!(
                         "restore point '{}' holds no data for '{src}' (disk '{}')",
-                        target.restore_point_id, d.name
+                        target.restore_point_id, d.disk
                     ))
                 })?;
-            if m.size_bytes > d.size_bytes {
+            if m.size_bytes > size_bytes {
                 return Err(Error::Invalid {
-                    path: format!("plan.target.disks[{}]", d.name),
+                    path: format!("plan.target.disks[{}]", d.disk),
                     message: format!(
                         "the disk of {} bytes cannot hold the {} bytes of '{src}'",
-                        d.size_bytes, m.size_bytes
+                        size_bytes, m.size_bytes
                     ),
                 });
             }
@@ -352,13 +360,6 @@ impl Executor {
             resumed,
         };
         Ok(run.execute(&cancel, &state.done).await)
-    }
-}
-
-fn source_name(d: &crate::plan::TargetDisk) -> String {
-    match &d.volume_group {
-        Some(vg) => format!("{}/{vg}", d.source_disk),
-        None => d.source_disk.clone(),
     }
 }
 
@@ -597,8 +598,7 @@ impl Run<'_> {
             // VM from the restored disks ("restore disks" gives one).
             if outcome == Outcome::Succeeded && !steps.iter().any(|s| s.kind == StepKind::Template)
             {
-                let body = serde_json::to_string_pretty(&arm_template(&self.plan.target))
-                    .unwrap_or_default();
+                let body = template(self.plan);
                 let _ = sink
                     .write_artifact(
                         &format!("{}.template.json", self.plan.target.vm_name),
@@ -629,16 +629,41 @@ impl Run<'_> {
         failure: &Option<(usize, StepFailure)>,
         notes: &mut Vec<String>,
     ) -> VmReport {
-        let t = self.target();
+        // The put-back undoes the plan's own delete: the same VM, in the
+        // same subscription and resource group.
+        let Some((subscription_id, resource_group, vm_name)) =
+            steps.iter().find_map(|s| match &s.operation {
+                Operation::Act {
+                    action:
+                        CloudAction::DeleteExistingVm {
+                            subscription_id,
+                            resource_group,
+                            vm,
+                        },
+                } => Some((subscription_id.clone(), resource_group.clone(), vm.clone())),
+                _ => None,
+            })
+        else {
+            return VmReport {
+                name: self.plan.target.vm_name.clone(),
+                state: VmState::Restored,
+            };
+        };
         let why = match failure {
             Some((i, f)) => format!("step '{}' failed: {}", steps[*i].id, f.message),
             None => "the run was cancelled".to_string(),
         };
         notes.push(format!(
             "after the point of no return (the existing VM '{}' was deleted; its disks were kept), {why}",
-            t.vm_name
+            vm_name
         ));
-        let disks: Vec<String> = t.disks.iter().map(|d| d.name.clone()).collect();
+        let disks: Vec<String> = steps
+            .iter()
+            .filter_map(|s| match &s.operation {
+                Operation::WriteDisk { disk, .. } => Some(disk.disk.clone()),
+                _ => None,
+            })
+            .collect();
         notes.push(format!(
             "the new disks are written, verified and kept: {}",
             disks.join(", ")
@@ -652,19 +677,19 @@ impl Run<'_> {
         if vm_done {
             notes.push(format!(
                 "the restored VM '{}' exists and is kept; not finished: {}; run the plan again with the same journal to finish them",
-                t.vm_name,
+                vm_name,
                 pending.join(", ")
             ));
             return VmReport {
-                name: t.vm_name.clone(),
+                name: vm_name.clone(),
                 state: VmState::Restored,
             };
         }
         let key = self.key("restore-existing-vm");
         let action = CloudAction::RestoreExistingVm {
-            subscription_id: t.subscription_id.clone(),
-            resource_group: t.resource_group.clone(),
-            vm: t.vm_name.clone(),
+            subscription_id,
+            resource_group,
+            vm: vm_name.clone(),
         };
         // The put-back runs even after a cancellation: leaving no VM is
         // worse than finishing one more call.
@@ -680,13 +705,13 @@ impl Run<'_> {
             Ok(((), _)) => {
                 notes.push(format!(
                     "the existing VM '{}' was put back on its kept disks; the new disks are kept for a rerun of the plan (it deletes the VM again only once they are ready)",
-                    t.vm_name
+                    vm_name
                 ));
                 if let Some(j) = &self.journal {
                     let _ = j.reset();
                 }
                 return VmReport {
-                    name: t.vm_name.clone(),
+                    name: vm_name.clone(),
                     state: VmState::OriginalRecreated,
                 };
             }
@@ -695,10 +720,10 @@ impl Run<'_> {
         };
         notes.push(format!(
             "no VM '{}' exists: the existing VM could not be put back ({last}); create it from the new disks (run the plan again with the same journal) or from the kept disks of the old VM",
-            t.vm_name
+            vm_name
         ));
         VmReport {
-            name: t.vm_name.clone(),
+            name: vm_name.clone(),
             state: VmState::Missing,
         }
     }
@@ -851,311 +876,60 @@ impl Run<'_> {
             .await
     }
 
-    fn target(&self) -> &Target {
-        &self.plan.target
-    }
-
-    fn disk_names(&self) -> Vec<String> {
-        self.target().disks.iter().map(|d| d.name.clone()).collect()
-    }
-
     async fn step(&self, s: &Step) -> std::result::Result<(), StepFailure> {
         // Where the disks' bytes go is one choice per run: with a sink they
         // go there, and the cloud's disks would get none. So no cloud step
         // runs (no empty disk, no VM on blank disks): the run exports the
         // verified disks and the template that creates the VM from them.
-        if self.ex.sink.is_some() && !runs_with_sink(s.kind) {
+        if self.ex.sink.is_some() && !s.operation.runs_with_sink() {
             lock(&self.skipped).insert(s.id.to_string());
             return Ok(());
         }
-        let t = self.target();
-        let sub = t.subscription_id.clone();
-        let rg = t.resource_group.clone();
-        let region = t.region.clone();
-        let res = s.resource.to_string();
-        match s.kind {
-            StepKind::VerifyRestorePoint => self.verify().await,
-            StepKind::ResourceGroup => {
-                self.create(
-                    s,
-                    ResourceSpec::ResourceGroup {
-                        subscription_id: sub,
-                        name: res,
-                        region,
-                    },
-                )
-                .await
+        match &s.operation {
+            Operation::VerifyRestorePoint { disks, deep } => self.verify(disks, *deep).await,
+            Operation::Create { spec } => self.create(s, spec.clone()).await,
+            Operation::Act { action } => self.act(s, self.bind(action)).await,
+            Operation::WriteDisk { disk, size_bytes } => {
+                self.write_disk(s, disk, *size_bytes).await
             }
-            StepKind::KeyVault => {
-                self.create(
-                    s,
-                    ResourceSpec::KeyVault {
-                        subscription_id: sub,
-                        resource_group: rg,
-                        name: res,
-                        region,
-                    },
-                )
-                .await
+            Operation::FinalizeDisk { disk, size_bytes } => {
+                self.finalize_disk(s, disk, *size_bytes).await
             }
-            StepKind::KeyVaultAccess => {
-                self.act(
-                    s,
-                    CloudAction::GrantKeyVaultAccess {
-                        vault: res,
-                        principal: self.ex.opts.service_principal.clone(),
-                    },
-                )
-                .await
-            }
-            StepKind::StagingAccount => {
-                self.create(
-                    s,
-                    ResourceSpec::StorageAccount {
-                        subscription_id: sub,
-                        resource_group: rg,
-                        name: res,
-                        region,
-                    },
-                )
-                .await
-            }
-            StepKind::HelperAppliance => {
-                self.create(
-                    s,
-                    ResourceSpec::HelperAppliance {
-                        resource_group: rg,
-                        name: res,
-                        region,
-                    },
-                )
-                .await
-            }
-            StepKind::SnapshotExistingDisks => {
-                self.create(
-                    s,
-                    ResourceSpec::Snapshot {
-                        resource_group: rg,
-                        vm: t.vm_name.clone(),
-                    },
-                )
-                .await
-            }
-            StepKind::DeleteExistingVm => {
-                self.act(
-                    s,
-                    CloudAction::DeleteExistingVm {
-                        subscription_id: sub,
-                        resource_group: rg,
-                        vm: t.vm_name.clone(),
-                    },
-                )
-                .await
-            }
-            StepKind::CreateDisk => {
-                let d = self.disk(s)?;
-                let staged = t.disks_staged;
-                let spec = ResourceSpec::Disk {
-                    subscription_id: sub,
-                    resource_group: rg,
-                    name: d.name.clone(),
-                    region,
-                    size_bytes: d.size_bytes,
-                    sku: d.sku,
-                    zone: t.zone,
-                    os: (d.role == DiskRole::Os).then_some((t.os_family, t.generation)),
-                    security_type: if d.role == DiskRole::Os {
-                        effective_security(t)
-                    } else {
-                        SecurityType::Standard
-                    },
-                    staging_account: if staged {
-                        t.staging_account.clone()
-                    } else {
-                        None
-                    },
-                    disk_encryption_set: d.disk_encryption_set.clone(),
-                };
-                self.create(s, spec).await
-            }
-            StepKind::WriteDisk => self.write_disk(s).await,
-            StepKind::FinalizeDisk => self.finalize_disk(s).await,
-            StepKind::BootFix => {
-                self.act(
-                    s,
-                    CloudAction::BootFix {
-                        vm: t.vm_name.clone(),
-                        disks: self.disk_names(),
-                    },
-                )
-                .await
-            }
-            StepKind::ConvertToManaged => {
-                self.act(
-                    s,
-                    CloudAction::ConvertToManaged {
-                        resource_group: rg,
-                        disks: self.disk_names(),
-                    },
-                )
-                .await
-            }
-            StepKind::NetworkSecurityGroup => {
-                let attach_to = if t.nsg_after_vm {
-                    t.nics.iter().map(|n| n.name.clone()).collect()
-                } else {
-                    Vec::new()
-                };
-                self.create(
-                    s,
-                    ResourceSpec::NetworkSecurityGroup {
-                        resource_group: rg,
-                        name: res,
-                        region,
-                        open_ports: t.nsg_open_ports.clone(),
-                        attach_to,
-                    },
-                )
-                .await
-            }
-            StepKind::PublicIp => {
-                self.create(
-                    s,
-                    ResourceSpec::PublicIp {
-                        resource_group: rg,
-                        name: res,
-                        region,
-                    },
-                )
-                .await
-            }
-            StepKind::NetworkInterface => {
-                let nic = t
-                    .nics
-                    .iter()
-                    .find(|n| *n.name == *s.resource)
-                    .ok_or_else(|| {
-                        StepFailure::from_error(Error::invalid(
-                            format!("plan.steps[{}]", s.id),
-                            "no such NIC in the target",
-                        ))
-                    })?;
-                let spec = ResourceSpec::NetworkInterface {
-                    resource_group: rg,
-                    name: nic.name.clone(),
-                    region,
-                    virtual_network: nic.virtual_network.clone(),
-                    subnet: nic.subnet.clone(),
-                    static_ip: nic.static_ip.clone(),
-                    public_ip: nic.public_ip.clone(),
-                    network_security_group: if t.nsg_after_vm {
-                        None
-                    } else {
-                        t.network_security_group.clone()
-                    },
-                };
-                self.create(s, spec).await
-            }
-            StepKind::VirtualMachine => {
-                let os_disk = t
-                    .disks
-                    .iter()
-                    .find(|d| d.role == DiskRole::Os)
-                    .map(|d| d.name.clone())
-                    .unwrap_or_default();
-                let data_disks = t
-                    .disks
-                    .iter()
-                    .filter(|d| d.role == DiskRole::Data)
-                    .map(|d| (d.lun.unwrap_or(0), d.name.clone()))
-                    .collect();
-                let spec = ResourceSpec::VirtualMachine {
-                    subscription_id: sub,
-                    resource_group: rg,
-                    name: t.vm_name.clone(),
-                    region,
-                    size: t.vm_size.clone(),
-                    zone: t.zone,
-                    availability_set: t.availability_set.clone(),
-                    os: t.os_family,
-                    generation: t.generation,
-                    security_type: effective_security(t),
-                    os_disk,
-                    data_disks,
-                    nics: t.nics.iter().map(|n| n.name.clone()).collect(),
-                };
-                self.create(s, spec).await
-            }
-            StepKind::Template => {
-                let body = serde_json::to_string_pretty(&arm_template(t)).unwrap_or_default();
+            Operation::WriteTemplate { artifact } => {
                 if let Some(sink) = &self.ex.sink {
-                    let name = format!("{}.template.json", t.vm_name);
+                    let body = template(self.plan);
                     self.retry_cloud(&s.id, &s.id, || {
-                        sink.write_artifact(&name, Bytes::from(body.clone()))
+                        sink.write_artifact(artifact, Bytes::from(body.clone()))
                     })
                     .await?;
                 }
                 Ok(())
             }
-            StepKind::SwapDisks => {
-                self.act(
-                    s,
-                    CloudAction::SwapDisks {
-                        resource_group: rg,
-                        vm: t.vm_name.clone(),
-                        disks: self.disk_names(),
-                    },
-                )
-                .await
-            }
-            StepKind::PowerOn => {
-                self.act(
-                    s,
-                    CloudAction::PowerOn {
-                        resource_group: rg,
-                        vm: t.vm_name.clone(),
-                    },
-                )
-                .await
-            }
-            StepKind::DeleteExistingDisks => {
-                self.act(
-                    s,
-                    CloudAction::DeleteReplacedDisks {
-                        resource_group: rg,
-                        vm: t.vm_name.clone(),
-                    },
-                )
-                .await
-            }
         }
     }
 
-    fn disk(&self, s: &Step) -> std::result::Result<&crate::plan::TargetDisk, StepFailure> {
-        let name = s.disk.as_deref().unwrap_or_default();
-        self.target()
-            .disks
-            .iter()
-            .find(|d| d.name == name)
-            .ok_or_else(|| {
-                StepFailure::from_error(Error::invalid(
-                    format!("plan.steps[{}].disk", s.id),
-                    format!("'{name}' is not a disk of the target"),
-                ))
-            })
+    /// Binds what a plan does not carry because the host provides it: the
+    /// service principal a key vault grants access to.
+    fn bind(&self, action: &CloudAction) -> CloudAction {
+        match action {
+            CloudAction::GrantKeyVaultAccess { vault, .. } => CloudAction::GrantKeyVaultAccess {
+                vault: vault.clone(),
+                principal: self.ex.opts.service_principal.clone(),
+            },
+            other => other.clone(),
+        }
     }
 
     /// Every chunk the restore needs is present with its length. When the
     /// plan deletes an existing VM (in place), every chunk is also read and
     /// its SHA-256 checked first: the data must be known good before
     /// anything is deleted.
-    async fn verify(&self) -> std::result::Result<(), StepFailure> {
-        let deep = self
-            .plan
-            .steps
-            .iter()
-            .any(|s| s.kind == StepKind::DeleteExistingVm);
-        for d in &self.target().disks {
+    async fn verify(
+        &self,
+        disks: &[DiskSource],
+        deep: bool,
+    ) -> std::result::Result<(), StepFailure> {
+        for d in disks {
             let (src, m) = self.source(d)?;
             if deep {
                 // Each read owns what it uses: the run's future stays `Send`
@@ -1193,8 +967,13 @@ impl Run<'_> {
     async fn writer(
         &self,
         s: &Step,
-        d: &crate::plan::TargetDisk,
+        d: &DiskSource,
+        size_bytes: u64,
     ) -> std::result::Result<Arc<dyn DiskWriter>, StepFailure> {
+        let d = Named {
+            name: d.disk.clone(),
+            size_bytes,
+        };
         if let Some(w) = lock(&self.writers).get(&d.name) {
             return Ok(w.clone());
         }
@@ -1226,9 +1005,9 @@ impl Run<'_> {
     /// The repository's data for a target disk: its name there and its chunks.
     fn source(
         &self,
-        d: &crate::plan::TargetDisk,
+        d: &DiskSource,
     ) -> std::result::Result<(String, &crate::repo::DiskManifest), StepFailure> {
-        let src = source_name(d);
+        let src = d.source.clone();
         match self.manifest.disks.iter().find(|m| m.name == src) {
             Some(m) => Ok((src, m)),
             None => Err(StepFailure::from_error(Error::Repository(format!(
@@ -1237,10 +1016,18 @@ impl Run<'_> {
         }
     }
 
-    async fn write_disk(&self, s: &Step) -> std::result::Result<(), StepFailure> {
-        let d = self.disk(s)?;
-        let (src, m) = self.source(d)?;
-        let writer = self.writer(s, d).await?;
+    async fn write_disk(
+        &self,
+        s: &Step,
+        disk: &DiskSource,
+        size_bytes: u64,
+    ) -> std::result::Result<(), StepFailure> {
+        let (src, m) = self.source(disk)?;
+        let writer = self.writer(s, disk, size_bytes).await?;
+        let d = Named {
+            name: disk.disk.clone(),
+            size_bytes,
+        };
         let journaled: HashSet<u64> = lock(&self.written)
             .get(&d.name)
             .cloned()
@@ -1378,9 +1165,17 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn finalize_disk(&self, s: &Step) -> std::result::Result<(), StepFailure> {
-        let d = self.disk(s)?;
-        let (src, m) = self.source(d)?;
+    async fn finalize_disk(
+        &self,
+        s: &Step,
+        disk: &DiskSource,
+        size_bytes: u64,
+    ) -> std::result::Result<(), StepFailure> {
+        let (src, m) = self.source(disk)?;
+        let d = Named {
+            name: disk.disk.clone(),
+            size_bytes,
+        };
         // Every chunk was verified before it was written; the disk digest
         // over their digests, in order, must be the repository's.
         let written = lock(&self.written)
@@ -1405,7 +1200,7 @@ impl Run<'_> {
                 ),
             }));
         }
-        let writer = self.writer(s, d).await?;
+        let writer = self.writer(s, disk, size_bytes).await?;
         self.retry_cloud(&s.id, &s.id, || writer.finish(&digest))
             .await?;
         // End write access (with a sink, the cloud's disk got no data but
@@ -1434,24 +1229,14 @@ impl Run<'_> {
     }
 }
 
-/// The security type the restored VM gets: trusted launch and confidential
-/// VMs need generation 2, so a VM restored as generation 1 is standard.
-fn effective_security(t: &Target) -> SecurityType {
-    if t.generation == Generation::Gen2 {
-        t.security_type
-    } else {
-        SecurityType::Standard
-    }
+/// A disk as the data path names it.
+struct Named {
+    name: String,
+    size_bytes: u64,
 }
 
-/// The steps a run whose disks go to a [`DiskSink`] runs: the data and the
-/// template; the cloud's own steps are skipped.
-fn runs_with_sink(kind: StepKind) -> bool {
-    matches!(
-        kind,
-        StepKind::VerifyRestorePoint
-            | StepKind::WriteDisk
-            | StepKind::FinalizeDisk
-            | StepKind::Template
-    )
+/// The ARM template that creates the plan's resources from the restored
+/// disks, from the plan's own create operations.
+fn template(plan: &Plan) -> String {
+    serde_json::to_string_pretty(&arm_template(&plan.target)).unwrap_or_default()
 }

@@ -184,6 +184,7 @@ struct Builder<'s> {
     stage_of: [usize; StepKind::COUNT],
     stages: &'s [Stage],
     rules: &'s std::collections::BTreeMap<StepKind, Vec<Arc<str>>>,
+    target: &'s Target,
 }
 
 impl Builder<'_> {
@@ -201,6 +202,18 @@ impl Builder<'_> {
     ) -> usize {
         let stage = self.stage_of[kind as usize];
         self.meta.push((stage, deps.to_vec()));
+        // Disk and NIC steps are made from the target's own disks and NICs,
+        // so their operation is always found; the fallback (a read that
+        // checks nothing) is never planned.
+        let operation = super::ops::operation(self.target, kind, &resource, disk.map(|d| &**d));
+        debug_assert!(
+            operation.is_some(),
+            "no operation for step {kind:?} {resource}"
+        );
+        let operation = operation.unwrap_or(super::Operation::VerifyRestorePoint {
+            disks: Vec::new(),
+            deep: false,
+        });
         self.steps.push(Step {
             id: id.into(),
             kind,
@@ -216,6 +229,7 @@ impl Builder<'_> {
             disk: disk.cloned(),
             bytes,
             detail,
+            operation,
         });
         self.steps.len() - 1
     }
@@ -328,6 +342,7 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
         stage_of,
         stages,
         rules: &d.steps,
+        target: &d.target,
     };
     let t = &d.target;
     let arc = |s: &str| -> Arc<str> { Arc::from(s) };
@@ -670,7 +685,16 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
             "delete the replaced VM's disks once the new VM runs".into(),
         );
     }
-    order(b.steps, b.meta, stages)
+    let mut steps = order(b.steps, b.meta, stages);
+    // Deleting an existing VM needs the data known good first: every chunk
+    // is read and hashed before anything is deleted.
+    let deep = steps.iter().any(|s| s.kind == DeleteExistingVm);
+    for s in &mut steps {
+        if let super::Operation::VerifyRestorePoint { deep: d, .. } = &mut s.operation {
+            *d = deep;
+        }
+    }
+    steps
 }
 
 fn source_label(d: &TargetDisk) -> String {

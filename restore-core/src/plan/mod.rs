@@ -18,7 +18,7 @@ mod types;
 
 pub use capabilities::{ALL_STEP_KINDS, CONFIDENTIAL_VM, Capabilities, Unsupported, kind_name};
 pub use check::{check_replan, recorded_profiles, seal, verify_seal};
-pub use ops::{CloudAction, ResourceSpec};
+pub use ops::{CloudAction, DiskSource, Operation, ResourceSpec, effective_security};
 pub use render::{render_text, to_dot, to_json, to_mermaid};
 pub use types::*;
 

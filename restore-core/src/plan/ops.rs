@@ -6,10 +6,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DiskSku, Generation, OsFamily, SecurityType};
+use super::{StepKind, Target, TargetDisk};
+use crate::model::{DiskRole, DiskSku, Generation, OsFamily, SecurityType};
 
 /// What to create. One variant per resource the plan's steps make.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum ResourceSpec {
     /// A resource group.
@@ -195,7 +196,7 @@ impl ResourceSpec {
 }
 
 /// Changes that are not creates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum CloudAction {
     /// Grant a principal access to a key vault's keys and secrets (only that
@@ -273,4 +274,294 @@ pub enum CloudAction {
         /// User whose access is reset.
         username: String,
     },
+}
+
+/// A target disk and where its bytes are in the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DiskSource {
+    /// The restored disk's name.
+    pub disk: String,
+    /// The disk's name in the restore point's manifest (`<disk>/<volume
+    /// group>` for a volume group restored as its own disk).
+    pub source: String,
+}
+
+/// The whole operation one step performs, as the planner decided it: the
+/// executor hands it to the cloud, the repository or the sink as it stands
+/// and decides nothing again (as a `terraform` plan carries every change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Operation {
+    /// Check the restore point's chunks in the repository.
+    VerifyRestorePoint {
+        /// The disks whose chunks are checked.
+        disks: Vec<DiskSource>,
+        /// Read and hash every chunk, not only check that it is there: the
+        /// plan deletes an existing VM, so the data must be known good
+        /// before anything is deleted.
+        deep: bool,
+    },
+    /// Create a resource.
+    Create {
+        /// The resource, with every field the cloud needs.
+        spec: ResourceSpec,
+    },
+    /// A change that is not a create. A
+    /// [`CloudAction::GrantKeyVaultAccess`] carries no principal in a plan
+    /// (it is the host's identity, not a restore decision): the executor
+    /// binds `ExecOptions::service_principal` when it runs the step.
+    Act {
+        /// The change.
+        action: CloudAction,
+    },
+    /// Stream a disk's allocated chunks, each verified, into the disk the
+    /// plan created (or into the run's sink).
+    WriteDisk {
+        /// The disk and its data.
+        #[serde(flatten)]
+        disk: DiskSource,
+        /// The disk's virtual size.
+        size_bytes: u64,
+    },
+    /// Check the disk's digest over every written chunk, finish the writer
+    /// and end write access.
+    FinalizeDisk {
+        /// The disk and its data.
+        #[serde(flatten)]
+        disk: DiskSource,
+        /// The disk's virtual size.
+        size_bytes: u64,
+    },
+    /// Write an ARM template that creates the plan's resources from the
+    /// restored disks (restore disks), built from the plan's own
+    /// [`Operation::Create`] specs.
+    WriteTemplate {
+        /// The artifact's name in the sink, e.g. `web01.template.json`.
+        artifact: String,
+    },
+}
+
+impl Operation {
+    /// The resource this operation creates, if it is a create.
+    pub fn spec(&self) -> Option<&ResourceSpec> {
+        match self {
+            Operation::Create { spec } => Some(spec),
+            _ => None,
+        }
+    }
+
+    /// Whether a run whose disks go to a sink performs this operation: the
+    /// data and the template do, the cloud's own operations do not.
+    pub fn runs_with_sink(&self) -> bool {
+        matches!(
+            self,
+            Operation::VerifyRestorePoint { .. }
+                | Operation::WriteDisk { .. }
+                | Operation::FinalizeDisk { .. }
+                | Operation::WriteTemplate { .. }
+        )
+    }
+}
+
+/// The security type the restored VM gets: trusted launch and confidential
+/// VMs need generation 2, so a VM restored as generation 1 is standard.
+pub fn effective_security(t: &Target) -> SecurityType {
+    if t.generation == Generation::Gen2 {
+        t.security_type
+    } else {
+        SecurityType::Standard
+    }
+}
+
+fn disk_source(d: &TargetDisk) -> DiskSource {
+    DiskSource {
+        disk: d.name.clone(),
+        source: match &d.volume_group {
+            Some(vg) => format!("{}/{vg}", d.source_disk),
+            None => d.source_disk.clone(),
+        },
+    }
+}
+
+/// The operation of a step of `kind` on `resource` (and `disk`), from the
+/// target the planner decided. `None` for a disk step whose disk is not in
+/// the target (the planner never makes one).
+pub(super) fn operation(
+    t: &Target,
+    kind: StepKind,
+    resource: &str,
+    disk: Option<&str>,
+) -> Option<Operation> {
+    use StepKind::*;
+    let sub = || t.subscription_id.clone();
+    let rg = || t.resource_group.clone();
+    let region = || t.region.clone();
+    let name = || resource.to_string();
+    let vm = || t.vm_name.clone();
+    let disk_names = || t.disks.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    let target_disk = || disk.and_then(|n| t.disks.iter().find(|d| d.name == n));
+    let create = |spec| Some(Operation::Create { spec });
+    let act = |action| Some(Operation::Act { action });
+    match kind {
+        VerifyRestorePoint => Some(Operation::VerifyRestorePoint {
+            disks: t.disks.iter().map(disk_source).collect(),
+            deep: false,
+        }),
+        ResourceGroup => create(ResourceSpec::ResourceGroup {
+            subscription_id: sub(),
+            name: name(),
+            region: region(),
+        }),
+        KeyVault => create(ResourceSpec::KeyVault {
+            subscription_id: sub(),
+            resource_group: rg(),
+            name: name(),
+            region: region(),
+        }),
+        KeyVaultAccess => act(CloudAction::GrantKeyVaultAccess {
+            vault: name(),
+            principal: String::new(),
+        }),
+        StagingAccount => create(ResourceSpec::StorageAccount {
+            subscription_id: sub(),
+            resource_group: rg(),
+            name: name(),
+            region: region(),
+        }),
+        HelperAppliance => create(ResourceSpec::HelperAppliance {
+            resource_group: rg(),
+            name: name(),
+            region: region(),
+        }),
+        SnapshotExistingDisks => create(ResourceSpec::Snapshot {
+            resource_group: rg(),
+            vm: vm(),
+        }),
+        DeleteExistingVm => act(CloudAction::DeleteExistingVm {
+            subscription_id: sub(),
+            resource_group: rg(),
+            vm: vm(),
+        }),
+        CreateDisk => {
+            let d = target_disk()?;
+            let os = d.role == DiskRole::Os;
+            create(ResourceSpec::Disk {
+                subscription_id: sub(),
+                resource_group: rg(),
+                name: d.name.clone(),
+                region: region(),
+                size_bytes: d.size_bytes,
+                sku: d.sku,
+                zone: t.zone,
+                os: os.then_some((t.os_family, t.generation)),
+                security_type: if os {
+                    effective_security(t)
+                } else {
+                    SecurityType::Standard
+                },
+                staging_account: if t.disks_staged {
+                    t.staging_account.clone()
+                } else {
+                    None
+                },
+                disk_encryption_set: d.disk_encryption_set.clone(),
+            })
+        }
+        WriteDisk => {
+            let d = target_disk()?;
+            Some(Operation::WriteDisk {
+                disk: disk_source(d),
+                size_bytes: d.size_bytes,
+            })
+        }
+        FinalizeDisk => {
+            let d = target_disk()?;
+            Some(Operation::FinalizeDisk {
+                disk: disk_source(d),
+                size_bytes: d.size_bytes,
+            })
+        }
+        BootFix => act(CloudAction::BootFix {
+            vm: vm(),
+            disks: disk_names(),
+        }),
+        ConvertToManaged => act(CloudAction::ConvertToManaged {
+            resource_group: rg(),
+            disks: disk_names(),
+        }),
+        NetworkSecurityGroup => create(ResourceSpec::NetworkSecurityGroup {
+            resource_group: rg(),
+            name: name(),
+            region: region(),
+            open_ports: t.nsg_open_ports.clone(),
+            attach_to: if t.nsg_after_vm {
+                t.nics.iter().map(|n| n.name.clone()).collect()
+            } else {
+                Vec::new()
+            },
+        }),
+        PublicIp => create(ResourceSpec::PublicIp {
+            resource_group: rg(),
+            name: name(),
+            region: region(),
+        }),
+        NetworkInterface => {
+            let nic = t.nics.iter().find(|n| n.name == resource)?;
+            create(ResourceSpec::NetworkInterface {
+                resource_group: rg(),
+                name: nic.name.clone(),
+                region: region(),
+                virtual_network: nic.virtual_network.clone(),
+                subnet: nic.subnet.clone(),
+                static_ip: nic.static_ip.clone(),
+                public_ip: nic.public_ip.clone(),
+                network_security_group: if t.nsg_after_vm {
+                    None
+                } else {
+                    t.network_security_group.clone()
+                },
+            })
+        }
+        VirtualMachine => create(ResourceSpec::VirtualMachine {
+            subscription_id: sub(),
+            resource_group: rg(),
+            name: vm(),
+            region: region(),
+            size: t.vm_size.clone(),
+            zone: t.zone,
+            availability_set: t.availability_set.clone(),
+            os: t.os_family,
+            generation: t.generation,
+            security_type: effective_security(t),
+            os_disk: t
+                .disks
+                .iter()
+                .find(|d| d.role == DiskRole::Os)
+                .map(|d| d.name.clone())
+                .unwrap_or_default(),
+            data_disks: t
+                .disks
+                .iter()
+                .filter(|d| d.role == DiskRole::Data)
+                .map(|d| (d.lun.unwrap_or(0), d.name.clone()))
+                .collect(),
+            nics: t.nics.iter().map(|n| n.name.clone()).collect(),
+        }),
+        Template => Some(Operation::WriteTemplate {
+            artifact: format!("{}.template.json", t.vm_name),
+        }),
+        SwapDisks => act(CloudAction::SwapDisks {
+            resource_group: rg(),
+            vm: vm(),
+            disks: disk_names(),
+        }),
+        PowerOn => act(CloudAction::PowerOn {
+            resource_group: rg(),
+            vm: vm(),
+        }),
+        DeleteExistingDisks => act(CloudAction::DeleteReplacedDisks {
+            resource_group: rg(),
+            vm: vm(),
+        }),
+    }
 }

@@ -377,6 +377,9 @@ pub struct Step {
     pub bytes: u64,
     /// Human-readable detail.
     pub detail: String,
+    /// The whole operation: what the executor hands the cloud, the
+    /// repository or the sink, as the planner decided it.
+    pub operation: super::Operation,
 }
 
 /// Something to do after the restore.

@@ -31,6 +31,7 @@ pub use manifest::{
     ChunkRef, DEFAULT_CHUNK_SIZE, DiskManifest, MANIFEST_FORMAT, MAX_CHUNK_SIZE, Manifest,
     disk_digest, parse_manifest,
 };
+#[cfg(feature = "object-store")]
 pub(crate) use manifest::{MAX_MANIFEST, is_hex64, valid_id, verify_chunk};
 #[cfg(feature = "object-store")]
 pub use object::ObjectStoreRepository;
