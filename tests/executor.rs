@@ -900,6 +900,28 @@ async fn edited_plans_are_refused_before_any_cloud_change() {
     let (res, sim) = run(evil, ExecOptions::default()).await;
     refused(&res, &sim, "E_PLAN_MISMATCH", "$.steps[");
 
+    // An operation pointed at another VM (the operation is what the cloud
+    // is handed) is refused, naming the operation's field.
+    let mut evil = good.clone();
+    let vm_step = evil
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::VirtualMachine)
+        .expect("a VM step");
+    match &mut evil.steps[vm_step].operation {
+        vmrestore::plan::Operation::Create {
+            spec: vmrestore::plan::ResourceSpec::VirtualMachine { resource_group, .. },
+        } => *resource_group = "finance-rg".into(),
+        other => panic!("the VM step creates a VM: {other:?}"),
+    }
+    let (res, sim) = run(evil, ExecOptions::default()).await;
+    refused(
+        &res,
+        &sim,
+        "E_PLAN_MISMATCH",
+        &format!("$.steps[{vm_step}].operation.spec.resource_group"),
+    );
+
     // A changed target (another VM name) is refused too.
     let mut evil = good.clone();
     evil.target.vm_name = "finance-db".into();
