@@ -10,7 +10,8 @@ const RESTORE: &str = "Microsoft Learn: backup-azure-arm-restore-vms";
 const MATRIX: &str = "Microsoft Learn: backup-support-matrix-iaas";
 const ENCRYPTED: &str = "Microsoft Learn: restore-azure-encrypted-virtual-machines";
 
-fn stages_azure() -> Vec<Stage> {
+/// The restore stages, in order (both versions).
+pub(super) fn restore_stages() -> Vec<Stage> {
     stages(&[
         (
             "trigger the restore",
@@ -51,159 +52,149 @@ fn stages_azure() -> Vec<Stage> {
     ])
 }
 
-pub(super) fn profile_2016() -> Profile {
-    Profile {
-        source: None,
-        name: "azure-backup@2016".into(),
-        description: "Azure Backup as in seed 004 (2016)".into(),
-        stages: stages_azure(),
-        rules: vec![
-            Rule::builtin(
-                "AB16-01",
-                &[Block],
-                "replacing an existing VM is not supported",
-                SEED,
-                ab16_01,
-            ),
-            Rule::builtin(
-                "AB16-06",
-                &[Transform],
-                "after a declared datacenter disaster the VM is restored in the paired region",
-                SEED,
-                ab16_06,
-            ),
-            Rule::builtin(
-                "AB16-02",
-                &[Block],
-                "restore only to the same region and subscription",
-                SEED,
-                ab16_02,
-            ),
-            Rule::builtin(
-                "AB16-03",
-                &[Warn],
-                "domain controllers: restore disks and create the VM from them",
-                SEED,
-                ab16_03,
-            ),
-            Rule::builtin(
-                "AB16-04",
-                &[Post],
-                "Linux password sign-in: reset the password with VMAccess after restore",
-                SEED,
-                ab16_04,
-            ),
-            Rule::builtin(
-                "AB16-05",
-                &[Block],
-                "a specific availability set needs restore disks plus configuration",
-                SEED,
-                ab16_05,
-            ),
-        ],
-    }
+/// The rules, in evaluation order.
+pub(super) fn rules_2016() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "AB16-01",
+            &[Block],
+            "replacing an existing VM is not supported",
+            SEED,
+            ab16_01,
+        ),
+        Rule::builtin(
+            "AB16-06",
+            &[Transform],
+            "after a declared datacenter disaster the VM is restored in the paired region",
+            SEED,
+            ab16_06,
+        ),
+        Rule::builtin(
+            "AB16-02",
+            &[Block],
+            "restore only to the same region and subscription",
+            SEED,
+            ab16_02,
+        ),
+        Rule::builtin(
+            "AB16-03",
+            &[Warn],
+            "domain controllers: restore disks and create the VM from them",
+            SEED,
+            ab16_03,
+        ),
+        Rule::builtin(
+            "AB16-04",
+            &[Post],
+            "Linux password sign-in: reset the password with VMAccess after restore",
+            SEED,
+            ab16_04,
+        ),
+        Rule::builtin(
+            "AB16-05",
+            &[Block],
+            "a specific availability set needs restore disks plus configuration",
+            SEED,
+            ab16_05,
+        ),
+    ]
 }
 
-pub(super) fn profile_current() -> Profile {
-    Profile {
-        source: None,
-        name: "azure-backup".into(),
-        description: "Azure Backup, as documented from 2023 on".into(),
-        stages: stages_azure(),
-        rules: vec![
-            Rule::builtin(
-                "AB-12",
-                &[Block],
-                "limits: 32 disks (16 unmanaged/Classic), 32 TiB a disk, 256 TiB a VM, 4095 GiB OS disk",
-                "Microsoft Learn: backup-support-matrix-iaas; managed disks overview",
-                ab12,
-            ),
-            Rule::builtin(
-                "AB-01",
-                &[Block],
-                "other region without cross-region restore; VM name in use; VNet in another subscription or region",
-                RESTORE,
-                ab01,
-            ),
-            Rule::builtin(
-                "AB-02",
-                &[Block],
-                "staging account: vault region, no ZRS or Blob account, Premium only for premium VMs",
-                RESTORE,
-                ab02,
-            ),
-            Rule::builtin(
-                "AB-03",
-                &[Block, Step, Post],
-                "replace disks: existing managed unencrypted VM; snapshot then swap; original disks kept",
-                "Microsoft Learn: backup-azure-arm-restore-vms; backup-support-matrix-iaas",
-                ab03,
-            ),
-            Rule::builtin(
-                "AB-04",
-                &[Block, Post, Transform],
-                "cross-region restore conditions",
-                "Microsoft Learn: backup-azure-arm-restore-vms; restore-azure-encrypted-virtual-machines",
-                ab04,
-            ),
-            Rule::builtin(
-                "AB-05",
-                &[Block],
-                "cross-subscription restore conditions",
-                "Microsoft Learn: backup-azure-arm-restore-vms (2023)",
-                ab05,
-            ),
-            Rule::builtin(
-                "AB-06",
-                &[Block],
-                "cross-zonal restore conditions",
-                RESTORE,
-                ab06,
-            ),
-            Rule::builtin(
-                "AB-10",
-                &[Warn, Transform],
-                "domain controllers: last DC needs forest recovery; multi-domain DCs restore as disks + template",
-                RESTORE,
-                ab10,
-            ),
-            Rule::builtin(
-                "AB-11",
-                &[Block, Post, Warn],
-                "ADE VMs: restore disks and deploy the template; reapply ADE",
-                ENCRYPTED,
-                ab11,
-            ),
-            Rule::builtin(
-                "AB-07",
-                &[Transform, Warn],
-                "create VM drops the availability set",
-                RESTORE,
-                ab07,
-            ),
-            Rule::builtin(
-                "AB-08",
-                &[Transform, Post],
-                "static IPs become dynamic; public IPs and extensions are re-added after",
-                RESTORE,
-                ab08,
-            ),
-            Rule::builtin(
-                "AB-09",
-                &[Post],
-                "Linux with cloud-init and password sign-in: reset the password with VMAccess",
-                RESTORE,
-                ab09,
-            ),
-            Rule::builtin(
-                "AB-13",
-                &[Transform, Warn, Info],
-                "Spot VMs become regular; dedicated hosts: restore disks; Gen2 stays Gen2",
-                MATRIX,
-                ab13,
-            ),
-        ],
-    }
+/// The rules, in evaluation order.
+pub(super) fn rules_current() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "AB-12",
+            &[Block],
+            "limits: 32 disks (16 unmanaged/Classic), 32 TiB a disk, 256 TiB a VM, 4095 GiB OS disk",
+            "Microsoft Learn: backup-support-matrix-iaas; managed disks overview",
+            ab12,
+        ),
+        Rule::builtin(
+            "AB-01",
+            &[Block],
+            "other region without cross-region restore; VM name in use; VNet in another subscription or region",
+            RESTORE,
+            ab01,
+        ),
+        Rule::builtin(
+            "AB-02",
+            &[Block],
+            "staging account: vault region, no ZRS or Blob account, Premium only for premium VMs",
+            RESTORE,
+            ab02,
+        ),
+        Rule::builtin(
+            "AB-03",
+            &[Block, Step, Post],
+            "replace disks: existing managed unencrypted VM; snapshot then swap; original disks kept",
+            "Microsoft Learn: backup-azure-arm-restore-vms; backup-support-matrix-iaas",
+            ab03,
+        ),
+        Rule::builtin(
+            "AB-04",
+            &[Block, Post, Transform],
+            "cross-region restore conditions",
+            "Microsoft Learn: backup-azure-arm-restore-vms; restore-azure-encrypted-virtual-machines",
+            ab04,
+        ),
+        Rule::builtin(
+            "AB-05",
+            &[Block],
+            "cross-subscription restore conditions",
+            "Microsoft Learn: backup-azure-arm-restore-vms (2023)",
+            ab05,
+        ),
+        Rule::builtin(
+            "AB-06",
+            &[Block],
+            "cross-zonal restore conditions",
+            RESTORE,
+            ab06,
+        ),
+        Rule::builtin(
+            "AB-10",
+            &[Warn, Transform],
+            "domain controllers: last DC needs forest recovery; multi-domain DCs restore as disks + template",
+            RESTORE,
+            ab10,
+        ),
+        Rule::builtin(
+            "AB-11",
+            &[Block, Post, Warn],
+            "ADE VMs: restore disks and deploy the template; reapply ADE",
+            ENCRYPTED,
+            ab11,
+        ),
+        Rule::builtin(
+            "AB-07",
+            &[Transform, Warn],
+            "create VM drops the availability set",
+            RESTORE,
+            ab07,
+        ),
+        Rule::builtin(
+            "AB-08",
+            &[Transform, Post],
+            "static IPs become dynamic; public IPs and extensions are re-added after",
+            RESTORE,
+            ab08,
+        ),
+        Rule::builtin(
+            "AB-09",
+            &[Post],
+            "Linux with cloud-init and password sign-in: reset the password with VMAccess",
+            RESTORE,
+            ab09,
+        ),
+        Rule::builtin(
+            "AB-13",
+            &[Transform, Warn, Info],
+            "Spot VMs become regular; dedicated hosts: restore disks; Gen2 stays Gen2",
+            MATRIX,
+            ab13,
+        ),
+    ]
 }
 
 fn ab16_01(r: &Rule, c: &Ctx, d: &mut Decisions) {

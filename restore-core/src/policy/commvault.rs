@@ -13,182 +13,181 @@ const SEED: &str = "seed 000 (Commvault: Azure Resource Manager restores)";
 /// Commvault's limit for managed disks: 8 TB (binary, as Azure counts).
 pub(crate) const MAX_MANAGED_DISK: u64 = 8 * TIB;
 
-pub(super) fn profile() -> Profile {
-    Profile {
-        source: None,
-        name: "commvault".into(),
-        description: "Commvault Virtual Server Agent, Azure Resource Manager restores".into(),
-        // The restore stages of seed 000, in order.
-        stages: stages(&[
-            (
-                "engage the Virtual Server file system driver",
-                &[VerifyRestorePoint],
-            ),
-            (
-                "mount VM disks",
-                &[
-                    ResourceGroup,
-                    KeyVault,
-                    KeyVaultAccess,
-                    StagingAccount,
-                    CreateDisk,
-                ],
-            ),
-            ("write data from the library", &[WriteDisk, FinalizeDisk]),
-            // Seed 000 deletes the existing VM first; we delete it only once
-            // the new disks are written and verified (the point of no
-            // return), so a failed transfer leaves the VM as it was.
-            ("delete the existing VM", &[DeleteExistingVm]),
-            (
-                "create the VM",
-                &[
-                    ConvertToManaged,
-                    SnapshotExistingDisks,
-                    HelperAppliance,
-                    BootFix,
-                    PublicIp,
-                    NetworkInterface,
-                    VirtualMachine,
-                    Template,
-                    SwapDisks,
-                    PowerOn,
-                    DeleteExistingDisks,
-                ],
-            ),
-            (
-                "configure the network security group",
-                &[NetworkSecurityGroup],
-            ),
-        ]),
-        rules: vec![
-            Rule::builtin(
-                "CV-12",
-                &[Step, Block],
-                "in-place restores delete the existing VM, only after the user confirms overwrite",
-                "seed 000; Commvault REST model (OverwriteVM)",
-                cv12,
-            ),
-            Rule::builtin(
-                "CV-14",
-                &[Step],
-                "out-of-place restores create a new VM from the destination given",
-                SEED,
-                cv14,
-            ),
-            Rule::builtin(
-                "CV-01",
-                &[Block],
-                "Classic VMs cannot be recovered to Premium storage",
-                SEED,
-                cv01,
-            ),
-            Rule::builtin(
-                "CV-02",
-                &[Block],
-                "managed disks up to 8 TB can be restored",
-                SEED,
-                cv02,
-            ),
-            Rule::builtin(
-                "CV-16",
-                &[Warn, Transform],
-                "Ultra disks are not backed up: they are missing from the restore (inferred)",
-                "Commvault 2022e backup page",
-                cv16,
-            ),
-            Rule::builtin(
-                "CV-03",
-                &[Block],
-                "Key-Vault-encrypted VMs cannot be restored to another subscription",
-                SEED,
-                cv03,
-            ),
-            Rule::builtin(
-                "CV-04",
-                &[Transform, Step, Warn],
-                "Key-Vault-encrypted VM to another region: a new key vault is created (KB AZR0002)",
-                SEED,
-                cv04,
-            ),
-            Rule::builtin(
-                "CV-05",
-                &[Post],
-                "a restored or created key vault grants access to the application's service principal only",
-                SEED,
-                cv05,
-            ),
-            Rule::builtin(
-                "CV-06",
-                &[Post, Transform],
-                "CMK / disk encryption sets are not applied to VMs restored from streaming backups",
-                SEED,
-                cv06,
-            ),
-            Rule::builtin(
-                "CV-07",
-                &[Block],
-                "guest file recovery of VMs with encrypted blobs is not supported",
-                SEED,
-                cv07,
-            ),
-            Rule::builtin(
-                "CV-18",
-                &[Transform, Block],
-                "zone option: auto (the source's), none, or a zone number the region has",
-                "Commvault REST model",
-                cv18,
-            ),
-            Rule::builtin(
-                "CV-08",
-                &[Info],
-                "the zone is restored where the destination region has zones",
-                SEED,
-                cv08,
-            ),
-            Rule::builtin(
-                "CV-09",
-                &[Transform],
-                "the zone is dropped where the destination region has none",
-                SEED,
-                cv09,
-            ),
-            Rule::builtin(
-                "CV-10",
-                &[Info],
-                "encryption at host is supported; it applies to data at rest only",
-                SEED,
-                cv10,
-            ),
-            Rule::builtin(
-                "CV-11",
-                &[Info],
-                "restores from another hypervisor of VMs with customer-managed keys are supported",
-                SEED,
-                cv11,
-            ),
-            Rule::builtin(
-                "CV-13",
-                &[Step],
-                "managed disks are written through a staging account as an unmanaged VM, then converted",
-                SEED,
-                cv13,
-            ),
-            Rule::builtin(
-                "CV-15",
-                &[Step, Post],
-                "the source's network security group is configured on the restored VM",
-                SEED,
-                cv15,
-            ),
-            Rule::builtin(
-                "CV-17",
-                &[Transform, Warn],
-                "availability sets are read at backup only: the restored VM has none (inferred)",
-                "Commvault Azure resource provider usage page",
-                cv17,
-            ),
-        ],
-    }
+/// The restore stages of seed 000, in order.
+pub(super) fn restore_stages() -> Vec<Stage> {
+    stages(&[
+        (
+            "engage the Virtual Server file system driver",
+            &[VerifyRestorePoint],
+        ),
+        (
+            "mount VM disks",
+            &[
+                ResourceGroup,
+                KeyVault,
+                KeyVaultAccess,
+                StagingAccount,
+                CreateDisk,
+            ],
+        ),
+        ("write data from the library", &[WriteDisk, FinalizeDisk]),
+        // Seed 000 deletes the existing VM first; we delete it only once
+        // the new disks are written and verified (the point of no
+        // return), so a failed transfer leaves the VM as it was.
+        ("delete the existing VM", &[DeleteExistingVm]),
+        (
+            "create the VM",
+            &[
+                ConvertToManaged,
+                SnapshotExistingDisks,
+                HelperAppliance,
+                BootFix,
+                PublicIp,
+                NetworkInterface,
+                VirtualMachine,
+                Template,
+                SwapDisks,
+                PowerOn,
+                DeleteExistingDisks,
+            ],
+        ),
+        (
+            "configure the network security group",
+            &[NetworkSecurityGroup],
+        ),
+    ])
+}
+
+/// The rules, in evaluation order.
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "CV-12",
+            &[Step, Block],
+            "in-place restores delete the existing VM, only after the user confirms overwrite",
+            "seed 000; Commvault REST model (OverwriteVM)",
+            cv12,
+        ),
+        Rule::builtin(
+            "CV-14",
+            &[Step],
+            "out-of-place restores create a new VM from the destination given",
+            SEED,
+            cv14,
+        ),
+        Rule::builtin(
+            "CV-01",
+            &[Block],
+            "Classic VMs cannot be recovered to Premium storage",
+            SEED,
+            cv01,
+        ),
+        Rule::builtin(
+            "CV-02",
+            &[Block],
+            "managed disks up to 8 TB can be restored",
+            SEED,
+            cv02,
+        ),
+        Rule::builtin(
+            "CV-16",
+            &[Warn, Transform],
+            "Ultra disks are not backed up: they are missing from the restore (inferred)",
+            "Commvault 2022e backup page",
+            cv16,
+        ),
+        Rule::builtin(
+            "CV-03",
+            &[Block],
+            "Key-Vault-encrypted VMs cannot be restored to another subscription",
+            SEED,
+            cv03,
+        ),
+        Rule::builtin(
+            "CV-04",
+            &[Transform, Step, Warn],
+            "Key-Vault-encrypted VM to another region: a new key vault is created (KB AZR0002)",
+            SEED,
+            cv04,
+        ),
+        Rule::builtin(
+            "CV-05",
+            &[Post],
+            "a restored or created key vault grants access to the application's service principal only",
+            SEED,
+            cv05,
+        ),
+        Rule::builtin(
+            "CV-06",
+            &[Post, Transform],
+            "CMK / disk encryption sets are not applied to VMs restored from streaming backups",
+            SEED,
+            cv06,
+        ),
+        Rule::builtin(
+            "CV-07",
+            &[Block],
+            "guest file recovery of VMs with encrypted blobs is not supported",
+            SEED,
+            cv07,
+        ),
+        Rule::builtin(
+            "CV-18",
+            &[Transform, Block],
+            "zone option: auto (the source's), none, or a zone number the region has",
+            "Commvault REST model",
+            cv18,
+        ),
+        Rule::builtin(
+            "CV-08",
+            &[Info],
+            "the zone is restored where the destination region has zones",
+            SEED,
+            cv08,
+        ),
+        Rule::builtin(
+            "CV-09",
+            &[Transform],
+            "the zone is dropped where the destination region has none",
+            SEED,
+            cv09,
+        ),
+        Rule::builtin(
+            "CV-10",
+            &[Info],
+            "encryption at host is supported; it applies to data at rest only",
+            SEED,
+            cv10,
+        ),
+        Rule::builtin(
+            "CV-11",
+            &[Info],
+            "restores from another hypervisor of VMs with customer-managed keys are supported",
+            SEED,
+            cv11,
+        ),
+        Rule::builtin(
+            "CV-13",
+            &[Step],
+            "managed disks are written through a staging account as an unmanaged VM, then converted",
+            SEED,
+            cv13,
+        ),
+        Rule::builtin(
+            "CV-15",
+            &[Step, Post],
+            "the source's network security group is configured on the restored VM",
+            SEED,
+            cv15,
+        ),
+        Rule::builtin(
+            "CV-17",
+            &[Transform, Warn],
+            "availability sets are read at backup only: the restored VM has none (inferred)",
+            "Commvault Azure resource provider usage page",
+            cv17,
+        ),
+    ]
 }
 
 fn cv01(r: &Rule, c: &Ctx, d: &mut Decisions) {

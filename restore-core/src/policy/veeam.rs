@@ -20,213 +20,213 @@ const AZURE_STACK_MAX: u64 = 1021 * GB;
 /// Conversion to VHD can grow a disk by up to this much.
 const CONVERSION_GROWTH: u64 = 2 * GB;
 
-pub(super) fn profile() -> Profile {
-    Profile {
-        source: None,
-        name: "veeam".into(),
-        description: "Veeam Backup & Replication 13, restore to Microsoft Azure".into(),
-        // VE-19: proxy on, disks converted and uploaded, mounted, boot fixed,
-        // unmounted, VM registered, powered on.
-        stages: stages(&[
-            (
-                "prepare the restore",
-                &[
-                    VerifyRestorePoint,
-                    ResourceGroup,
-                    KeyVault,
-                    KeyVaultAccess,
-                    StagingAccount,
-                    HelperAppliance,
-                    SnapshotExistingDisks,
-                ],
-            ),
-            (
-                "convert disks to VHD and upload them to Blob storage",
-                &[CreateDisk, WriteDisk, FinalizeDisk],
-            ),
-            (
-                "mount the disks and fix the boot configuration",
-                &[BootFix, ConvertToManaged],
-            ),
-            // The point of no return: only after every disk is verified.
-            ("replace the existing VM", &[DeleteExistingVm]),
-            (
-                "register the VM",
-                &[
-                    NetworkSecurityGroup,
-                    PublicIp,
-                    NetworkInterface,
-                    VirtualMachine,
-                    Template,
-                    SwapDisks,
-                ],
-            ),
-            ("power on the VM", &[PowerOn, DeleteExistingDisks]),
-        ]),
-        rules: vec![
-            Rule::builtin(
-                "VE-23",
-                &[Block],
-                "restore to Azure always registers a new VM (inferred)",
-                HIW,
-                ve23,
-            ),
-            Rule::builtin(
-                "VE-01",
-                &[Block],
-                "only Veeam Agent backups in a backup repository can be restored, not Cloud Connect",
-                SEED,
-                ve01,
-            ),
-            Rule::builtin(
-                "VE-02",
-                &[Block],
-                "Veeam Agent backups must be entire-computer or volume level",
-                SEED,
-                ve02,
-            ),
-            Rule::builtin(
-                "VE-05",
-                &[Block],
-                "Windows older than Server 2008 / Vista is not supported",
-                LIMITS,
-                ve05,
-            ),
-            Rule::builtin(
-                "VE-06",
-                &[Warn],
-                "Linux without dracut / mkinitrd / initramfs may not boot",
-                LIMITS,
-                ve06,
-            ),
-            Rule::builtin(
-                "VE-07",
-                &[Block],
-                "disks with 4096-byte logical sectors are not supported",
-                LIMITS,
-                ve07,
-            ),
-            Rule::builtin(
-                "VE-08",
-                &[Block],
-                "BitLocker disks with a Windows backup server are supported only from Veeam Agent for Windows backups",
-                LIMITS,
-                ve08,
-            ),
-            Rule::builtin(
-                "VE-09",
-                &[Block],
-                "Windows with boot and OS partitions on different disks is not supported",
-                LIMITS,
-                ve09,
-            ),
-            Rule::builtin(
-                "VE-16",
-                &[Transform],
-                "a failover-cluster node becomes its own VM; shared disks become regular disks",
-                LIMITS,
-                ve16,
-            ),
-            Rule::builtin(
-                "VE-03",
-                &[Transform, Warn],
-                "EFI systems from agent backups are restored as BIOS Generation 1 VMs",
-                SEED,
-                ve03,
-            ),
-            Rule::builtin(
-                "VE-11",
-                &[Block, Transform],
-                "a GPT system disk with more than 4 partitions is not supported; otherwise it becomes MBR",
-                LIMITS,
-                ve11,
-            ),
-            Rule::builtin(
-                "VE-04",
-                &[Transform, Warn, Post],
-                "each LVM volume group is restored as a separate disk (KB4680)",
-                SEED,
-                ve04,
-            ),
-            Rule::builtin(
-                "VE-12",
-                &[Block],
-                "staging accounts with ZRS, GZRS or GRS replication are not supported",
-                LIMITS,
-                ve12,
-            ),
-            Rule::builtin(
-                "VE-13",
-                &[Warn],
-                "unmanaged disks in a Premium storage account are slow (about 30 MB/s)",
-                LIMITS,
-                ve13,
-            ),
-            Rule::builtin(
-                "VE-15",
-                &[Block, Warn],
-                "disk size limits (unmanaged 4093 GB, managed OS 4093 GB, data 32765 GB, Azure Stack 1021 GB)",
-                LIMITS,
-                ve15,
-            ),
-            Rule::builtin(
-                "VE-22",
-                &[Block, Transform],
-                "the VM size must support the number of disks; default: the smallest size that does",
-                "Veeam help center: restore_azure_size",
-                ve22,
-            ),
-            Rule::builtin(
-                "VE-14",
-                &[Block],
-                "NVMe-only VM sizes and Ultra disks are not supported",
-                LIMITS,
-                ve14,
-            ),
-            Rule::builtin(
-                "VE-17",
-                &[Block, Transform],
-                "Generation 2 needs managed disks and a Gen2-capable size; UEFI VM backups restore as Gen2",
-                "Veeam help center: restore_azure",
-                ve17,
-            ),
-            Rule::builtin(
-                "VE-10",
-                &[Post],
-                "Linux with cloud-init and password sign-in: the password is blocked; reset it with VMAccess",
-                LIMITS,
-                ve10,
-            ),
-            Rule::builtin(
-                "VE-18",
-                &[Step, Warn],
-                "Linux restores use a helper appliance in the target location, left powered off",
-                "Veeam help center: restore_azure_helper, restore_azure_hiw",
-                ve18,
-            ),
-            Rule::builtin(
-                "VE-19",
-                &[Step],
-                "restore pipeline: upload VHDs, mount, fix boot, unmount, register, power on",
-                HIW,
-                ve19,
-            ),
-            Rule::builtin(
-                "VE-20",
-                &[Step],
-                "without an NSG, a new one allows RDP 3389 or SSH 22 at priority 300",
-                "Veeam help center: restore_azure_network",
-                ve20,
-            ),
-            Rule::builtin(
-                "VE-21",
-                &[Transform, Post],
-                "only one virtual network per VM is restored",
-                "Veeam help center: restore_azure_network",
-                ve21,
-            ),
-        ],
-    }
+/// The restore stages, in order.
+pub(super) fn restore_stages() -> Vec<Stage> {
+    // VE-19: proxy on, disks converted and uploaded, mounted, boot fixed,
+    // unmounted, VM registered, powered on.
+    stages(&[
+        (
+            "prepare the restore",
+            &[
+                VerifyRestorePoint,
+                ResourceGroup,
+                KeyVault,
+                KeyVaultAccess,
+                StagingAccount,
+                HelperAppliance,
+                SnapshotExistingDisks,
+            ],
+        ),
+        (
+            "convert disks to VHD and upload them to Blob storage",
+            &[CreateDisk, WriteDisk, FinalizeDisk],
+        ),
+        (
+            "mount the disks and fix the boot configuration",
+            &[BootFix, ConvertToManaged],
+        ),
+        // The point of no return: only after every disk is verified.
+        ("replace the existing VM", &[DeleteExistingVm]),
+        (
+            "register the VM",
+            &[
+                NetworkSecurityGroup,
+                PublicIp,
+                NetworkInterface,
+                VirtualMachine,
+                Template,
+                SwapDisks,
+            ],
+        ),
+        ("power on the VM", &[PowerOn, DeleteExistingDisks]),
+    ])
+}
+
+/// The rules, in evaluation order.
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "VE-23",
+            &[Block],
+            "restore to Azure always registers a new VM (inferred)",
+            HIW,
+            ve23,
+        ),
+        Rule::builtin(
+            "VE-01",
+            &[Block],
+            "only Veeam Agent backups in a backup repository can be restored, not Cloud Connect",
+            SEED,
+            ve01,
+        ),
+        Rule::builtin(
+            "VE-02",
+            &[Block],
+            "Veeam Agent backups must be entire-computer or volume level",
+            SEED,
+            ve02,
+        ),
+        Rule::builtin(
+            "VE-05",
+            &[Block],
+            "Windows older than Server 2008 / Vista is not supported",
+            LIMITS,
+            ve05,
+        ),
+        Rule::builtin(
+            "VE-06",
+            &[Warn],
+            "Linux without dracut / mkinitrd / initramfs may not boot",
+            LIMITS,
+            ve06,
+        ),
+        Rule::builtin(
+            "VE-07",
+            &[Block],
+            "disks with 4096-byte logical sectors are not supported",
+            LIMITS,
+            ve07,
+        ),
+        Rule::builtin(
+            "VE-08",
+            &[Block],
+            "BitLocker disks with a Windows backup server are supported only from Veeam Agent for Windows backups",
+            LIMITS,
+            ve08,
+        ),
+        Rule::builtin(
+            "VE-09",
+            &[Block],
+            "Windows with boot and OS partitions on different disks is not supported",
+            LIMITS,
+            ve09,
+        ),
+        Rule::builtin(
+            "VE-16",
+            &[Transform],
+            "a failover-cluster node becomes its own VM; shared disks become regular disks",
+            LIMITS,
+            ve16,
+        ),
+        Rule::builtin(
+            "VE-03",
+            &[Transform, Warn],
+            "EFI systems from agent backups are restored as BIOS Generation 1 VMs",
+            SEED,
+            ve03,
+        ),
+        Rule::builtin(
+            "VE-11",
+            &[Block, Transform],
+            "a GPT system disk with more than 4 partitions is not supported; otherwise it becomes MBR",
+            LIMITS,
+            ve11,
+        ),
+        Rule::builtin(
+            "VE-04",
+            &[Transform, Warn, Post],
+            "each LVM volume group is restored as a separate disk (KB4680)",
+            SEED,
+            ve04,
+        ),
+        Rule::builtin(
+            "VE-12",
+            &[Block],
+            "staging accounts with ZRS, GZRS or GRS replication are not supported",
+            LIMITS,
+            ve12,
+        ),
+        Rule::builtin(
+            "VE-13",
+            &[Warn],
+            "unmanaged disks in a Premium storage account are slow (about 30 MB/s)",
+            LIMITS,
+            ve13,
+        ),
+        Rule::builtin(
+            "VE-15",
+            &[Block, Warn],
+            "disk size limits (unmanaged 4093 GB, managed OS 4093 GB, data 32765 GB, Azure Stack 1021 GB)",
+            LIMITS,
+            ve15,
+        ),
+        Rule::builtin(
+            "VE-22",
+            &[Block, Transform],
+            "the VM size must support the number of disks; default: the smallest size that does",
+            "Veeam help center: restore_azure_size",
+            ve22,
+        ),
+        Rule::builtin(
+            "VE-14",
+            &[Block],
+            "NVMe-only VM sizes and Ultra disks are not supported",
+            LIMITS,
+            ve14,
+        ),
+        Rule::builtin(
+            "VE-17",
+            &[Block, Transform],
+            "Generation 2 needs managed disks and a Gen2-capable size; UEFI VM backups restore as Gen2",
+            "Veeam help center: restore_azure",
+            ve17,
+        ),
+        Rule::builtin(
+            "VE-10",
+            &[Post],
+            "Linux with cloud-init and password sign-in: the password is blocked; reset it with VMAccess",
+            LIMITS,
+            ve10,
+        ),
+        Rule::builtin(
+            "VE-18",
+            &[Step, Warn],
+            "Linux restores use a helper appliance in the target location, left powered off",
+            "Veeam help center: restore_azure_helper, restore_azure_hiw",
+            ve18,
+        ),
+        Rule::builtin(
+            "VE-19",
+            &[Step],
+            "restore pipeline: upload VHDs, mount, fix boot, unmount, register, power on",
+            HIW,
+            ve19,
+        ),
+        Rule::builtin(
+            "VE-20",
+            &[Step],
+            "without an NSG, a new one allows RDP 3389 or SSH 22 at priority 300",
+            "Veeam help center: restore_azure_network",
+            ve20,
+        ),
+        Rule::builtin(
+            "VE-21",
+            &[Transform, Post],
+            "only one virtual network per VM is restored",
+            "Veeam help center: restore_azure_network",
+            ve21,
+        ),
+    ]
 }
 
 fn ve01(r: &Rule, c: &Ctx, d: &mut Decisions) {
