@@ -104,3 +104,48 @@ fn every_rule_of_the_catalog_is_implemented_in_its_profile() {
         );
     }
 }
+
+/// VE-17's switch to Generation 2 is a transformation of the plan, with its
+/// rule ID, and the target is Generation 2 with UEFI.
+#[test]
+fn the_veeam_generation_2_switch_is_a_recorded_transformation() {
+    let bases = load("bases.json");
+    let case = serde_json::json!({
+        "base": "windows",
+        "profiles": ["veeam"],
+        "set": {"/restore_point/vm/generation": "gen1", "/restore_point/vm/firmware": "uefi"},
+    });
+    let plan = plan_case(&case, &bases).expect("planned");
+    let t: Vec<_> = plan
+        .transformations
+        .iter()
+        .filter(|t| t.kind == vmrestore::plan::TransformKind::ChangeGeneration)
+        .collect();
+    assert_eq!(t.len(), 1, "{:?}", plan.transformations);
+    assert_eq!(t[0].rule_id, "VE-17");
+    assert_eq!(t[0].path, "$.restore_point.vm.generation");
+    assert_eq!(
+        t[0].before,
+        serde_json::json!({"generation": "gen1", "firmware": "uefi"})
+    );
+    assert_eq!(
+        t[0].after,
+        serde_json::json!({"generation": "gen2", "firmware": "uefi"})
+    );
+    assert_eq!(plan.target.generation, vmrestore::model::Generation::Gen2);
+    assert!(plan.rules_applied.iter().any(|r| r == "VE-17"));
+
+    // A source that is Generation 2 already changes nothing.
+    let same = serde_json::json!({
+        "base": "windows",
+        "profiles": ["veeam"],
+        "set": {"/restore_point/vm/generation": "gen2", "/restore_point/vm/firmware": "uefi"},
+    });
+    let plan = plan_case(&same, &bases).expect("planned");
+    assert!(
+        !plan
+            .transformations
+            .iter()
+            .any(|t| t.kind == vmrestore::plan::TransformKind::ChangeGeneration)
+    );
+}

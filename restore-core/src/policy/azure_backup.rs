@@ -213,10 +213,7 @@ fn ab16_06(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn ab16_02(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    let paired = d
-        .transformations
-        .iter()
-        .any(|t| t.kind == crate::plan::TransformKind::PairedRegion);
+    let paired = d.has_transformation(crate::plan::TransformKind::PairedRegion);
     if c.facts.cross_region && !paired {
         d.block(
             r,
@@ -248,7 +245,7 @@ fn ab16_04(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "reset the password of '{}' with the VMAccess extension; SSH keys are recommended",
-                d.target.vm_name
+                d.target().vm_name
             ),
         );
     }
@@ -282,7 +279,8 @@ fn ab01(r: &Rule, c: &Ctx, d: &mut Decisions) {
             "$.request.destination.vm_name",
             format!(
                 "a VM named '{}' already exists in resource group '{}'",
-                d.target.vm_name, d.target.resource_group
+                d.target().vm_name,
+                d.target().resource_group
             ),
         );
     }
@@ -297,7 +295,7 @@ fn ab01(r: &Rule, c: &Ctx, d: &mut Decisions) {
                 format!("virtual network '{}' is in another subscription", v.name),
             );
         }
-        if v.region.as_ref().is_some_and(|x| x != &d.target.region) {
+        if v.region.as_ref().is_some_and(|x| x != &d.target().region) {
             d.block(
                 r,
                 "$.request.destination.virtual_network.region",
@@ -347,7 +345,7 @@ fn ab02(r: &Rule, c: &Ctx, d: &mut Decisions) {
             ),
         );
     }
-    let premium_vm = d.target.disks.iter().any(|x| x.sku.is_premium());
+    let premium_vm = d.target().disks.iter().any(|x| x.sku.is_premium());
     if sa.sku.is_premium() && !premium_vm {
         d.block(
             r,
@@ -380,7 +378,7 @@ fn ab03(r: &Rule, c: &Ctx, d: &mut Decisions) {
             .as_deref()
             .unwrap_or(&c.dest.resource_group);
     let existing = c.cat.existing_vm(&c.vm.subscription_id, rg, &c.vm.name);
-    let before = d.findings.len();
+    let before = d.findings().len();
     match existing {
         None => d.block(
             r,
@@ -438,7 +436,7 @@ fn ab03(r: &Rule, c: &Ctx, d: &mut Decisions) {
             "replace existing disks is not supported for VMs encrypted with ADE",
         );
     }
-    if d.findings.len() == before {
+    if d.findings().len() == before {
         d.step(r, SnapshotExistingDisks);
         d.step(r, SwapDisks);
         d.post(r, format!("the original disks of '{}' are kept: delete them when you are satisfied with the restore", c.vm.name));
@@ -648,7 +646,7 @@ fn ab09(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "reset the password of '{}' with the VMAccess extension (cloud-init blocks it)",
-                d.target.vm_name
+                d.target().vm_name
             ),
         );
     }
@@ -670,7 +668,7 @@ fn ab11(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if !c.facts.ade {
         return;
     }
-    if c.req.restore_type == RestoreType::FullVm && d.target.create_vm {
+    if c.req.restore_type == RestoreType::FullVm && d.target().create_vm {
         d.block(
             r,
             "$.request.restore_type",
@@ -757,7 +755,12 @@ fn ab13(r: &Rule, c: &Ctx, d: &mut Decisions) {
         );
     }
     if c.vm.generation == Generation::Gen2 {
-        d.target.generation = Generation::Gen2;
+        d.set_generation(
+            r,
+            Generation::Gen2,
+            d.target().firmware,
+            "the Generation 2 VM is restored as Generation 2",
+        );
         d.info(
             r,
             "$.restore_point.vm.generation",

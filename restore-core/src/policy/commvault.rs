@@ -200,7 +200,7 @@ fn cv01(r: &Rule, c: &Ctx, d: &mut Decisions) {
         d.block(r, "$.request.destination.staging_storage_account.sku", format!("VM '{}' was deployed with Azure Classic: data recovery to the Premium storage account '{}' is not supported", c.vm.name, sa.name));
         return;
     }
-    if d.target.disks.iter().any(|t| t.sku.is_premium()) {
+    if d.target().disks.iter().any(|t| t.sku.is_premium()) {
         d.block(r, "$.request.destination.disk_sku", format!("VM '{}' was deployed with Azure Classic: data recovery to Premium storage is not supported; choose a Standard disk SKU", c.vm.name));
     }
 }
@@ -251,19 +251,19 @@ fn cv05(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if !c.facts.ade {
         return;
     }
-    if !d.create_key_vault {
+    if !d.creates_key_vault() {
         // Same region: the vault's keys and secrets are restored into the
         // source vault, unless it already exists at the destination.
         let Some(vault) = ade_vault(c) else { return };
         let exists = c.cat_existing_vault(vault);
-        d.target.key_vault = Some(vault.to_string());
+        d.restore_into_source_vault(vault);
         if exists {
             return;
         }
         d.step(r, KeyVault);
     }
     d.step(r, KeyVaultAccess);
-    let vault = d.target.key_vault.clone().unwrap_or_default();
+    let vault = d.target().key_vault.clone().unwrap_or_default();
     d.post(r, format!("keys and secrets in key vault '{vault}' are accessible to the application's service principal only: an administrator must grant users access"));
 }
 
@@ -277,7 +277,7 @@ fn cv06(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "apply the disk encryption set to the disks of VM '{}' manually",
-                d.target.vm_name
+                d.target().vm_name
             ),
         );
     }
@@ -295,14 +295,13 @@ fn cv08(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if let (Some(z), ZoneChoice::Auto) = (c.vm.zone, c.dest.zone)
         && c.dst_region.zones.contains(&z)
     {
-        d.zone_decided = true;
-        d.target.zone = Some(z);
+        d.keep_source_zone(z);
         d.info(
             r,
             "$.restore_point.vm.zone",
             format!(
                 "zone {z} is restored: {} has availability zones",
-                d.target.region
+                d.target().region
             ),
         );
     }
@@ -316,7 +315,7 @@ fn cv09(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "zone {z} is dropped: {} has no availability zones; the restore completes",
-                d.target.region
+                d.target().region
             ),
         );
     }
@@ -379,9 +378,7 @@ fn cv15(r: &Rule, c: &Ctx, d: &mut Decisions) {
     match (&c.vm.network_security_group, &c.dest.network_security_group) {
         (_, Some(_)) => {}
         (Some(nsg), None) => {
-            d.nsg = NsgPlan::CopySource(nsg.clone());
-            d.target.network_security_group = Some(nsg.clone());
-            d.step(r, NetworkSecurityGroup);
+            d.copy_source_nsg(r, nsg);
         }
         (None, None) => d.post(
             r,
@@ -423,12 +420,15 @@ fn cv18(r: &Rule, c: &Ctx, d: &mut Decisions) {
         ZoneChoice::Auto => {}
         ZoneChoice::None => {
             if c.vm.zone.is_some() {
-                // The target is seeded without a zone already: put the
-                // source's back so that dropping it is recorded.
-                d.target.zone = c.vm.zone;
-                d.drop_zone(r, "zone option None: the VM is restored without a zone");
+                // The target is seeded without a zone already: the
+                // source's is the one recorded as dropped.
+                d.drop_source_zone(
+                    r,
+                    c.vm.zone,
+                    "zone option None: the VM is restored without a zone",
+                );
             } else {
-                d.zone_decided = true;
+                d.settle_zone();
             }
         }
         ZoneChoice::Zone(z) => {
@@ -440,11 +440,11 @@ fn cv18(r: &Rule, c: &Ctx, d: &mut Decisions) {
                     format!("zone option {z}: the VM is restored in zone {z}"),
                 );
             } else {
-                d.zone_decided = true;
+                d.settle_zone();
                 d.block(
                     r,
                     "$.request.destination.zone",
-                    format!("zone {z} does not exist in {}", d.target.region),
+                    format!("zone {z} does not exist in {}", d.target().region),
                 );
             }
         }

@@ -246,8 +246,12 @@ fn ve03(r: &Rule, c: &Ctx, d: &mut Decisions) {
         return;
     }
     if c.dest.gen2_opt_in {
-        d.target.generation = Generation::Gen2;
-        d.target.firmware = Firmware::Uefi;
+        d.set_generation(
+            r,
+            Generation::Gen2,
+            Firmware::Uefi,
+            "the EFI system is restored as a Generation 2 VM (opt-in)",
+        );
         d.warn(
             r,
             "$.request.destination.gen2_opt_in",
@@ -371,7 +375,7 @@ fn ve09(r: &Rule, c: &Ctx, d: &mut Decisions) {
 
 fn ve10(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.is_linux() && c.vm.os.cloud_init && c.vm.os.authentication.uses_password() {
-        d.post(r, format!("the password of VM '{}' is blocked after restore (cloud-init): reset it with the VMAccess extension", d.target.vm_name));
+        d.post(r, format!("the password of VM '{}' is blocked after restore (cloud-init): reset it with the VMAccess extension", d.target().vm_name));
     }
 }
 
@@ -389,7 +393,7 @@ fn ve11(r: &Rule, c: &Ctx, d: &mut Decisions) {
                 os.name, os.partition_count
             ),
         );
-    } else if d.target.generation == Generation::Gen1 {
+    } else if d.target().generation == Generation::Gen1 {
         d.gpt_to_mbr(
             r,
             &format!("$.restore_point.vm.disks[{i}].partition_table"),
@@ -433,7 +437,7 @@ fn ve13(r: &Rule, c: &Ctx, d: &mut Decisions) {
                 )
             }));
     if premium {
-        d.throughput = 30_000_000;
+        d.expect_throughput(30_000_000);
         d.warn(
             r,
             "$.request.destination.staging_storage_account",
@@ -443,7 +447,7 @@ fn ve13(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn ve14(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if let Some(size) = c.cat.sizes.get(d.target.vm_size.as_str())
+    if let Some(size) = c.cat.sizes.get(d.target().vm_size.as_str())
         && size.nvme_only
     {
         d.block(
@@ -504,12 +508,16 @@ fn ve17(r: &Rule, c: &Ctx, d: &mut Decisions) {
     // v13 restores UEFI VM backups as Gen2 by default; agent backups follow VE-03.
     if !c.is_agent_backup()
         && c.vm.firmware == Firmware::Uefi
-        && d.target.generation != Generation::Gen2
+        && d.target().generation != Generation::Gen2
     {
-        d.target.generation = Generation::Gen2;
-        d.target.firmware = Firmware::Uefi;
+        d.set_generation(
+            r,
+            Generation::Gen2,
+            Firmware::Uefi,
+            "Veeam 13 restores a UEFI VM as a Generation 2 VM",
+        );
     }
-    if d.target.generation != Generation::Gen2 {
+    if d.target().generation != Generation::Gen2 {
         return;
     }
     if !c.facts.target_managed {
@@ -519,7 +527,7 @@ fn ve17(r: &Rule, c: &Ctx, d: &mut Decisions) {
             "a Generation 2 VM needs managed disks",
         );
     }
-    if let Some(size) = c.cat.sizes.get(d.target.vm_size.as_str())
+    if let Some(size) = c.cat.sizes.get(d.target().vm_size.as_str())
         && !size.gen2
     {
         d.block(
@@ -533,7 +541,7 @@ fn ve17(r: &Rule, c: &Ctx, d: &mut Decisions) {
 fn ve18(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.is_linux() {
         d.step(r, HelperAppliance);
-        d.warn(r, "$.request.destination.region", format!("a helper appliance in {} fixes the boot configuration; it stays there, powered off, and its disks are billed", d.target.region));
+        d.warn(r, "$.request.destination.region", format!("a helper appliance in {} fixes the boot configuration; it stays there, powered off, and its disks are billed", d.target().region));
     }
 }
 
@@ -541,7 +549,7 @@ fn ve19(r: &Rule, _c: &Ctx, d: &mut Decisions) {
     for k in [CreateDisk, WriteDisk, BootFix, VirtualMachine] {
         d.step(r, k);
     }
-    if d.target.power_on {
+    if d.target().power_on {
         d.step(r, PowerOn);
     }
 }
@@ -550,14 +558,14 @@ fn ve20(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.dest.network_security_group.is_none() {
         let port = if c.is_windows() { 3389 } else { 22 };
         let name = crate::model::names::NameKind::NetworkSecurityGroup
-            .fit(&format!("{}-nsg", d.target.vm_name));
-        d.target.network_security_group = Some(name.clone());
-        d.target.nsg_open_ports = vec![port];
-        d.nsg = NsgPlan::Create {
-            name,
-            ports: vec![port],
-        };
-        d.step(r, NetworkSecurityGroup);
+            .fit(&format!("{}-nsg", d.target().vm_name));
+        d.new_nsg(
+            r,
+            &c.vm.network_security_group,
+            &name,
+            vec![port],
+            format!("a new network security group '{name}' opening port {port} is created"),
+        );
     }
 }
 
@@ -576,11 +584,11 @@ fn ve21(r: &Rule, c: &Ctx, d: &mut Decisions) {
 fn ve22(r: &Rule, c: &Ctx, d: &mut Decisions) {
     let data = d.data_disk_count();
     if c.dest.vm_size.is_none() {
-        let gen2 = d.target.generation == Generation::Gen2;
+        let gen2 = d.target().generation == Generation::Gen2;
         let current_fits = c
             .cat
             .sizes
-            .get(d.target.vm_size.as_str())
+            .get(d.target().vm_size.as_str())
             .is_some_and(|s| s.max_data_disks >= data);
         if !current_fits {
             let best = c.cat.sizes_ordered.iter().find(|s| {
