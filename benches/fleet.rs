@@ -14,7 +14,7 @@ pub fn fleet(n: usize) -> Value {
         seed ^= seed << 17;
         seed
     };
-    let profiles = ["commvault", "veeam", "azure-backup@2016", "azure-backup"];
+    let profiles = vmrestore::policy::BUILTIN_PROFILES;
     let regions = [
         "westeurope",
         "northeurope",
@@ -54,7 +54,7 @@ pub fn fleet(n: usize) -> Value {
             }
             ds.push(disk);
         }
-        let profile = profiles[i % 4];
+        let profile = profiles[i % profiles.len()];
         let agent = profile == "veeam";
         let mut rp = json!({
             "id": format!("rp-{i}"),

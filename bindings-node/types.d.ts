@@ -175,6 +175,8 @@ export type TransformKind =
   | 'omit_disk'
   | 'change_vm_size'
   | 'drop_public_ip'
+  | 'change_generation'
+  | 'new_network_security_group'
 /**
  * The fixed vocabulary of steps the executor knows how to run.
  */

@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
+use vmrestore::policy::{BUILTIN, BuiltinProfile};
 
 #[test]
 fn shared_vectors() {
@@ -40,7 +41,7 @@ fn rule_ids_of_catalog() -> BTreeSet<String> {
         .filter_map(|l| l.split(' ').next())
         .filter(|id| {
             let (p, n) = id.rsplit_once('-').unwrap_or(("", ""));
-            ["CV", "VE", "AB16", "AB"].contains(&p)
+            BUILTIN.iter().any(|b| b.rule_prefix == format!("{p}-"))
                 && n.len() == 2
                 && n.bytes().all(|c| c.is_ascii_digit())
         })
@@ -51,7 +52,15 @@ fn rule_ids_of_catalog() -> BTreeSet<String> {
 #[test]
 fn every_rule_has_a_firing_and_a_quiet_case() {
     let ids = rule_ids_of_catalog();
-    assert_eq!(ids.len(), 18 + 23 + 6 + 13, "RULES.md rule count changed");
+    let implemented: BTreeSet<String> = BUILTIN
+        .iter()
+        .flat_map(|b| b.own_rules())
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        ids, implemented,
+        "RULES.md and the registered profiles list different rules"
+    );
     let cases = load("cases.json");
     let collect = |key: &str| -> BTreeSet<String> {
         cases
@@ -82,12 +91,9 @@ fn every_rule_has_a_firing_and_a_quiet_case() {
 #[test]
 fn every_rule_of_the_catalog_is_implemented_in_its_profile() {
     for id in rule_ids_of_catalog() {
-        let profile = match id.split('-').next().unwrap() {
-            "CV" => "commvault",
-            "VE" => "veeam",
-            "AB16" => "azure-backup@2016",
-            _ => "azure-backup",
-        };
+        let profile = BuiltinProfile::of_rule(&id)
+            .unwrap_or_else(|| panic!("{id}: no registered profile has its prefix"))
+            .name;
         let p = vmrestore::policy::Profile::builtin(profile).unwrap();
         let rule = p
             .rule(&id)
@@ -97,4 +103,49 @@ fn every_rule_of_the_catalog_is_implemented_in_its_profile() {
             "{id} lacks metadata"
         );
     }
+}
+
+/// VE-17's switch to Generation 2 is a transformation of the plan, with its
+/// rule ID, and the target is Generation 2 with UEFI.
+#[test]
+fn the_veeam_generation_2_switch_is_a_recorded_transformation() {
+    let bases = load("bases.json");
+    let case = serde_json::json!({
+        "base": "windows",
+        "profiles": ["veeam"],
+        "set": {"/restore_point/vm/generation": "gen1", "/restore_point/vm/firmware": "uefi"},
+    });
+    let plan = plan_case(&case, &bases).expect("planned");
+    let t: Vec<_> = plan
+        .transformations
+        .iter()
+        .filter(|t| t.kind == vmrestore::plan::TransformKind::ChangeGeneration)
+        .collect();
+    assert_eq!(t.len(), 1, "{:?}", plan.transformations);
+    assert_eq!(t[0].rule_id, "VE-17");
+    assert_eq!(t[0].path, "$.restore_point.vm.generation");
+    assert_eq!(
+        t[0].before,
+        serde_json::json!({"generation": "gen1", "firmware": "uefi"})
+    );
+    assert_eq!(
+        t[0].after,
+        serde_json::json!({"generation": "gen2", "firmware": "uefi"})
+    );
+    assert_eq!(plan.target.generation, vmrestore::model::Generation::Gen2);
+    assert!(plan.rules_applied.iter().any(|r| r == "VE-17"));
+
+    // A source that is Generation 2 already changes nothing.
+    let same = serde_json::json!({
+        "base": "windows",
+        "profiles": ["veeam"],
+        "set": {"/restore_point/vm/generation": "gen2", "/restore_point/vm/firmware": "uefi"},
+    });
+    let plan = plan_case(&same, &bases).expect("planned");
+    assert!(
+        !plan
+            .transformations
+            .iter()
+            .any(|t| t.kind == vmrestore::plan::TransformKind::ChangeGeneration)
+    );
 }

@@ -33,7 +33,10 @@ pub enum Error {
         message: String,
     },
     /// A profile name that the library does not know.
-    #[error("unknown profile '{0}' (known: commvault, veeam, azure-backup@2016, azure-backup)")]
+    #[error(
+        "unknown profile '{0}' (known: {known})",
+        known = crate::policy::known_profiles()
+    )]
     UnknownProfile(String),
     /// A custom rule that cannot be loaded (syntax error, unknown field, bad outcome).
     #[error("custom rule {rule}: {message}")]

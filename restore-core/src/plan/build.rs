@@ -154,14 +154,14 @@ fn default_staging_name(t: &Target) -> String {
 
 /// Whether the disks go through a staging storage account.
 fn uses_staging(d: &Decisions) -> bool {
-    d.has_step(StagingAccount) || d.target.disks_staged || d.target.staging_account.is_some()
+    d.has_step(StagingAccount) || d.target().disks_staged || d.target().staging_account.is_some()
 }
 
 /// Where the disks' bytes go, decided once: page blobs in the staging
 /// account when the disks are unmanaged or are converted to managed ones
 /// afterwards.
 fn disks_staged(d: &Decisions) -> bool {
-    !d.target.managed || d.has_step(ConvertToManaged)
+    !d.target().managed || d.has_step(ConvertToManaged)
 }
 
 /// Whether the profile's stages put the NSG after the VM.
@@ -245,23 +245,24 @@ pub(super) fn finish(
     capabilities: Option<&Capabilities>,
 ) -> Plan {
     let mut blocked = d.is_blocked();
-    d.target.disks_staged = disks_staged(&d);
-    d.target.nsg_after_vm =
-        matches!(d.nsg, NsgPlan::CopySource(_) | NsgPlan::Create { .. }) && nsg_after_vm(stages);
-    if !blocked && uses_staging(&d) && d.target.staging_account.is_none() {
-        d.target.staging_account = Some(default_staging_name(&d.target));
+    let staged = disks_staged(&d);
+    let nsg_late =
+        matches!(d.nsg(), NsgPlan::CopySource(_) | NsgPlan::Create { .. }) && nsg_after_vm(stages);
+    d.settle_layout(staged, nsg_late);
+    if !blocked && uses_staging(&d) && d.target().staging_account.is_none() {
+        let name = default_staging_name(d.target());
+        d.default_staging_account(name);
     }
     // VMR-06: every name the steps would use, checked before there are steps.
     crate::policy::check_names(ctx, &mut d);
     blocked = blocked || d.is_blocked();
     if ctx.req.restore_type == RestoreType::GuestFiles && !blocked {
-        d.post_actions.push(PostAction {
+        d.library_post(PostAction {
             rule_id: "VMR-05".into(),
             message: "copy the files you need from the restored disks, then delete the disks"
                 .into(),
             source: "vmrestore (guest-file restores restore the disks)".into(),
         });
-        d.rules_applied.insert("VMR-05".into());
     }
     let mut steps = if blocked {
         Vec::new()
@@ -280,12 +281,13 @@ pub(super) fn finish(
     }
 
     let mut est = Estimates {
-        disks: d.target.disks.len() as u32,
-        bytes_to_move: d.target.disks.iter().map(|x| x.bytes_to_write).sum(),
-        storage_bytes: d.target.disks.iter().map(|x| x.size_bytes).sum(),
+        disks: d.target().disks.len() as u32,
+        bytes_to_move: d.target().disks.iter().map(|x| x.bytes_to_write).sum(),
+        storage_bytes: d.target().disks.iter().map(|x| x.size_bytes).sum(),
         ..Default::default()
     };
-    est.transfer_seconds = est.bytes_to_move.div_ceil(d.throughput.max(1));
+    est.transfer_seconds = est.bytes_to_move.div_ceil(d.throughput().max(1));
+    let out = d.into_outcome();
     for s in &steps {
         match (s.action, s.kind) {
             (Action::Create, _) => est.to_create += 1,
@@ -303,13 +305,13 @@ pub(super) fn finish(
         } else {
             Verdict::Ready
         },
-        findings: d.findings,
-        transformations: d.transformations,
+        findings: out.findings,
+        transformations: out.transformations,
         steps,
-        post_actions: d.post_actions,
+        post_actions: out.post_actions,
         estimates: est,
-        target: d.target,
-        rules_applied: d.rules_applied.into_iter().collect(),
+        target: out.target,
+        rules_applied: out.rules_applied.into_iter().collect(),
         inputs: PlanInputs {
             request: ctx.req.clone(),
             profiles: profiles
@@ -337,14 +339,14 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
         }
     }
     let mut b = Builder {
-        steps: Vec::with_capacity(12 + 3 * d.target.disks.len()),
-        meta: Vec::with_capacity(12 + 3 * d.target.disks.len()),
+        steps: Vec::with_capacity(12 + 3 * d.target().disks.len()),
+        meta: Vec::with_capacity(12 + 3 * d.target().disks.len()),
         stage_of,
         stages,
-        rules: &d.steps,
-        target: &d.target,
+        rules: d.step_rules(),
+        target: d.target(),
     };
-    let t = &d.target;
+    let t = d.target();
     let arc = |s: &str| -> Arc<str> { Arc::from(s) };
     let vm_name = arc(&t.vm_name);
 
@@ -373,7 +375,7 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
     let rg_deps: Vec<usize> = rg.into_iter().collect();
 
     let kv = d.has_step(KeyVault).then(|| {
-        let detail = if d.create_key_vault {
+        let detail = if d.creates_key_vault() {
             format!("new key vault in {}", t.region)
         } else {
             "restore keys and secrets".into()
@@ -537,7 +539,7 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
     let mut vm_step = None;
     match rt {
         RestoreType::FullVm if t.create_vm => {
-            let nsg = match &d.nsg {
+            let nsg = match d.nsg() {
                 NsgPlan::CopySource(n) => Some((
                     n.clone(),
                     "configure the source's network security group".to_string(),

@@ -120,9 +120,6 @@ impl<'c> Planner<'c> {
             None => NsgPlan::None,
         };
         let mut d = Decisions::new(target, nsg);
-        if let NsgPlan::Existing(n) = &d.nsg {
-            d.target.network_security_group = Some(n.clone());
-        }
 
         let mut cel_input = None;
         for profile in profiles {

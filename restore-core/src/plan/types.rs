@@ -220,11 +220,15 @@ pub enum TransformKind {
     ChangeVmSize,
     /// The public IP is not restored.
     DropPublicIp,
+    /// The VM's generation (and firmware) changes, e.g. to Generation 2.
+    ChangeGeneration,
+    /// A new network security group replaces the source's.
+    NewNetworkSecurityGroup,
 }
 
 impl TransformKind {
     /// Every kind, for documentation and validation of custom rules.
-    pub const ALL: [TransformKind; 17] = [
+    pub const ALL: [TransformKind; 19] = [
         TransformKind::DropZone,
         TransformKind::ChangeZone,
         TransformKind::DropAvailabilitySet,
@@ -242,6 +246,8 @@ impl TransformKind {
         TransformKind::OmitDisk,
         TransformKind::ChangeVmSize,
         TransformKind::DropPublicIp,
+        TransformKind::ChangeGeneration,
+        TransformKind::NewNetworkSecurityGroup,
     ];
 }
 

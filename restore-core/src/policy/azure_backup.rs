@@ -10,7 +10,8 @@ const RESTORE: &str = "Microsoft Learn: backup-azure-arm-restore-vms";
 const MATRIX: &str = "Microsoft Learn: backup-support-matrix-iaas";
 const ENCRYPTED: &str = "Microsoft Learn: restore-azure-encrypted-virtual-machines";
 
-fn stages_azure() -> Vec<Stage> {
+/// The restore stages, in order (both versions).
+pub(super) fn restore_stages() -> Vec<Stage> {
     stages(&[
         (
             "trigger the restore",
@@ -51,159 +52,149 @@ fn stages_azure() -> Vec<Stage> {
     ])
 }
 
-pub(super) fn profile_2016() -> Profile {
-    Profile {
-        source: None,
-        name: "azure-backup@2016".into(),
-        description: "Azure Backup as in seed 004 (2016)".into(),
-        stages: stages_azure(),
-        rules: vec![
-            Rule::builtin(
-                "AB16-01",
-                &[Block],
-                "replacing an existing VM is not supported",
-                SEED,
-                ab16_01,
-            ),
-            Rule::builtin(
-                "AB16-06",
-                &[Transform],
-                "after a declared datacenter disaster the VM is restored in the paired region",
-                SEED,
-                ab16_06,
-            ),
-            Rule::builtin(
-                "AB16-02",
-                &[Block],
-                "restore only to the same region and subscription",
-                SEED,
-                ab16_02,
-            ),
-            Rule::builtin(
-                "AB16-03",
-                &[Warn],
-                "domain controllers: restore disks and create the VM from them",
-                SEED,
-                ab16_03,
-            ),
-            Rule::builtin(
-                "AB16-04",
-                &[Post],
-                "Linux password sign-in: reset the password with VMAccess after restore",
-                SEED,
-                ab16_04,
-            ),
-            Rule::builtin(
-                "AB16-05",
-                &[Block],
-                "a specific availability set needs restore disks plus configuration",
-                SEED,
-                ab16_05,
-            ),
-        ],
-    }
+/// The rules, in evaluation order.
+pub(super) fn rules_2016() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "AB16-01",
+            &[Block],
+            "replacing an existing VM is not supported",
+            SEED,
+            ab16_01,
+        ),
+        Rule::builtin(
+            "AB16-06",
+            &[Transform],
+            "after a declared datacenter disaster the VM is restored in the paired region",
+            SEED,
+            ab16_06,
+        ),
+        Rule::builtin(
+            "AB16-02",
+            &[Block],
+            "restore only to the same region and subscription",
+            SEED,
+            ab16_02,
+        ),
+        Rule::builtin(
+            "AB16-03",
+            &[Warn],
+            "domain controllers: restore disks and create the VM from them",
+            SEED,
+            ab16_03,
+        ),
+        Rule::builtin(
+            "AB16-04",
+            &[Post],
+            "Linux password sign-in: reset the password with VMAccess after restore",
+            SEED,
+            ab16_04,
+        ),
+        Rule::builtin(
+            "AB16-05",
+            &[Block],
+            "a specific availability set needs restore disks plus configuration",
+            SEED,
+            ab16_05,
+        ),
+    ]
 }
 
-pub(super) fn profile_current() -> Profile {
-    Profile {
-        source: None,
-        name: "azure-backup".into(),
-        description: "Azure Backup, as documented from 2023 on".into(),
-        stages: stages_azure(),
-        rules: vec![
-            Rule::builtin(
-                "AB-12",
-                &[Block],
-                "limits: 32 disks (16 unmanaged/Classic), 32 TiB a disk, 256 TiB a VM, 4095 GiB OS disk",
-                "Microsoft Learn: backup-support-matrix-iaas; managed disks overview",
-                ab12,
-            ),
-            Rule::builtin(
-                "AB-01",
-                &[Block],
-                "other region without cross-region restore; VM name in use; VNet in another subscription or region",
-                RESTORE,
-                ab01,
-            ),
-            Rule::builtin(
-                "AB-02",
-                &[Block],
-                "staging account: vault region, no ZRS or Blob account, Premium only for premium VMs",
-                RESTORE,
-                ab02,
-            ),
-            Rule::builtin(
-                "AB-03",
-                &[Block, Step, Post],
-                "replace disks: existing managed unencrypted VM; snapshot then swap; original disks kept",
-                "Microsoft Learn: backup-azure-arm-restore-vms; backup-support-matrix-iaas",
-                ab03,
-            ),
-            Rule::builtin(
-                "AB-04",
-                &[Block, Post, Transform],
-                "cross-region restore conditions",
-                "Microsoft Learn: backup-azure-arm-restore-vms; restore-azure-encrypted-virtual-machines",
-                ab04,
-            ),
-            Rule::builtin(
-                "AB-05",
-                &[Block],
-                "cross-subscription restore conditions",
-                "Microsoft Learn: backup-azure-arm-restore-vms (2023)",
-                ab05,
-            ),
-            Rule::builtin(
-                "AB-06",
-                &[Block],
-                "cross-zonal restore conditions",
-                RESTORE,
-                ab06,
-            ),
-            Rule::builtin(
-                "AB-10",
-                &[Warn, Transform],
-                "domain controllers: last DC needs forest recovery; multi-domain DCs restore as disks + template",
-                RESTORE,
-                ab10,
-            ),
-            Rule::builtin(
-                "AB-11",
-                &[Block, Post, Warn],
-                "ADE VMs: restore disks and deploy the template; reapply ADE",
-                ENCRYPTED,
-                ab11,
-            ),
-            Rule::builtin(
-                "AB-07",
-                &[Transform, Warn],
-                "create VM drops the availability set",
-                RESTORE,
-                ab07,
-            ),
-            Rule::builtin(
-                "AB-08",
-                &[Transform, Post],
-                "static IPs become dynamic; public IPs and extensions are re-added after",
-                RESTORE,
-                ab08,
-            ),
-            Rule::builtin(
-                "AB-09",
-                &[Post],
-                "Linux with cloud-init and password sign-in: reset the password with VMAccess",
-                RESTORE,
-                ab09,
-            ),
-            Rule::builtin(
-                "AB-13",
-                &[Transform, Warn, Info],
-                "Spot VMs become regular; dedicated hosts: restore disks; Gen2 stays Gen2",
-                MATRIX,
-                ab13,
-            ),
-        ],
-    }
+/// The rules, in evaluation order.
+pub(super) fn rules_current() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "AB-12",
+            &[Block],
+            "limits: 32 disks (16 unmanaged/Classic), 32 TiB a disk, 256 TiB a VM, 4095 GiB OS disk",
+            "Microsoft Learn: backup-support-matrix-iaas; managed disks overview",
+            ab12,
+        ),
+        Rule::builtin(
+            "AB-01",
+            &[Block],
+            "other region without cross-region restore; VM name in use; VNet in another subscription or region",
+            RESTORE,
+            ab01,
+        ),
+        Rule::builtin(
+            "AB-02",
+            &[Block],
+            "staging account: vault region, no ZRS or Blob account, Premium only for premium VMs",
+            RESTORE,
+            ab02,
+        ),
+        Rule::builtin(
+            "AB-03",
+            &[Block, Step, Post],
+            "replace disks: existing managed unencrypted VM; snapshot then swap; original disks kept",
+            "Microsoft Learn: backup-azure-arm-restore-vms; backup-support-matrix-iaas",
+            ab03,
+        ),
+        Rule::builtin(
+            "AB-04",
+            &[Block, Post, Transform],
+            "cross-region restore conditions",
+            "Microsoft Learn: backup-azure-arm-restore-vms; restore-azure-encrypted-virtual-machines",
+            ab04,
+        ),
+        Rule::builtin(
+            "AB-05",
+            &[Block],
+            "cross-subscription restore conditions",
+            "Microsoft Learn: backup-azure-arm-restore-vms (2023)",
+            ab05,
+        ),
+        Rule::builtin(
+            "AB-06",
+            &[Block],
+            "cross-zonal restore conditions",
+            RESTORE,
+            ab06,
+        ),
+        Rule::builtin(
+            "AB-10",
+            &[Warn, Transform],
+            "domain controllers: last DC needs forest recovery; multi-domain DCs restore as disks + template",
+            RESTORE,
+            ab10,
+        ),
+        Rule::builtin(
+            "AB-11",
+            &[Block, Post, Warn],
+            "ADE VMs: restore disks and deploy the template; reapply ADE",
+            ENCRYPTED,
+            ab11,
+        ),
+        Rule::builtin(
+            "AB-07",
+            &[Transform, Warn],
+            "create VM drops the availability set",
+            RESTORE,
+            ab07,
+        ),
+        Rule::builtin(
+            "AB-08",
+            &[Transform, Post],
+            "static IPs become dynamic; public IPs and extensions are re-added after",
+            RESTORE,
+            ab08,
+        ),
+        Rule::builtin(
+            "AB-09",
+            &[Post],
+            "Linux with cloud-init and password sign-in: reset the password with VMAccess",
+            RESTORE,
+            ab09,
+        ),
+        Rule::builtin(
+            "AB-13",
+            &[Transform, Warn, Info],
+            "Spot VMs become regular; dedicated hosts: restore disks; Gen2 stays Gen2",
+            MATRIX,
+            ab13,
+        ),
+    ]
 }
 
 fn ab16_01(r: &Rule, c: &Ctx, d: &mut Decisions) {
@@ -222,10 +213,7 @@ fn ab16_06(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn ab16_02(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    let paired = d
-        .transformations
-        .iter()
-        .any(|t| t.kind == crate::plan::TransformKind::PairedRegion);
+    let paired = d.has_transformation(crate::plan::TransformKind::PairedRegion);
     if c.facts.cross_region && !paired {
         d.block(
             r,
@@ -257,7 +245,7 @@ fn ab16_04(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "reset the password of '{}' with the VMAccess extension; SSH keys are recommended",
-                d.target.vm_name
+                d.target().vm_name
             ),
         );
     }
@@ -291,7 +279,8 @@ fn ab01(r: &Rule, c: &Ctx, d: &mut Decisions) {
             "$.request.destination.vm_name",
             format!(
                 "a VM named '{}' already exists in resource group '{}'",
-                d.target.vm_name, d.target.resource_group
+                d.target().vm_name,
+                d.target().resource_group
             ),
         );
     }
@@ -306,7 +295,7 @@ fn ab01(r: &Rule, c: &Ctx, d: &mut Decisions) {
                 format!("virtual network '{}' is in another subscription", v.name),
             );
         }
-        if v.region.as_ref().is_some_and(|x| x != &d.target.region) {
+        if v.region.as_ref().is_some_and(|x| x != &d.target().region) {
             d.block(
                 r,
                 "$.request.destination.virtual_network.region",
@@ -356,7 +345,7 @@ fn ab02(r: &Rule, c: &Ctx, d: &mut Decisions) {
             ),
         );
     }
-    let premium_vm = d.target.disks.iter().any(|x| x.sku.is_premium());
+    let premium_vm = d.target().disks.iter().any(|x| x.sku.is_premium());
     if sa.sku.is_premium() && !premium_vm {
         d.block(
             r,
@@ -389,7 +378,7 @@ fn ab03(r: &Rule, c: &Ctx, d: &mut Decisions) {
             .as_deref()
             .unwrap_or(&c.dest.resource_group);
     let existing = c.cat.existing_vm(&c.vm.subscription_id, rg, &c.vm.name);
-    let before = d.findings.len();
+    let before = d.findings().len();
     match existing {
         None => d.block(
             r,
@@ -447,7 +436,7 @@ fn ab03(r: &Rule, c: &Ctx, d: &mut Decisions) {
             "replace existing disks is not supported for VMs encrypted with ADE",
         );
     }
-    if d.findings.len() == before {
+    if d.findings().len() == before {
         d.step(r, SnapshotExistingDisks);
         d.step(r, SwapDisks);
         d.post(r, format!("the original disks of '{}' are kept: delete them when you are satisfied with the restore", c.vm.name));
@@ -657,7 +646,7 @@ fn ab09(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "reset the password of '{}' with the VMAccess extension (cloud-init blocks it)",
-                d.target.vm_name
+                d.target().vm_name
             ),
         );
     }
@@ -679,7 +668,7 @@ fn ab11(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if !c.facts.ade {
         return;
     }
-    if c.req.restore_type == RestoreType::FullVm && d.target.create_vm {
+    if c.req.restore_type == RestoreType::FullVm && d.target().create_vm {
         d.block(
             r,
             "$.request.restore_type",
@@ -766,7 +755,12 @@ fn ab13(r: &Rule, c: &Ctx, d: &mut Decisions) {
         );
     }
     if c.vm.generation == Generation::Gen2 {
-        d.target.generation = Generation::Gen2;
+        d.set_generation(
+            r,
+            Generation::Gen2,
+            d.target().firmware,
+            "the Generation 2 VM is restored as Generation 2",
+        );
         d.info(
             r,
             "$.restore_point.vm.generation",

@@ -13,182 +13,181 @@ const SEED: &str = "seed 000 (Commvault: Azure Resource Manager restores)";
 /// Commvault's limit for managed disks: 8 TB (binary, as Azure counts).
 pub(crate) const MAX_MANAGED_DISK: u64 = 8 * TIB;
 
-pub(super) fn profile() -> Profile {
-    Profile {
-        source: None,
-        name: "commvault".into(),
-        description: "Commvault Virtual Server Agent, Azure Resource Manager restores".into(),
-        // The restore stages of seed 000, in order.
-        stages: stages(&[
-            (
-                "engage the Virtual Server file system driver",
-                &[VerifyRestorePoint],
-            ),
-            (
-                "mount VM disks",
-                &[
-                    ResourceGroup,
-                    KeyVault,
-                    KeyVaultAccess,
-                    StagingAccount,
-                    CreateDisk,
-                ],
-            ),
-            ("write data from the library", &[WriteDisk, FinalizeDisk]),
-            // Seed 000 deletes the existing VM first; we delete it only once
-            // the new disks are written and verified (the point of no
-            // return), so a failed transfer leaves the VM as it was.
-            ("delete the existing VM", &[DeleteExistingVm]),
-            (
-                "create the VM",
-                &[
-                    ConvertToManaged,
-                    SnapshotExistingDisks,
-                    HelperAppliance,
-                    BootFix,
-                    PublicIp,
-                    NetworkInterface,
-                    VirtualMachine,
-                    Template,
-                    SwapDisks,
-                    PowerOn,
-                    DeleteExistingDisks,
-                ],
-            ),
-            (
-                "configure the network security group",
-                &[NetworkSecurityGroup],
-            ),
-        ]),
-        rules: vec![
-            Rule::builtin(
-                "CV-12",
-                &[Step, Block],
-                "in-place restores delete the existing VM, only after the user confirms overwrite",
-                "seed 000; Commvault REST model (OverwriteVM)",
-                cv12,
-            ),
-            Rule::builtin(
-                "CV-14",
-                &[Step],
-                "out-of-place restores create a new VM from the destination given",
-                SEED,
-                cv14,
-            ),
-            Rule::builtin(
-                "CV-01",
-                &[Block],
-                "Classic VMs cannot be recovered to Premium storage",
-                SEED,
-                cv01,
-            ),
-            Rule::builtin(
-                "CV-02",
-                &[Block],
-                "managed disks up to 8 TB can be restored",
-                SEED,
-                cv02,
-            ),
-            Rule::builtin(
-                "CV-16",
-                &[Warn, Transform],
-                "Ultra disks are not backed up: they are missing from the restore (inferred)",
-                "Commvault 2022e backup page",
-                cv16,
-            ),
-            Rule::builtin(
-                "CV-03",
-                &[Block],
-                "Key-Vault-encrypted VMs cannot be restored to another subscription",
-                SEED,
-                cv03,
-            ),
-            Rule::builtin(
-                "CV-04",
-                &[Transform, Step, Warn],
-                "Key-Vault-encrypted VM to another region: a new key vault is created (KB AZR0002)",
-                SEED,
-                cv04,
-            ),
-            Rule::builtin(
-                "CV-05",
-                &[Post],
-                "a restored or created key vault grants access to the application's service principal only",
-                SEED,
-                cv05,
-            ),
-            Rule::builtin(
-                "CV-06",
-                &[Post, Transform],
-                "CMK / disk encryption sets are not applied to VMs restored from streaming backups",
-                SEED,
-                cv06,
-            ),
-            Rule::builtin(
-                "CV-07",
-                &[Block],
-                "guest file recovery of VMs with encrypted blobs is not supported",
-                SEED,
-                cv07,
-            ),
-            Rule::builtin(
-                "CV-18",
-                &[Transform, Block],
-                "zone option: auto (the source's), none, or a zone number the region has",
-                "Commvault REST model",
-                cv18,
-            ),
-            Rule::builtin(
-                "CV-08",
-                &[Info],
-                "the zone is restored where the destination region has zones",
-                SEED,
-                cv08,
-            ),
-            Rule::builtin(
-                "CV-09",
-                &[Transform],
-                "the zone is dropped where the destination region has none",
-                SEED,
-                cv09,
-            ),
-            Rule::builtin(
-                "CV-10",
-                &[Info],
-                "encryption at host is supported; it applies to data at rest only",
-                SEED,
-                cv10,
-            ),
-            Rule::builtin(
-                "CV-11",
-                &[Info],
-                "restores from another hypervisor of VMs with customer-managed keys are supported",
-                SEED,
-                cv11,
-            ),
-            Rule::builtin(
-                "CV-13",
-                &[Step],
-                "managed disks are written through a staging account as an unmanaged VM, then converted",
-                SEED,
-                cv13,
-            ),
-            Rule::builtin(
-                "CV-15",
-                &[Step, Post],
-                "the source's network security group is configured on the restored VM",
-                SEED,
-                cv15,
-            ),
-            Rule::builtin(
-                "CV-17",
-                &[Transform, Warn],
-                "availability sets are read at backup only: the restored VM has none (inferred)",
-                "Commvault Azure resource provider usage page",
-                cv17,
-            ),
-        ],
-    }
+/// The restore stages of seed 000, in order.
+pub(super) fn restore_stages() -> Vec<Stage> {
+    stages(&[
+        (
+            "engage the Virtual Server file system driver",
+            &[VerifyRestorePoint],
+        ),
+        (
+            "mount VM disks",
+            &[
+                ResourceGroup,
+                KeyVault,
+                KeyVaultAccess,
+                StagingAccount,
+                CreateDisk,
+            ],
+        ),
+        ("write data from the library", &[WriteDisk, FinalizeDisk]),
+        // Seed 000 deletes the existing VM first; we delete it only once
+        // the new disks are written and verified (the point of no
+        // return), so a failed transfer leaves the VM as it was.
+        ("delete the existing VM", &[DeleteExistingVm]),
+        (
+            "create the VM",
+            &[
+                ConvertToManaged,
+                SnapshotExistingDisks,
+                HelperAppliance,
+                BootFix,
+                PublicIp,
+                NetworkInterface,
+                VirtualMachine,
+                Template,
+                SwapDisks,
+                PowerOn,
+                DeleteExistingDisks,
+            ],
+        ),
+        (
+            "configure the network security group",
+            &[NetworkSecurityGroup],
+        ),
+    ])
+}
+
+/// The rules, in evaluation order.
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "CV-12",
+            &[Step, Block],
+            "in-place restores delete the existing VM, only after the user confirms overwrite",
+            "seed 000; Commvault REST model (OverwriteVM)",
+            cv12,
+        ),
+        Rule::builtin(
+            "CV-14",
+            &[Step],
+            "out-of-place restores create a new VM from the destination given",
+            SEED,
+            cv14,
+        ),
+        Rule::builtin(
+            "CV-01",
+            &[Block],
+            "Classic VMs cannot be recovered to Premium storage",
+            SEED,
+            cv01,
+        ),
+        Rule::builtin(
+            "CV-02",
+            &[Block],
+            "managed disks up to 8 TB can be restored",
+            SEED,
+            cv02,
+        ),
+        Rule::builtin(
+            "CV-16",
+            &[Warn, Transform],
+            "Ultra disks are not backed up: they are missing from the restore (inferred)",
+            "Commvault 2022e backup page",
+            cv16,
+        ),
+        Rule::builtin(
+            "CV-03",
+            &[Block],
+            "Key-Vault-encrypted VMs cannot be restored to another subscription",
+            SEED,
+            cv03,
+        ),
+        Rule::builtin(
+            "CV-04",
+            &[Transform, Step, Warn],
+            "Key-Vault-encrypted VM to another region: a new key vault is created (KB AZR0002)",
+            SEED,
+            cv04,
+        ),
+        Rule::builtin(
+            "CV-05",
+            &[Post],
+            "a restored or created key vault grants access to the application's service principal only",
+            SEED,
+            cv05,
+        ),
+        Rule::builtin(
+            "CV-06",
+            &[Post, Transform],
+            "CMK / disk encryption sets are not applied to VMs restored from streaming backups",
+            SEED,
+            cv06,
+        ),
+        Rule::builtin(
+            "CV-07",
+            &[Block],
+            "guest file recovery of VMs with encrypted blobs is not supported",
+            SEED,
+            cv07,
+        ),
+        Rule::builtin(
+            "CV-18",
+            &[Transform, Block],
+            "zone option: auto (the source's), none, or a zone number the region has",
+            "Commvault REST model",
+            cv18,
+        ),
+        Rule::builtin(
+            "CV-08",
+            &[Info],
+            "the zone is restored where the destination region has zones",
+            SEED,
+            cv08,
+        ),
+        Rule::builtin(
+            "CV-09",
+            &[Transform],
+            "the zone is dropped where the destination region has none",
+            SEED,
+            cv09,
+        ),
+        Rule::builtin(
+            "CV-10",
+            &[Info],
+            "encryption at host is supported; it applies to data at rest only",
+            SEED,
+            cv10,
+        ),
+        Rule::builtin(
+            "CV-11",
+            &[Info],
+            "restores from another hypervisor of VMs with customer-managed keys are supported",
+            SEED,
+            cv11,
+        ),
+        Rule::builtin(
+            "CV-13",
+            &[Step],
+            "managed disks are written through a staging account as an unmanaged VM, then converted",
+            SEED,
+            cv13,
+        ),
+        Rule::builtin(
+            "CV-15",
+            &[Step, Post],
+            "the source's network security group is configured on the restored VM",
+            SEED,
+            cv15,
+        ),
+        Rule::builtin(
+            "CV-17",
+            &[Transform, Warn],
+            "availability sets are read at backup only: the restored VM has none (inferred)",
+            "Commvault Azure resource provider usage page",
+            cv17,
+        ),
+    ]
 }
 
 fn cv01(r: &Rule, c: &Ctx, d: &mut Decisions) {
@@ -201,7 +200,7 @@ fn cv01(r: &Rule, c: &Ctx, d: &mut Decisions) {
         d.block(r, "$.request.destination.staging_storage_account.sku", format!("VM '{}' was deployed with Azure Classic: data recovery to the Premium storage account '{}' is not supported", c.vm.name, sa.name));
         return;
     }
-    if d.target.disks.iter().any(|t| t.sku.is_premium()) {
+    if d.target().disks.iter().any(|t| t.sku.is_premium()) {
         d.block(r, "$.request.destination.disk_sku", format!("VM '{}' was deployed with Azure Classic: data recovery to Premium storage is not supported; choose a Standard disk SKU", c.vm.name));
     }
 }
@@ -252,19 +251,19 @@ fn cv05(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if !c.facts.ade {
         return;
     }
-    if !d.create_key_vault {
+    if !d.creates_key_vault() {
         // Same region: the vault's keys and secrets are restored into the
         // source vault, unless it already exists at the destination.
         let Some(vault) = ade_vault(c) else { return };
         let exists = c.cat_existing_vault(vault);
-        d.target.key_vault = Some(vault.to_string());
+        d.restore_into_source_vault(vault);
         if exists {
             return;
         }
         d.step(r, KeyVault);
     }
     d.step(r, KeyVaultAccess);
-    let vault = d.target.key_vault.clone().unwrap_or_default();
+    let vault = d.target().key_vault.clone().unwrap_or_default();
     d.post(r, format!("keys and secrets in key vault '{vault}' are accessible to the application's service principal only: an administrator must grant users access"));
 }
 
@@ -278,7 +277,7 @@ fn cv06(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "apply the disk encryption set to the disks of VM '{}' manually",
-                d.target.vm_name
+                d.target().vm_name
             ),
         );
     }
@@ -296,14 +295,13 @@ fn cv08(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if let (Some(z), ZoneChoice::Auto) = (c.vm.zone, c.dest.zone)
         && c.dst_region.zones.contains(&z)
     {
-        d.zone_decided = true;
-        d.target.zone = Some(z);
+        d.keep_source_zone(z);
         d.info(
             r,
             "$.restore_point.vm.zone",
             format!(
                 "zone {z} is restored: {} has availability zones",
-                d.target.region
+                d.target().region
             ),
         );
     }
@@ -317,7 +315,7 @@ fn cv09(r: &Rule, c: &Ctx, d: &mut Decisions) {
             r,
             format!(
                 "zone {z} is dropped: {} has no availability zones; the restore completes",
-                d.target.region
+                d.target().region
             ),
         );
     }
@@ -380,9 +378,7 @@ fn cv15(r: &Rule, c: &Ctx, d: &mut Decisions) {
     match (&c.vm.network_security_group, &c.dest.network_security_group) {
         (_, Some(_)) => {}
         (Some(nsg), None) => {
-            d.nsg = NsgPlan::CopySource(nsg.clone());
-            d.target.network_security_group = Some(nsg.clone());
-            d.step(r, NetworkSecurityGroup);
+            d.copy_source_nsg(r, nsg);
         }
         (None, None) => d.post(
             r,
@@ -424,12 +420,15 @@ fn cv18(r: &Rule, c: &Ctx, d: &mut Decisions) {
         ZoneChoice::Auto => {}
         ZoneChoice::None => {
             if c.vm.zone.is_some() {
-                // The target is seeded without a zone already: put the
-                // source's back so that dropping it is recorded.
-                d.target.zone = c.vm.zone;
-                d.drop_zone(r, "zone option None: the VM is restored without a zone");
+                // The target is seeded without a zone already: the
+                // source's is the one recorded as dropped.
+                d.drop_source_zone(
+                    r,
+                    c.vm.zone,
+                    "zone option None: the VM is restored without a zone",
+                );
             } else {
-                d.zone_decided = true;
+                d.settle_zone();
             }
         }
         ZoneChoice::Zone(z) => {
@@ -441,11 +440,11 @@ fn cv18(r: &Rule, c: &Ctx, d: &mut Decisions) {
                     format!("zone option {z}: the VM is restored in zone {z}"),
                 );
             } else {
-                d.zone_decided = true;
+                d.settle_zone();
                 d.block(
                     r,
                     "$.request.destination.zone",
-                    format!("zone {z} does not exist in {}", d.target.region),
+                    format!("zone {z} does not exist in {}", d.target().region),
                 );
             }
         }

@@ -42,13 +42,13 @@ pub(super) fn rules() -> Vec<Rule> {
 }
 
 fn vmr01(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if d.zone_decided {
+    if d.zone_decided() {
         return;
     }
     let region = c
         .cat
         .regions
-        .get(d.target.region.as_str())
+        .get(d.target().region.as_str())
         .copied()
         .unwrap_or(c.dst_region);
     match c.dest.zone {
@@ -63,13 +63,12 @@ fn vmr01(r: &Rule, c: &Ctx, d: &mut Decisions) {
             d.set_zone(r, c.vm.zone, z, format!("the VM is restored in zone {z}"))
         }
         ZoneChoice::None => {
-            // The target is seeded without a zone already: put the source's
-            // back so that dropping it is recorded.
-            d.target.zone = d.target.zone.or(c.vm.zone);
-            d.drop_zone(r, "no zone requested");
+            // The target is seeded without a zone already: the source's is
+            // the one recorded as dropped.
+            d.drop_source_zone(r, c.vm.zone, "no zone requested");
         }
         ZoneChoice::Auto => {
-            if let Some(z) = d.target.zone
+            if let Some(z) = d.target().zone
                 && !region.zones.contains(&z)
             {
                 d.drop_zone(
@@ -82,8 +81,8 @@ fn vmr01(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn vmr02(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if d.rules_applied.contains("VE-22")
-        || c.dest.vm_size.is_none() && !c.cat.sizes.contains_key(d.target.vm_size.as_str())
+    if d.applied("VE-22")
+        || c.dest.vm_size.is_none() && !c.cat.sizes.contains_key(d.target().vm_size.as_str())
     {
         return;
     }
@@ -91,11 +90,11 @@ fn vmr02(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn vmr03(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if !c.cat.sizes.is_empty() && !c.cat.sizes.contains_key(d.target.vm_size.as_str()) {
-        let hint = crate::model::suggest(&d.target.vm_size, c.cat.sizes.keys().copied())
+    if !c.cat.sizes.is_empty() && !c.cat.sizes.contains_key(d.target().vm_size.as_str()) {
+        let hint = crate::model::suggest(&d.target().vm_size, c.cat.sizes.keys().copied())
             .map(|s| format!(" (did you mean '{s}'?)"))
             .unwrap_or_default();
-        d.warn(r, "$.request.destination.vm_size", format!("VM size '{}' is not in the catalog: its disk count and generation cannot be checked{hint}", d.target.vm_size));
+        d.warn(r, "$.request.destination.vm_size", format!("VM size '{}' is not in the catalog: its disk count and generation cannot be checked{hint}", d.target().vm_size));
     }
 }
 
@@ -103,7 +102,7 @@ fn vmr04(r: &Rule, c: &Ctx, d: &mut Decisions) {
     let region = c
         .cat
         .regions
-        .get(d.target.region.as_str())
+        .get(d.target().region.as_str())
         .copied()
         .unwrap_or(c.dst_region);
     if region.access_restricted {
@@ -158,7 +157,7 @@ pub(crate) fn unsupported_steps(
 ) {
     let r = capabilities_rule();
     for (i, s) in plan_steps.iter().enumerate() {
-        if let Some(why) = caps.refuses(&d.target, s) {
+        if let Some(why) = caps.refuses(d.target(), s) {
             d.block(
                 r,
                 &format!("$.steps[{i}]"),
@@ -181,7 +180,7 @@ pub(crate) fn check_names(c: &Ctx, d: &mut Decisions) {
 fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
     use crate::model::names::{NameKind, check_name_or_id, is_guid};
     let in_place = c.facts.in_place;
-    let t = &d.target;
+    let t = d.target();
     let mut bad: Vec<(String, String)> = Vec::new();
     let check = |bad: &mut Vec<(String, String)>, path: String, kind: NameKind, s: &str| {
         if let Err(m) = check_name_or_id(kind, s) {

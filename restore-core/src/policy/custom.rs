@@ -51,9 +51,6 @@ pub const NAMED_TRANSFORMS: [TransformKind; 13] = [
     TransformKind::DropPublicIp,
 ];
 
-/// Reserved ID prefixes of the built-in rules.
-const RESERVED: [&str; 5] = ["CV-", "VE-", "AB-", "AB16-", "VMR-"];
-
 /// Largest rules document accepted (1 MiB) and most rules in one.
 const MAX_RULES_BYTES: usize = 1 << 20;
 const MAX_RULES: usize = 1000;
@@ -179,9 +176,8 @@ fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
     {
         return Err("the ID must be 1-32 letters, digits, '-', '_' or '.'".into());
     }
-    if let Some(p) = RESERVED
-        .iter()
-        .find(|p| id.to_ascii_uppercase().starts_with(*p))
+    if let Some(p) =
+        super::reserved_rule_prefixes().find(|p| id.to_ascii_uppercase().starts_with(p))
     {
         return Err(format!(
             "IDs starting with '{p}' are reserved for built-in rules"

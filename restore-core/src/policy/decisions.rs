@@ -27,25 +27,42 @@ pub(crate) enum NsgPlan {
     Create { name: String, ports: Vec<u16> },
 }
 
+/// The fields are private: rules read the target through [`Decisions::target`]
+/// and change it only through the methods below, which record each change
+/// as a [`Transformation`] with the rule that made it.
 pub(crate) struct Decisions {
+    findings: Vec<Finding>,
+    transformations: Vec<Transformation>,
+    post_actions: Vec<PostAction>,
+    rules_applied: BTreeSet<String>,
+    /// Optional steps requested, with the rules that asked for them; rule IDs
+    /// listed for default steps are attached to those steps.
+    steps: BTreeMap<StepKind, Vec<std::sync::Arc<str>>>,
+    target: Target,
+    zone_decided: bool,
+    nsg: NsgPlan,
+    /// Create the key vault (else: restore into an existing/named vault).
+    create_key_vault: bool,
+    /// Expected transfer rate in bytes per second.
+    throughput: u64,
+}
+
+/// What the planner takes out of [`Decisions`] once the rules have run.
+pub(crate) struct Outcome {
     pub findings: Vec<Finding>,
     pub transformations: Vec<Transformation>,
     pub post_actions: Vec<PostAction>,
     pub rules_applied: BTreeSet<String>,
-    /// Optional steps requested, with the rules that asked for them; rule IDs
-    /// listed for default steps are attached to those steps.
-    pub steps: BTreeMap<StepKind, Vec<std::sync::Arc<str>>>,
     pub target: Target,
-    pub zone_decided: bool,
-    pub nsg: NsgPlan,
-    /// Create the key vault (else: restore into an existing/named vault).
-    pub create_key_vault: bool,
-    /// Expected transfer rate in bytes per second.
-    pub throughput: u64,
 }
 
 impl Decisions {
-    pub fn new(target: Target, nsg: NsgPlan) -> Self {
+    /// Seeds the decisions with the target as requested; an NSG the request
+    /// names is attached as it is.
+    pub fn new(mut target: Target, nsg: NsgPlan) -> Self {
+        if let NsgPlan::Existing(n) = &nsg {
+            target.network_security_group = Some(n.clone());
+        }
         Decisions {
             findings: Vec::new(),
             transformations: Vec::new(),
@@ -57,6 +74,114 @@ impl Decisions {
             nsg,
             create_key_vault: false,
             throughput: 100 << 20,
+        }
+    }
+
+    // --- reading ----------------------------------------------------------
+
+    /// The target as the rules so far left it.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The findings so far.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// Whether a transformation of `kind` was recorded.
+    pub fn has_transformation(&self, kind: TransformKind) -> bool {
+        self.transformations.iter().any(|t| t.kind == kind)
+    }
+
+    /// Whether the rule `id` produced an outcome.
+    pub fn applied(&self, id: &str) -> bool {
+        self.rules_applied.contains(id)
+    }
+
+    /// Whether a rule already settled the zone.
+    pub fn zone_decided(&self) -> bool {
+        self.zone_decided
+    }
+
+    /// What happens about the network security group.
+    pub fn nsg(&self) -> &NsgPlan {
+        &self.nsg
+    }
+
+    /// Whether a new key vault is created at the destination.
+    pub fn creates_key_vault(&self) -> bool {
+        self.create_key_vault
+    }
+
+    /// Expected transfer rate in bytes per second.
+    pub fn throughput(&self) -> u64 {
+        self.throughput
+    }
+
+    /// Steps asked for, with the rules that asked.
+    pub fn step_rules(&self) -> &BTreeMap<StepKind, Vec<std::sync::Arc<str>>> {
+        &self.steps
+    }
+
+    // --- what is not a change of the VM ---------------------------------
+
+    /// The zone is settled as it is (nothing to change, or the rule blocks).
+    pub fn settle_zone(&mut self) {
+        self.zone_decided = true;
+    }
+
+    /// The source's zone `zone` is kept: no transformation.
+    pub fn keep_source_zone(&mut self, zone: u8) {
+        self.zone_decided = true;
+        self.target.zone = Some(zone);
+    }
+
+    /// The transfer is expected to run at `bytes_per_second`.
+    pub fn expect_throughput(&mut self, bytes_per_second: u64) {
+        self.throughput = bytes_per_second;
+    }
+
+    /// The keys and secrets are restored into the source's vault, `name`, at
+    /// the destination: the vault the VM used, so no transformation.
+    pub fn restore_into_source_vault(&mut self, name: &str) {
+        self.target.key_vault = Some(name.to_string());
+    }
+
+    /// The source's NSG, `name`, is configured again for the restored VM:
+    /// the NSG the VM had, so no transformation.
+    pub fn copy_source_nsg(&mut self, rule: &Rule, name: &str) {
+        self.nsg = NsgPlan::CopySource(name.to_string());
+        self.target.network_security_group = Some(name.to_string());
+        self.step(rule, StepKind::NetworkSecurityGroup);
+    }
+
+    /// Execution details the planner derives after the rules ran (where the
+    /// disks' bytes go, when the NSG is made): not changes of the VM.
+    pub fn settle_layout(&mut self, disks_staged: bool, nsg_after_vm: bool) {
+        self.target.disks_staged = disks_staged;
+        self.target.nsg_after_vm = nsg_after_vm;
+    }
+
+    /// The staging account the planner names when no request or rule did.
+    pub fn default_staging_account(&mut self, name: String) {
+        self.target.staging_account.get_or_insert(name);
+    }
+
+    /// A post-action of the library itself (no [`Rule`] behind it).
+    pub fn library_post(&mut self, action: PostAction) {
+        self.rules_applied.insert(action.rule_id.clone());
+        self.post_actions.push(action);
+    }
+
+    /// Takes the outcome out, the target as the rules left it.
+    pub fn into_outcome(self) -> Outcome {
+        Outcome {
+            findings: self.findings,
+            transformations: self.transformations,
+            post_actions: self.post_actions,
+            rules_applied: self.rules_applied,
+            target: self.target,
         }
     }
 
@@ -207,6 +332,18 @@ impl Decisions {
         }
     }
 
+    /// Removes the zone, recording the source's (`source`) as the one
+    /// dropped when the target was seeded without it.
+    pub fn drop_source_zone(
+        &mut self,
+        rule: &Rule,
+        source: Option<u8>,
+        message: impl Into<String>,
+    ) {
+        self.target.zone = self.target.zone.or(source);
+        self.drop_zone(rule, message);
+    }
+
     /// Places the VM in `zone`.
     pub fn set_zone(
         &mut self,
@@ -265,6 +402,32 @@ impl Decisions {
             "$.restore_point.vm.firmware",
             before,
             json!({"generation": "gen1", "firmware": "bios"}),
+            message.into(),
+        );
+    }
+
+    /// The VM becomes a `generation` VM with `firmware` (recorded only when
+    /// that differs from the target so far).
+    pub fn set_generation(
+        &mut self,
+        rule: &Rule,
+        generation: Generation,
+        firmware: Firmware,
+        message: impl Into<String>,
+    ) {
+        if self.target.generation == generation && self.target.firmware == firmware {
+            return;
+        }
+        let before =
+            json!({"generation": self.target.generation, "firmware": self.target.firmware});
+        self.target.generation = generation;
+        self.target.firmware = firmware;
+        self.transform(
+            rule,
+            TransformKind::ChangeGeneration,
+            "$.restore_point.vm.generation",
+            before,
+            json!({"generation": generation, "firmware": firmware}),
             message.into(),
         );
     }
@@ -517,6 +680,32 @@ impl Decisions {
         );
     }
 
+    /// A new NSG `name` opening `ports` replaces the source's (`source`).
+    pub fn new_nsg(
+        &mut self,
+        rule: &Rule,
+        source: &Option<String>,
+        name: &str,
+        ports: Vec<u16>,
+        message: impl Into<String>,
+    ) {
+        self.target.network_security_group = Some(name.to_string());
+        self.target.nsg_open_ports = ports.clone();
+        self.step(rule, StepKind::NetworkSecurityGroup);
+        self.transform(
+            rule,
+            TransformKind::NewNetworkSecurityGroup,
+            "$.restore_point.vm.network_security_group",
+            json!(source),
+            json!({"name": name, "open_ports": ports}),
+            message.into(),
+        );
+        self.nsg = NsgPlan::Create {
+            name: name.to_string(),
+            ports,
+        };
+    }
+
     /// Public IPs are not restored.
     pub fn drop_public_ip(&mut self, rule: &Rule, message: impl Into<String>) {
         let mut dropped = Vec::new();
@@ -564,7 +753,9 @@ impl Decisions {
             TransformKind::ChangeZone
             | TransformKind::NewKeyVault
             | TransformKind::OmitDisk
-            | TransformKind::ChangeVmSize => {}
+            | TransformKind::ChangeVmSize
+            | TransformKind::ChangeGeneration
+            | TransformKind::NewNetworkSecurityGroup => {}
         }
     }
 }

@@ -20,213 +20,213 @@ const AZURE_STACK_MAX: u64 = 1021 * GB;
 /// Conversion to VHD can grow a disk by up to this much.
 const CONVERSION_GROWTH: u64 = 2 * GB;
 
-pub(super) fn profile() -> Profile {
-    Profile {
-        source: None,
-        name: "veeam".into(),
-        description: "Veeam Backup & Replication 13, restore to Microsoft Azure".into(),
-        // VE-19: proxy on, disks converted and uploaded, mounted, boot fixed,
-        // unmounted, VM registered, powered on.
-        stages: stages(&[
-            (
-                "prepare the restore",
-                &[
-                    VerifyRestorePoint,
-                    ResourceGroup,
-                    KeyVault,
-                    KeyVaultAccess,
-                    StagingAccount,
-                    HelperAppliance,
-                    SnapshotExistingDisks,
-                ],
-            ),
-            (
-                "convert disks to VHD and upload them to Blob storage",
-                &[CreateDisk, WriteDisk, FinalizeDisk],
-            ),
-            (
-                "mount the disks and fix the boot configuration",
-                &[BootFix, ConvertToManaged],
-            ),
-            // The point of no return: only after every disk is verified.
-            ("replace the existing VM", &[DeleteExistingVm]),
-            (
-                "register the VM",
-                &[
-                    NetworkSecurityGroup,
-                    PublicIp,
-                    NetworkInterface,
-                    VirtualMachine,
-                    Template,
-                    SwapDisks,
-                ],
-            ),
-            ("power on the VM", &[PowerOn, DeleteExistingDisks]),
-        ]),
-        rules: vec![
-            Rule::builtin(
-                "VE-23",
-                &[Block],
-                "restore to Azure always registers a new VM (inferred)",
-                HIW,
-                ve23,
-            ),
-            Rule::builtin(
-                "VE-01",
-                &[Block],
-                "only Veeam Agent backups in a backup repository can be restored, not Cloud Connect",
-                SEED,
-                ve01,
-            ),
-            Rule::builtin(
-                "VE-02",
-                &[Block],
-                "Veeam Agent backups must be entire-computer or volume level",
-                SEED,
-                ve02,
-            ),
-            Rule::builtin(
-                "VE-05",
-                &[Block],
-                "Windows older than Server 2008 / Vista is not supported",
-                LIMITS,
-                ve05,
-            ),
-            Rule::builtin(
-                "VE-06",
-                &[Warn],
-                "Linux without dracut / mkinitrd / initramfs may not boot",
-                LIMITS,
-                ve06,
-            ),
-            Rule::builtin(
-                "VE-07",
-                &[Block],
-                "disks with 4096-byte logical sectors are not supported",
-                LIMITS,
-                ve07,
-            ),
-            Rule::builtin(
-                "VE-08",
-                &[Block],
-                "BitLocker disks with a Windows backup server are supported only from Veeam Agent for Windows backups",
-                LIMITS,
-                ve08,
-            ),
-            Rule::builtin(
-                "VE-09",
-                &[Block],
-                "Windows with boot and OS partitions on different disks is not supported",
-                LIMITS,
-                ve09,
-            ),
-            Rule::builtin(
-                "VE-16",
-                &[Transform],
-                "a failover-cluster node becomes its own VM; shared disks become regular disks",
-                LIMITS,
-                ve16,
-            ),
-            Rule::builtin(
-                "VE-03",
-                &[Transform, Warn],
-                "EFI systems from agent backups are restored as BIOS Generation 1 VMs",
-                SEED,
-                ve03,
-            ),
-            Rule::builtin(
-                "VE-11",
-                &[Block, Transform],
-                "a GPT system disk with more than 4 partitions is not supported; otherwise it becomes MBR",
-                LIMITS,
-                ve11,
-            ),
-            Rule::builtin(
-                "VE-04",
-                &[Transform, Warn, Post],
-                "each LVM volume group is restored as a separate disk (KB4680)",
-                SEED,
-                ve04,
-            ),
-            Rule::builtin(
-                "VE-12",
-                &[Block],
-                "staging accounts with ZRS, GZRS or GRS replication are not supported",
-                LIMITS,
-                ve12,
-            ),
-            Rule::builtin(
-                "VE-13",
-                &[Warn],
-                "unmanaged disks in a Premium storage account are slow (about 30 MB/s)",
-                LIMITS,
-                ve13,
-            ),
-            Rule::builtin(
-                "VE-15",
-                &[Block, Warn],
-                "disk size limits (unmanaged 4093 GB, managed OS 4093 GB, data 32765 GB, Azure Stack 1021 GB)",
-                LIMITS,
-                ve15,
-            ),
-            Rule::builtin(
-                "VE-22",
-                &[Block, Transform],
-                "the VM size must support the number of disks; default: the smallest size that does",
-                "Veeam help center: restore_azure_size",
-                ve22,
-            ),
-            Rule::builtin(
-                "VE-14",
-                &[Block],
-                "NVMe-only VM sizes and Ultra disks are not supported",
-                LIMITS,
-                ve14,
-            ),
-            Rule::builtin(
-                "VE-17",
-                &[Block, Transform],
-                "Generation 2 needs managed disks and a Gen2-capable size; UEFI VM backups restore as Gen2",
-                "Veeam help center: restore_azure",
-                ve17,
-            ),
-            Rule::builtin(
-                "VE-10",
-                &[Post],
-                "Linux with cloud-init and password sign-in: the password is blocked; reset it with VMAccess",
-                LIMITS,
-                ve10,
-            ),
-            Rule::builtin(
-                "VE-18",
-                &[Step, Warn],
-                "Linux restores use a helper appliance in the target location, left powered off",
-                "Veeam help center: restore_azure_helper, restore_azure_hiw",
-                ve18,
-            ),
-            Rule::builtin(
-                "VE-19",
-                &[Step],
-                "restore pipeline: upload VHDs, mount, fix boot, unmount, register, power on",
-                HIW,
-                ve19,
-            ),
-            Rule::builtin(
-                "VE-20",
-                &[Step],
-                "without an NSG, a new one allows RDP 3389 or SSH 22 at priority 300",
-                "Veeam help center: restore_azure_network",
-                ve20,
-            ),
-            Rule::builtin(
-                "VE-21",
-                &[Transform, Post],
-                "only one virtual network per VM is restored",
-                "Veeam help center: restore_azure_network",
-                ve21,
-            ),
-        ],
-    }
+/// The restore stages, in order.
+pub(super) fn restore_stages() -> Vec<Stage> {
+    // VE-19: proxy on, disks converted and uploaded, mounted, boot fixed,
+    // unmounted, VM registered, powered on.
+    stages(&[
+        (
+            "prepare the restore",
+            &[
+                VerifyRestorePoint,
+                ResourceGroup,
+                KeyVault,
+                KeyVaultAccess,
+                StagingAccount,
+                HelperAppliance,
+                SnapshotExistingDisks,
+            ],
+        ),
+        (
+            "convert disks to VHD and upload them to Blob storage",
+            &[CreateDisk, WriteDisk, FinalizeDisk],
+        ),
+        (
+            "mount the disks and fix the boot configuration",
+            &[BootFix, ConvertToManaged],
+        ),
+        // The point of no return: only after every disk is verified.
+        ("replace the existing VM", &[DeleteExistingVm]),
+        (
+            "register the VM",
+            &[
+                NetworkSecurityGroup,
+                PublicIp,
+                NetworkInterface,
+                VirtualMachine,
+                Template,
+                SwapDisks,
+            ],
+        ),
+        ("power on the VM", &[PowerOn, DeleteExistingDisks]),
+    ])
+}
+
+/// The rules, in evaluation order.
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule::builtin(
+            "VE-23",
+            &[Block],
+            "restore to Azure always registers a new VM (inferred)",
+            HIW,
+            ve23,
+        ),
+        Rule::builtin(
+            "VE-01",
+            &[Block],
+            "only Veeam Agent backups in a backup repository can be restored, not Cloud Connect",
+            SEED,
+            ve01,
+        ),
+        Rule::builtin(
+            "VE-02",
+            &[Block],
+            "Veeam Agent backups must be entire-computer or volume level",
+            SEED,
+            ve02,
+        ),
+        Rule::builtin(
+            "VE-05",
+            &[Block],
+            "Windows older than Server 2008 / Vista is not supported",
+            LIMITS,
+            ve05,
+        ),
+        Rule::builtin(
+            "VE-06",
+            &[Warn],
+            "Linux without dracut / mkinitrd / initramfs may not boot",
+            LIMITS,
+            ve06,
+        ),
+        Rule::builtin(
+            "VE-07",
+            &[Block],
+            "disks with 4096-byte logical sectors are not supported",
+            LIMITS,
+            ve07,
+        ),
+        Rule::builtin(
+            "VE-08",
+            &[Block],
+            "BitLocker disks with a Windows backup server are supported only from Veeam Agent for Windows backups",
+            LIMITS,
+            ve08,
+        ),
+        Rule::builtin(
+            "VE-09",
+            &[Block],
+            "Windows with boot and OS partitions on different disks is not supported",
+            LIMITS,
+            ve09,
+        ),
+        Rule::builtin(
+            "VE-16",
+            &[Transform],
+            "a failover-cluster node becomes its own VM; shared disks become regular disks",
+            LIMITS,
+            ve16,
+        ),
+        Rule::builtin(
+            "VE-03",
+            &[Transform, Warn],
+            "EFI systems from agent backups are restored as BIOS Generation 1 VMs",
+            SEED,
+            ve03,
+        ),
+        Rule::builtin(
+            "VE-11",
+            &[Block, Transform],
+            "a GPT system disk with more than 4 partitions is not supported; otherwise it becomes MBR",
+            LIMITS,
+            ve11,
+        ),
+        Rule::builtin(
+            "VE-04",
+            &[Transform, Warn, Post],
+            "each LVM volume group is restored as a separate disk (KB4680)",
+            SEED,
+            ve04,
+        ),
+        Rule::builtin(
+            "VE-12",
+            &[Block],
+            "staging accounts with ZRS, GZRS or GRS replication are not supported",
+            LIMITS,
+            ve12,
+        ),
+        Rule::builtin(
+            "VE-13",
+            &[Warn],
+            "unmanaged disks in a Premium storage account are slow (about 30 MB/s)",
+            LIMITS,
+            ve13,
+        ),
+        Rule::builtin(
+            "VE-15",
+            &[Block, Warn],
+            "disk size limits (unmanaged 4093 GB, managed OS 4093 GB, data 32765 GB, Azure Stack 1021 GB)",
+            LIMITS,
+            ve15,
+        ),
+        Rule::builtin(
+            "VE-22",
+            &[Block, Transform],
+            "the VM size must support the number of disks; default: the smallest size that does",
+            "Veeam help center: restore_azure_size",
+            ve22,
+        ),
+        Rule::builtin(
+            "VE-14",
+            &[Block],
+            "NVMe-only VM sizes and Ultra disks are not supported",
+            LIMITS,
+            ve14,
+        ),
+        Rule::builtin(
+            "VE-17",
+            &[Block, Transform],
+            "Generation 2 needs managed disks and a Gen2-capable size; UEFI VM backups restore as Gen2",
+            "Veeam help center: restore_azure",
+            ve17,
+        ),
+        Rule::builtin(
+            "VE-10",
+            &[Post],
+            "Linux with cloud-init and password sign-in: the password is blocked; reset it with VMAccess",
+            LIMITS,
+            ve10,
+        ),
+        Rule::builtin(
+            "VE-18",
+            &[Step, Warn],
+            "Linux restores use a helper appliance in the target location, left powered off",
+            "Veeam help center: restore_azure_helper, restore_azure_hiw",
+            ve18,
+        ),
+        Rule::builtin(
+            "VE-19",
+            &[Step],
+            "restore pipeline: upload VHDs, mount, fix boot, unmount, register, power on",
+            HIW,
+            ve19,
+        ),
+        Rule::builtin(
+            "VE-20",
+            &[Step],
+            "without an NSG, a new one allows RDP 3389 or SSH 22 at priority 300",
+            "Veeam help center: restore_azure_network",
+            ve20,
+        ),
+        Rule::builtin(
+            "VE-21",
+            &[Transform, Post],
+            "only one virtual network per VM is restored",
+            "Veeam help center: restore_azure_network",
+            ve21,
+        ),
+    ]
 }
 
 fn ve01(r: &Rule, c: &Ctx, d: &mut Decisions) {
@@ -246,8 +246,12 @@ fn ve03(r: &Rule, c: &Ctx, d: &mut Decisions) {
         return;
     }
     if c.dest.gen2_opt_in {
-        d.target.generation = Generation::Gen2;
-        d.target.firmware = Firmware::Uefi;
+        d.set_generation(
+            r,
+            Generation::Gen2,
+            Firmware::Uefi,
+            "the EFI system is restored as a Generation 2 VM (opt-in)",
+        );
         d.warn(
             r,
             "$.request.destination.gen2_opt_in",
@@ -371,7 +375,7 @@ fn ve09(r: &Rule, c: &Ctx, d: &mut Decisions) {
 
 fn ve10(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.is_linux() && c.vm.os.cloud_init && c.vm.os.authentication.uses_password() {
-        d.post(r, format!("the password of VM '{}' is blocked after restore (cloud-init): reset it with the VMAccess extension", d.target.vm_name));
+        d.post(r, format!("the password of VM '{}' is blocked after restore (cloud-init): reset it with the VMAccess extension", d.target().vm_name));
     }
 }
 
@@ -389,7 +393,7 @@ fn ve11(r: &Rule, c: &Ctx, d: &mut Decisions) {
                 os.name, os.partition_count
             ),
         );
-    } else if d.target.generation == Generation::Gen1 {
+    } else if d.target().generation == Generation::Gen1 {
         d.gpt_to_mbr(
             r,
             &format!("$.restore_point.vm.disks[{i}].partition_table"),
@@ -433,7 +437,7 @@ fn ve13(r: &Rule, c: &Ctx, d: &mut Decisions) {
                 )
             }));
     if premium {
-        d.throughput = 30_000_000;
+        d.expect_throughput(30_000_000);
         d.warn(
             r,
             "$.request.destination.staging_storage_account",
@@ -443,7 +447,7 @@ fn ve13(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn ve14(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    if let Some(size) = c.cat.sizes.get(d.target.vm_size.as_str())
+    if let Some(size) = c.cat.sizes.get(d.target().vm_size.as_str())
         && size.nvme_only
     {
         d.block(
@@ -504,12 +508,16 @@ fn ve17(r: &Rule, c: &Ctx, d: &mut Decisions) {
     // v13 restores UEFI VM backups as Gen2 by default; agent backups follow VE-03.
     if !c.is_agent_backup()
         && c.vm.firmware == Firmware::Uefi
-        && d.target.generation != Generation::Gen2
+        && d.target().generation != Generation::Gen2
     {
-        d.target.generation = Generation::Gen2;
-        d.target.firmware = Firmware::Uefi;
+        d.set_generation(
+            r,
+            Generation::Gen2,
+            Firmware::Uefi,
+            "Veeam 13 restores a UEFI VM as a Generation 2 VM",
+        );
     }
-    if d.target.generation != Generation::Gen2 {
+    if d.target().generation != Generation::Gen2 {
         return;
     }
     if !c.facts.target_managed {
@@ -519,7 +527,7 @@ fn ve17(r: &Rule, c: &Ctx, d: &mut Decisions) {
             "a Generation 2 VM needs managed disks",
         );
     }
-    if let Some(size) = c.cat.sizes.get(d.target.vm_size.as_str())
+    if let Some(size) = c.cat.sizes.get(d.target().vm_size.as_str())
         && !size.gen2
     {
         d.block(
@@ -533,7 +541,7 @@ fn ve17(r: &Rule, c: &Ctx, d: &mut Decisions) {
 fn ve18(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.is_linux() {
         d.step(r, HelperAppliance);
-        d.warn(r, "$.request.destination.region", format!("a helper appliance in {} fixes the boot configuration; it stays there, powered off, and its disks are billed", d.target.region));
+        d.warn(r, "$.request.destination.region", format!("a helper appliance in {} fixes the boot configuration; it stays there, powered off, and its disks are billed", d.target().region));
     }
 }
 
@@ -541,7 +549,7 @@ fn ve19(r: &Rule, _c: &Ctx, d: &mut Decisions) {
     for k in [CreateDisk, WriteDisk, BootFix, VirtualMachine] {
         d.step(r, k);
     }
-    if d.target.power_on {
+    if d.target().power_on {
         d.step(r, PowerOn);
     }
 }
@@ -550,14 +558,14 @@ fn ve20(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if c.dest.network_security_group.is_none() {
         let port = if c.is_windows() { 3389 } else { 22 };
         let name = crate::model::names::NameKind::NetworkSecurityGroup
-            .fit(&format!("{}-nsg", d.target.vm_name));
-        d.target.network_security_group = Some(name.clone());
-        d.target.nsg_open_ports = vec![port];
-        d.nsg = NsgPlan::Create {
-            name,
-            ports: vec![port],
-        };
-        d.step(r, NetworkSecurityGroup);
+            .fit(&format!("{}-nsg", d.target().vm_name));
+        d.new_nsg(
+            r,
+            &c.vm.network_security_group,
+            &name,
+            vec![port],
+            format!("a new network security group '{name}' opening port {port} is created"),
+        );
     }
 }
 
@@ -576,11 +584,11 @@ fn ve21(r: &Rule, c: &Ctx, d: &mut Decisions) {
 fn ve22(r: &Rule, c: &Ctx, d: &mut Decisions) {
     let data = d.data_disk_count();
     if c.dest.vm_size.is_none() {
-        let gen2 = d.target.generation == Generation::Gen2;
+        let gen2 = d.target().generation == Generation::Gen2;
         let current_fits = c
             .cat
             .sizes
-            .get(d.target.vm_size.as_str())
+            .get(d.target().vm_size.as_str())
             .is_some_and(|s| s.max_data_disks >= data);
         if !current_fits {
             let best = c.cat.sizes_ordered.iter().find(|s| {
