@@ -14,12 +14,11 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use restore_core::exec::{
-    self, Event, ExecOptions, Executor, Faults, LocalVhdSink, ProgressFn, RetryPolicy, SimConfig,
-};
-use restore_core::model::{Catalog, RestorePoint, RestoreRequest, Validate, from_json, from_value};
-use restore_core::plan::{self as core_plan, Planner};
-use restore_core::policy::{BUILTIN_PROFILES, Profile, custom};
+use restore_core::exec::{self, Event, Executor, LocalVhdSink, ProgressFn, SimConfig};
+use restore_core::facade::{self, Doc, Naming};
+use restore_core::model::{Catalog, RestorePoint, Validate};
+use restore_core::plan as core_plan;
+use restore_core::policy::{BUILTIN_PROFILES, Profile};
 use restore_core::repo::LocalRepository;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -89,12 +88,14 @@ fn parse_error(path: &str, message: impl Into<String>) -> CoreError {
     }
 }
 
+/// A JS document (an object or JSON text) for the facade.
+fn doc_of(v: Json) -> restore_core::Result<Doc> {
+    v.value().map(Doc::Value)
+}
+
 /// A model document given as an object or as JSON text.
 fn doc<T: DeserializeOwned + Validate>(v: Json) -> restore_core::Result<T> {
-    match v.value()? {
-        Value::String(s) => from_json(&s),
-        other => from_value(other),
-    }
+    doc_of(v)?.parse()
 }
 
 /// A plan given as an object (from `plan()`) or as JSON text.
@@ -155,11 +156,7 @@ struct PlanInputs {
 
 /// Capabilities given as an object or JSON text.
 fn capabilities_of(v: Json) -> restore_core::Result<core_plan::Capabilities> {
-    let r = match v.value()? {
-        Value::String(s) => serde_json::from_str(&s),
-        other => serde_json::from_value(other),
-    };
-    r.map_err(|e| parse_error("$.capabilities", e.to_string()))
+    facade::capabilities(doc_of(v)?)
 }
 
 fn plan_inputs(
@@ -174,20 +171,14 @@ fn plan_inputs(
         catalog: None,
         capabilities: None,
     });
-    let mut profiles = Vec::new();
-    for p in o.profiles.unwrap_or_default() {
-        profiles.push(Profile::builtin(&p)?);
-    }
-    if let Some(r) = o.rules {
-        let text = match r.value()? {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        profiles.push(custom::load(
-            &text,
-            o.rules_name.as_deref().unwrap_or("custom"),
-        )?);
-    }
+    let rules = match o.rules {
+        Some(r) => Some(facade::Rules {
+            text: rules_text(r)?,
+            name: o.rules_name.unwrap_or_else(|| "custom".into()),
+        }),
+        None => None,
+    };
+    let profiles = facade::profiles(&o.profiles.unwrap_or_default(), rules.as_ref())?;
     Ok(PlanInputs {
         rp,
         req,
@@ -197,22 +188,26 @@ fn plan_inputs(
     })
 }
 
+/// A rules document given as text or as an object.
+fn rules_text(r: Json) -> restore_core::Result<String> {
+    Ok(match r.value()? {
+        Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
 fn catalog_of(v: Option<Json>) -> restore_core::Result<Catalog> {
-    match v {
-        Some(c) => doc(c),
-        None => Ok(Catalog::builtin()),
-    }
+    facade::catalog(v.map(doc_of).transpose()?)
 }
 
 fn run_plan(i: PlanInputs) -> restore_core::Result<core_plan::Plan> {
-    let rp: RestorePoint = doc(i.rp)?;
-    let req: RestoreRequest = doc(i.req)?;
-    let cat = catalog_of(i.catalog)?;
-    let mut planner = Planner::new(&cat)?;
-    if let Some(c) = i.capabilities {
-        planner = planner.for_cloud(c);
-    }
-    planner.plan(&rp, &req, &i.profiles)
+    facade::plan(
+        doc_of(i.rp)?,
+        doc_of(i.req)?,
+        &i.profiles,
+        i.catalog.map(doc_of).transpose()?,
+        i.capabilities,
+    )
 }
 
 /// Plans one restore. `restorePoint`, `request` and `options.catalog` are
@@ -274,26 +269,20 @@ pub struct PlanItem {
     ts_return_type = "Plan[]"
 )]
 pub fn plan_many(items: Vec<PlanItem>, catalog: Option<Json>) -> napi::Result<Vec<Value>, Code> {
-    let cat = catalog_of(catalog).map_err(coded)?;
-    let planner = Planner::new(&cat).map_err(coded)?;
-    let mut profiles: Vec<Profile> = Vec::new();
-    for name in BUILTIN_PROFILES {
-        profiles.push(Profile::builtin(name).map_err(coded)?);
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for it in items {
-        let profile = match profiles.iter().find(|p| p.name == it.profile) {
-            Some(p) => p.clone(),
-            None => Profile::builtin(&it.profile).map_err(coded)?,
-        };
-        let rp: RestorePoint = doc(it.restore_point).map_err(coded)?;
-        let req: RestoreRequest = doc(it.request).map_err(coded)?;
-        let p = planner
-            .plan(&rp, &req, std::slice::from_ref(&profile))
-            .map_err(coded)?;
-        out.push(to_js(&p)?);
-    }
-    Ok(out)
+    let items = items
+        .into_iter()
+        .map(|it| {
+            Ok(facade::PlanItem {
+                restore_point: doc_of(it.restore_point)?,
+                request: doc_of(it.request)?,
+                profile: it.profile,
+            })
+        })
+        .collect::<restore_core::Result<Vec<_>>>()
+        .map_err(coded)?;
+    let catalog = catalog.map(doc_of).transpose().map_err(coded)?;
+    let plans = facade::plan_many(items, catalog).map_err(coded)?;
+    plans.iter().map(to_js).collect()
 }
 
 /// Renders a plan (an object from `plan()` or its JSON text) as `text`
@@ -317,12 +306,14 @@ pub fn render(plan: Json, format: Option<String>) -> napi::Result<String, Code> 
 /// returns the rule IDs, or throws `E_RULE` with the reason.
 #[napi(ts_args_type = "rules: string | Record<string, unknown>, name?: string")]
 pub fn check_rules(rules: Json, name: Option<String>) -> napi::Result<Vec<String>, Code> {
-    let text = match rules.value().map_err(coded)? {
-        Value::String(s) => s,
-        other => other.to_string(),
+    let rules = facade::Rules {
+        text: rules_text(rules).map_err(coded)?,
+        name: name.unwrap_or_else(|| "custom".into()),
     };
-    let p = custom::load(&text, name.as_deref().unwrap_or("custom")).map_err(coded)?;
-    Ok(p.rules.into_iter().map(|r| r.id).collect())
+    let p = facade::profiles(&[], Some(&rules)).map_err(coded)?;
+    Ok(p.into_iter()
+        .flat_map(|p| p.rules.into_iter().map(|r| r.id))
+        .collect())
 }
 
 /// The built-in catalog (real Azure regions and common VM sizes).
@@ -491,28 +482,16 @@ impl ObjectStoreRepository {
     #[napi(constructor)]
     pub fn new(options: ObjectStoreOptions) -> napi::Result<Self, Code> {
         let o = options;
-        let inner = match (o.url, o.endpoint, o.account, o.key, o.container) {
-            (Some(u), None, None, None, None) => {
-                restore_core::repo::ObjectStoreRepository::from_url(
-                    &u,
-                    o.options.unwrap_or_default(),
-                )
-            }
-            (None, Some(e), Some(a), Some(k), Some(c)) => {
-                restore_core::repo::ObjectStoreRepository::azure_shared_key(
-                    &e,
-                    &a,
-                    &k,
-                    &c,
-                    o.prefix.as_deref().unwrap_or(""),
-                )
-            }
-            _ => Err(invalid(
-                "options",
-                "give url (and options), or endpoint, account, key and container",
-            )),
-        }
-        .map_err(coded)?;
+        let settings = facade::ObjectStoreSettings {
+            url: o.url,
+            options: o.options.unwrap_or_default(),
+            endpoint: o.endpoint,
+            account: o.account,
+            key: o.key,
+            container: o.container,
+            prefix: o.prefix.unwrap_or_default(),
+        };
+        let inner = facade::object_store(settings, "options").map_err(coded)?;
         Ok(ObjectStoreRepository { inner })
     }
 
@@ -563,18 +542,7 @@ impl PageBlobSink {
     #[napi(constructor)]
     pub fn new(container_url: String, auth: Option<BlobAuth>) -> napi::Result<Self, Code> {
         let a = auth.unwrap_or_default();
-        let auth = match (a.account, a.key, a.sas) {
-            (Some(account), Some(key), None) => {
-                restore_core::azure::StorageAuth::SharedKey { account, key }
-            }
-            (None, None, sas) => restore_core::azure::StorageAuth::Sas(sas.unwrap_or_default()),
-            _ => {
-                return Err(coded(invalid(
-                    "auth",
-                    "give account and key, or a SAS (or neither when the URL carries one)",
-                )));
-            }
-        };
+        let auth = facade::storage_auth(a.account, a.key, a.sas).map_err(coded)?;
         let inner = restore_core::azure::PageBlobSink::new(&container_url, auth)
             .map_err(|e| coded(cloud_err(e)))?;
         Ok(PageBlobSink {
@@ -657,18 +625,13 @@ impl ArmCloud {
             poll_interval: std::time::Duration::from_millis(poll_ms.unwrap_or(2000)),
             ..Default::default()
         };
-        let tp = restore_core::azure::identity::token_source(
+        let tp = facade::token_source(
             options.token,
             options.credential.as_deref(),
-            Some(cfg.tenant_id.clone()),
+            &cfg.tenant_id,
             options.managed_identity_client_id,
         )
-        .map_err(|e| {
-            coded(restore_core::Error::Invalid {
-                path: "credential".into(),
-                message: e.0,
-            })
-        })?;
+        .map_err(coded)?;
         let inner = restore_core::azure::ArmCloud::new(cfg, tp).map_err(|e| coded(cloud_err(e)))?;
         Ok(ArmCloud {
             inner: Arc::new(inner),
@@ -752,27 +715,20 @@ impl SimCloud {
             Some(f) => f as i64 as u64,
             None => 0,
         };
-        for (name, p) in [
-            ("faultProbability", o.fault_probability),
-            ("dataFaultProbability", o.data_fault_probability),
-        ] {
-            if let Some(p) = p
-                && !(0.0..=1.0).contains(&p)
-            {
-                return Err(coded(invalid(
-                    name,
-                    format!("{p} is not a probability (0 to 1)"),
-                )));
-            }
-        }
+        let faults = facade::faults(
+            facade::FaultSettings {
+                fault_probability: o.fault_probability,
+                data_fault_probability: o.data_fault_probability,
+                seed,
+                retry_after_ms: json::whole("retryAfterMs", o.retry_after_ms, max)
+                    .map_err(coded)?
+                    .unwrap_or(0),
+                always_fail: o.always_fail.unwrap_or_default(),
+            },
+            Naming::Camel,
+        )
+        .map_err(coded)?;
         let catalog = catalog_of(o.catalog).map_err(coded)?;
-        let faults = Faults {
-            control: o.fault_probability.unwrap_or(0.0),
-            data: o.data_fault_probability.unwrap_or(0.0),
-            seed,
-            retry_after: ms("retryAfterMs", o.retry_after_ms)?,
-            always_fail: o.always_fail.unwrap_or_default(),
-        };
         Ok(SimCloud {
             inner: exec::SimCloud::new(SimConfig {
                 catalog,
@@ -904,47 +860,20 @@ impl RestoreExecutor {
         blob_sink: Option<&PageBlobSink>,
     ) -> napi::Result<Self, Code> {
         let o = options.unwrap_or_default();
-        let defaults = ExecOptions::default();
         let max = u64::from(u32::MAX);
-        let mut counts = [0u64; 3];
-        for (slot, (name, v, default)) in counts.iter_mut().zip([
-            (
-                "controlConcurrency",
-                o.control_concurrency,
-                defaults.control_concurrency as u64,
-            ),
-            (
-                "dataConcurrency",
-                o.data_concurrency,
-                defaults.data_concurrency as u64,
-            ),
-            (
-                "maxAttempts",
-                o.max_attempts,
-                u64::from(defaults.retry.max_attempts),
-            ),
-        ]) {
-            let v = json::whole(name, v, max).map_err(coded)?;
-            if v == Some(0) {
-                return Err(coded(invalid(name, "must be at least 1")));
-            }
-            *slot = v.unwrap_or(default);
-        }
-        let [control_concurrency, data_concurrency, max_attempts] = counts;
-        let base_delay = json::whole("baseDelayMs", o.base_delay_ms, max).map_err(coded)?;
-        let opts = ExecOptions {
-            control_concurrency: control_concurrency as usize,
-            data_concurrency: data_concurrency as usize,
-            journal: o.journal.map(PathBuf::from),
-            keep_on_cancel: o.keep_on_cancel.unwrap_or(false),
-            retry: RetryPolicy {
-                max_attempts: max_attempts as u32,
-                base_delay: base_delay
-                    .map_or(defaults.retry.base_delay, std::time::Duration::from_millis),
-                ..defaults.retry.clone()
+        let whole = |name: &str, v: Option<f64>| json::whole(name, v, max).map_err(coded);
+        let opts = facade::exec_options(
+            facade::ExecSettings {
+                control_concurrency: whole("controlConcurrency", o.control_concurrency)?,
+                data_concurrency: whole("dataConcurrency", o.data_concurrency)?,
+                max_attempts: whole("maxAttempts", o.max_attempts)?,
+                base_delay_ms: whole("baseDelayMs", o.base_delay_ms)?,
+                journal: o.journal.map(PathBuf::from),
+                keep_on_cancel: o.keep_on_cancel.unwrap_or(false),
             },
-            ..defaults
-        };
+            Naming::Camel,
+        )
+        .map_err(coded)?;
         let cloud: Arc<dyn exec::Cloud> = match cloud {
             Either::A(c) => Arc::new(c.inner.clone()),
             Either::B(c) => c.inner.clone(),

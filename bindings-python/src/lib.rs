@@ -11,12 +11,11 @@ use pyo3::exceptions::{PyException, PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use restore_core::azure;
-use restore_core::exec::{
-    self, Event, ExecOptions, Executor, Faults, LocalVhdSink, ProgressFn, RetryPolicy, SimConfig,
-};
-use restore_core::model::{Catalog, RestorePoint, RestoreRequest, from_json};
-use restore_core::plan::{self as core_plan, Planner};
-use restore_core::policy::{BUILTIN_PROFILES, Profile, custom};
+use restore_core::exec::{self, Event, Executor, LocalVhdSink, ProgressFn, SimConfig};
+use restore_core::facade::{self, Doc, Naming};
+use restore_core::model::{Catalog, RestorePoint, from_json};
+use restore_core::plan as core_plan;
+use restore_core::policy::{BUILTIN_PROFILES, Profile};
 use restore_core::repo::LocalRepository;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -150,13 +149,7 @@ fn to_py_err(e: restore_core::Error) -> PyErr {
 
 /// Capabilities given as a dict (from `cloud.capabilities()`) or JSON text.
 fn capabilities_of(obj: &Bound<'_, PyAny>) -> PyResult<core_plan::Capabilities> {
-    let text = input_json(obj)?;
-    serde_json::from_str(&text).map_err(|e| {
-        to_py_err(restore_core::Error::Parse {
-            path: "$.capabilities".into(),
-            message: e.to_string(),
-        })
-    })
+    facade::capabilities(Doc::Text(input_json(obj)?)).map_err(to_py_err)
 }
 
 /// JSON text of an input given as a dict/list, a JSON string, or a path.
@@ -498,28 +491,27 @@ fn profiles_of(
     profiles: Option<Vec<String>>,
     rules: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<Profile>> {
-    let mut out = Vec::new();
-    for p in profiles.unwrap_or_default() {
-        out.push(Profile::builtin(&p).map_err(to_py_err)?);
-    }
-    if let Some(r) = rules {
-        let is_path = r.hasattr("__fspath__")?;
-        let text = input_json(r)?;
-        let name = if is_path {
-            r.call_method0("__fspath__")?
-                .extract::<String>()?
-                .rsplit('/')
-                .next()
-                .unwrap_or("custom")
-                .trim_end_matches(".toml")
-                .trim_end_matches(".json")
-                .to_string()
-        } else {
-            "custom".to_string()
-        };
-        out.push(custom::load(&text, &name).map_err(to_py_err)?);
-    }
-    Ok(out)
+    let rules = match rules {
+        Some(r) => {
+            let is_path = r.hasattr("__fspath__")?;
+            let text = input_json(r)?;
+            let name = if is_path {
+                r.call_method0("__fspath__")?
+                    .extract::<String>()?
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("custom")
+                    .trim_end_matches(".toml")
+                    .trim_end_matches(".json")
+                    .to_string()
+            } else {
+                "custom".to_string()
+            };
+            Some(facade::Rules { text, name })
+        }
+        None => None,
+    };
+    facade::profiles(&profiles.unwrap_or_default(), rules.as_ref()).map_err(to_py_err)
 }
 
 /// Plans one restore. `restore_point`, `request` and `catalog` are dicts,
@@ -537,27 +529,15 @@ fn plan(
     catalog: Option<&Bound<'_, PyAny>>,
     capabilities: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Plan> {
-    let rp_text = input_json(restore_point)?;
-    let req_text = input_json(request)?;
-    let cat_text = catalog.map(input_json).transpose()?;
+    let rp = Doc::Text(input_json(restore_point)?);
+    let req = Doc::Text(input_json(request)?);
+    let cat = catalog.map(input_json).transpose()?.map(Doc::Text);
     let caps = capabilities.map(capabilities_of).transpose()?;
     let profiles = profiles_of(profiles, rules)?;
     // Own everything before releasing the GIL.
-    py.detach(move || {
-        let rp: RestorePoint = from_json(&rp_text)?;
-        let req: RestoreRequest = from_json(&req_text)?;
-        let cat: Catalog = match cat_text {
-            Some(t) => from_json(&t)?,
-            None => Catalog::builtin(),
-        };
-        let mut planner = Planner::new(&cat)?;
-        if let Some(c) = caps {
-            planner = planner.for_cloud(c);
-        }
-        planner.plan(&rp, &req, &profiles)
-    })
-    .map(|p| Plan { inner: Arc::new(p) })
-    .map_err(to_py_err)
+    py.detach(move || facade::plan(rp, req, &profiles, cat, caps))
+        .map(|p| Plan { inner: Arc::new(p) })
+        .map_err(to_py_err)
 }
 
 /// Plans many restores against one catalog: `items` is a list of
@@ -571,36 +551,16 @@ fn plan_many(
 ) -> PyResult<Vec<Plan>> {
     let mut inputs = Vec::with_capacity(items.len());
     for (rp, req, profile) in &items {
-        inputs.push((input_json(rp)?, input_json(req)?, profile.clone()));
+        inputs.push(facade::PlanItem {
+            restore_point: Doc::Text(input_json(rp)?),
+            request: Doc::Text(input_json(req)?),
+            profile: profile.clone(),
+        });
     }
-    let cat_text = catalog.map(input_json).transpose()?;
-    let profiles: Vec<Profile> = BUILTIN_PROFILES
-        .iter()
-        .map(|p| Profile::builtin(p))
-        .collect::<Result<_, _>>()
-        .map_err(to_py_err)?;
-    py.detach(move || {
-        let cat: Catalog = match cat_text {
-            Some(t) => from_json(&t)?,
-            None => Catalog::builtin(),
-        };
-        let planner = Planner::new(&cat)?;
-        inputs
-            .iter()
-            .map(|(rp, req, profile)| {
-                let rp: RestorePoint = from_json(rp)?;
-                let req: RestoreRequest = from_json(req)?;
-                let p = profiles
-                    .iter()
-                    .find(|p| &p.name == profile)
-                    .cloned()
-                    .map_or_else(|| Profile::builtin(profile), Ok)?;
-                planner.plan(&rp, &req, std::slice::from_ref(&p))
-            })
-            .collect::<restore_core::Result<Vec<_>>>()
-    })
-    .map(|v| v.into_iter().map(|p| Plan { inner: Arc::new(p) }).collect())
-    .map_err(to_py_err)
+    let cat = catalog.map(input_json).transpose()?.map(Doc::Text);
+    py.detach(move || facade::plan_many(inputs, cat))
+        .map(|v| v.into_iter().map(|p| Plan { inner: Arc::new(p) }).collect())
+        .map_err(to_py_err)
 }
 
 /// Checks a custom rules document (TOML or JSON text, or a path); raises
@@ -693,21 +653,6 @@ impl Repository {
     }
 }
 
-fn storage_auth(
-    account: Option<String>,
-    key: Option<String>,
-    sas: Option<String>,
-) -> PyResult<azure::StorageAuth> {
-    match (account, key, sas) {
-        (Some(account), Some(key), None) => Ok(azure::StorageAuth::SharedKey { account, key }),
-        (None, None, sas) => Ok(azure::StorageAuth::Sas(sas.unwrap_or_default())),
-        _ => Err(to_py_err(restore_core::Error::Invalid {
-            path: "auth".into(),
-            message: "give account and key, or a SAS (or neither when the URL carries one)".into(),
-        })),
-    }
-}
-
 fn cloud_err(e: restore_core::error::CallError) -> PyErr {
     to_py_err(restore_core::Error::Cloud(e))
 }
@@ -738,19 +683,16 @@ impl ObjectStoreRepository {
         container: Option<String>,
         prefix: &str,
     ) -> PyResult<Self> {
-        let inner = match (url, endpoint, account, key, container) {
-            (Some(u), None, None, None, None) => {
-                restore_core::repo::ObjectStoreRepository::from_url(&u, options.unwrap_or_default())
-            }
-            (None, Some(e), Some(a), Some(k), Some(c)) => {
-                restore_core::repo::ObjectStoreRepository::azure_shared_key(&e, &a, &k, &c, prefix)
-            }
-            _ => Err(restore_core::Error::Invalid {
-                path: "url".into(),
-                message: "give url (and options), or endpoint, account, key and container".into(),
-            }),
-        }
-        .map_err(to_py_err)?;
+        let settings = facade::ObjectStoreSettings {
+            url,
+            options: options.unwrap_or_default(),
+            endpoint,
+            account,
+            key,
+            container,
+            prefix: prefix.to_string(),
+        };
+        let inner = facade::object_store(settings, "url").map_err(to_py_err)?;
         Ok(ObjectStoreRepository { inner })
     }
     /// Restore point IDs.
@@ -806,7 +748,7 @@ impl PageBlobSink {
         key: Option<String>,
         sas: Option<String>,
     ) -> PyResult<Self> {
-        let auth = storage_auth(account, key, sas)?;
+        let auth = facade::storage_auth(account, key, sas).map_err(to_py_err)?;
         let inner = azure::PageBlobSink::new(container_url, auth).map_err(cloud_err)?;
         Ok(PageBlobSink {
             inner: Arc::new(inner),
@@ -868,18 +810,8 @@ impl ArmCloud {
             poll_interval: std::time::Duration::from_millis(poll_interval_ms),
             ..Default::default()
         };
-        let tp = azure::identity::token_source(
-            token,
-            credential,
-            Some(tenant_id.to_string()),
-            managed_identity_client_id,
-        )
-        .map_err(|e| {
-            to_py_err(restore_core::Error::Invalid {
-                path: "credential".into(),
-                message: e.0,
-            })
-        })?;
+        let tp = facade::token_source(token, credential, tenant_id, managed_identity_client_id)
+            .map_err(to_py_err)?;
         let inner = azure::ArmCloud::new(cfg, tp).map_err(cloud_err)?;
         Ok(ArmCloud {
             inner: Arc::new(inner),
@@ -935,13 +867,17 @@ impl SimCloud {
             Some(c) => from_json(&input_json(c)?).map_err(to_py_err)?,
             None => Catalog::builtin(),
         };
-        let faults = Faults {
-            control: fault_probability,
-            data: data_fault_probability,
-            seed,
-            retry_after: ms(retry_after_ms),
-            always_fail: always_fail.unwrap_or_default(),
-        };
+        let faults = facade::faults(
+            facade::FaultSettings {
+                fault_probability: Some(fault_probability),
+                data_fault_probability: Some(data_fault_probability),
+                seed,
+                retry_after_ms,
+                always_fail: always_fail.unwrap_or_default(),
+            },
+            Naming::Snake,
+        )
+        .map_err(to_py_err)?;
         Ok(SimCloud {
             inner: exec::SimCloud::new(SimConfig {
                 catalog,
@@ -1187,18 +1123,18 @@ impl RestoreExecutor {
         keep_on_cancel: bool,
         blob_sink: Option<&PageBlobSink>,
     ) -> PyResult<Self> {
-        let opts = ExecOptions {
-            control_concurrency,
-            data_concurrency,
-            journal,
-            keep_on_cancel,
-            retry: RetryPolicy {
-                max_attempts,
-                base_delay: std::time::Duration::from_millis(base_delay_ms),
-                ..Default::default()
+        let opts = facade::exec_options(
+            facade::ExecSettings {
+                control_concurrency: Some(control_concurrency as u64),
+                data_concurrency: Some(data_concurrency as u64),
+                max_attempts: Some(u64::from(max_attempts)),
+                base_delay_ms: Some(base_delay_ms),
+                journal,
+                keep_on_cancel,
             },
-            ..Default::default()
-        };
+            Naming::Snake,
+        )
+        .map_err(to_py_err)?;
         let cloud: Arc<dyn exec::Cloud> = if let Ok(c) = cloud.cast::<SimCloud>() {
             Arc::new(c.get().inner.clone())
         } else if let Ok(c) = cloud.cast::<ArmCloud>() {
