@@ -146,12 +146,13 @@ pub fn set_logger(
     filter: Option<String>,
 ) -> napi::Result<(), crate::Code> {
     let Some(h) = handles() else {
-        return Err(crate::coded(crate::invalid(
+        return Err(crate::errors::coded(crate::errors::invalid(
             "logger",
             "this process already has a global tracing subscriber",
         )));
     };
-    let reload_err = |e: reload::Error| crate::coded(crate::invalid("filter", e.to_string()));
+    let reload_err =
+        |e: reload::Error| crate::errors::coded(crate::errors::invalid("filter", e.to_string()));
     match logger {
         Some(f) => {
             let directives = filter
@@ -161,14 +162,16 @@ pub fn set_logger(
                         .filter(|s| !s.trim().is_empty())
                 })
                 .unwrap_or_else(|| "info".into());
-            let env_filter = EnvFilter::builder()
-                .parse(&directives)
-                .map_err(|e| crate::coded(crate::invalid("filter", e.to_string())))?;
+            let env_filter = EnvFilter::builder().parse(&directives).map_err(|e| {
+                crate::errors::coded(crate::errors::invalid("filter", e.to_string()))
+            })?;
             let tsfn: LogFn = f
                 .build_threadsafe_function()
                 .weak::<true>()
                 .build()
-                .map_err(|e| crate::coded(crate::invalid("logger", e.reason.clone())))?;
+                .map_err(|e| {
+                    crate::errors::coded(crate::errors::invalid("logger", e.reason.clone()))
+                })?;
             let old = LOGGER
                 .write()
                 .unwrap_or_else(|e| e.into_inner())

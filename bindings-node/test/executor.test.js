@@ -186,3 +186,18 @@ test('importRaw builds a repository from raw images', async () => {
     (e) => e.code === 'E_REPOSITORY' && /no image for disk 'osdisk'/.test(e.message),
   );
 });
+
+test('options are validated as Python validates them (the core facade)', () => {
+  for (const name of ['controlConcurrency', 'dataConcurrency', 'maxAttempts']) {
+    assert.throws(
+      () => new vmrestore.RestoreExecutor(new vmrestore.SimCloud(), repo(), { [name]: 0 }),
+      (e) => e.code === 'E_INVALID' && new RegExp(`at ${name}: must be at least 1`).test(e.message),
+    );
+  }
+  for (const name of ['faultProbability', 'dataFaultProbability']) {
+    assert.throws(
+      () => new vmrestore.SimCloud({ [name]: 1.5 }),
+      (e) => e.code === 'E_INVALID' && new RegExp(`at ${name}: 1.5 is not a probability`).test(e.message),
+    );
+  }
+});

@@ -200,7 +200,7 @@ where
     let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
     let py_fut = event_loop.call_method0("create_future")?;
     let (lp, pf) = (event_loop.unbind(), py_fut.clone().unbind());
-    let task = crate::runtime()?.spawn(async move {
+    let task = crate::runtime::runtime()?.spawn(async move {
         let out = fut.await;
         with_python(move |py| {
             let (ok, value) = match convert(py, out) {

@@ -179,3 +179,18 @@ def test_a_cloud_that_cannot_run_a_step_refuses_the_plan_and_a_plan_for_it_is_bl
     assert any(f.rule_id == "VMR-07" and "boot_fix" in f.message for f in blocked.findings)
     with pytest.raises(vmrestore.ParseError):
         vmrestore.plan(r["restore_point"], r["request"], profiles=["veeam"], capabilities={"cloud": 1})
+
+
+def test_options_are_validated_as_node_validates_them(demo):
+    # The same checks as the Node binding (restore_core::facade): a count of
+    # 0 and a probability outside 0..1 are refused, naming the option.
+    d, _ = demo
+    repo = vmrestore.Repository(d / "repository")
+    for name in ("control_concurrency", "data_concurrency", "max_attempts"):
+        with pytest.raises(vmrestore.InvalidInputError, match=f"at {name}: must be at least 1") as e:
+            vmrestore.RestoreExecutor(vmrestore.SimCloud(), repo, **{name: 0})
+        assert e.value.code == "E_INVALID"
+    for name in ("fault_probability", "data_fault_probability"):
+        with pytest.raises(vmrestore.InvalidInputError, match=f"at {name}: 1.5 is not a probability"):
+            vmrestore.SimCloud(**{name: 1.5})
+    assert vmrestore.SimCloud(fault_probability=1.0).faults_injected() == 0

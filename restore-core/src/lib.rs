@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod demo;
 pub mod error;
 pub mod exec;
+pub mod facade;
 pub mod model;
 pub mod plan;
 pub mod policy;
