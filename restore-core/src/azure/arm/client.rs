@@ -163,7 +163,7 @@ impl ArmCloud {
         };
         let async_op = header("azure-asyncoperation");
         let location = header("location");
-        let retry = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+        let retry = crate::azure::retry_after(resp.headers());
         let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
         let first: Value = if text.trim().is_empty() {
             Value::Null
@@ -176,167 +176,154 @@ impl ArmCloud {
                 )
             })?
         };
-        let deadline = Instant::now() + self.cfg.lro_timeout;
+        let put = matches!(method, Method::PUT | Method::PATCH);
         if let Some(url) = async_op {
-            self.poll_async(&url, retry, deadline, op).await?;
-            return match method {
-                Method::PUT | Method::PATCH => self.get(id, api_version, op).await,
-                _ => Ok(first),
+            self.poll(Poll::AsyncOperation(&url), retry, op).await?;
+            return if put {
+                self.get(id, api_version, op).await
+            } else {
+                Ok(first)
             };
         }
         if status == 202
             && let Some(url) = location
         {
-            return self.poll_location(&url, retry, deadline, op).await;
+            return self.poll(Poll::Location(&url), retry, op).await;
         }
         // A PUT answered at once may still be provisioning.
-        if matches!(method, Method::PUT | Method::PATCH) {
+        if put {
             let state = first
                 .pointer("/properties/provisioningState")
                 .and_then(Value::as_str)
                 .unwrap_or("Succeeded");
             if !matches!(state, "Succeeded" | "Failed" | "Canceled") {
-                let mut wait = self.cfg.poll_interval;
-                loop {
-                    if Instant::now() > deadline {
-                        return Err(CallError::new(
-                            CallErrorKind::Timeout,
-                            op,
-                            "provisioning did not finish in time",
-                        ));
-                    }
-                    tokio::time::sleep(wait).await;
-                    self.stats.polls.fetch_add(1, Ordering::Relaxed);
-                    let v = self.get(id, api_version, op).await?;
-                    match v
-                        .pointer("/properties/provisioningState")
-                        .and_then(Value::as_str)
-                    {
-                        Some("Succeeded") | None => return Ok(v),
-                        Some(s @ ("Failed" | "Canceled")) => {
-                            return Err(CallError::new(
-                                CallErrorKind::Fatal,
-                                op,
-                                format!("provisioning {s}"),
-                            ));
-                        }
-                        _ => wait = self.cfg.poll_interval,
-                    }
-                }
+                let url = self.url(id, api_version)?;
+                return self.poll(Poll::Provisioning(&url), None, op).await;
             }
             if state != "Succeeded" {
-                return Err(CallError::new(
-                    CallErrorKind::Fatal,
-                    op,
-                    format!("provisioning {state}"),
-                ));
+                return Err(provisioning_failure(op, state));
             }
         }
         Ok(first)
     }
 
-    pub(super) fn wait_for(&self, retry_after: Option<u64>) -> Duration {
+    /// How long to wait before the next poll: ARM's `Retry-After` (at most
+    /// a minute), else the configured interval.
+    fn wait_for(&self, retry_after: Option<Duration>) -> Duration {
         retry_after
-            .map(Duration::from_secs)
             .unwrap_or(self.cfg.poll_interval)
             .min(Duration::from_secs(60))
     }
 
-    pub(super) async fn poll_async(
+    /// Polls a long-running operation until it ends or `lro_timeout`
+    /// passes; returns the final body ([`Poll`] says what that is). Every
+    /// poll goes through [`ArmCloud::send`], so the token goes only to the
+    /// ARM endpoint: a poll URL on another origin is refused. A throttled or
+    /// failed poll (429, 5xx) is tried again after its `Retry-After`: the
+    /// operation itself is still running.
+    async fn poll(
         &self,
-        url: &str,
-        mut retry: Option<u64>,
-        deadline: Instant,
-        op: &str,
-    ) -> CallResult<()> {
-        loop {
-            if Instant::now() > deadline {
-                return Err(CallError::new(
-                    CallErrorKind::Timeout,
-                    op,
-                    "the operation did not finish in time",
-                ));
-            }
-            tokio::time::sleep(self.wait_for(retry)).await;
-            self.stats.polls.fetch_add(1, Ordering::Relaxed);
-            let resp = match self.send(Method::GET, url, None, op).await {
-                Ok(r) => r,
-                // A throttled or failed poll is retried here: the operation
-                // itself is still running.
-                Err(e) if e.is_transient() => {
-                    retry = e.retry_after_ms.map(|ms| ms.div_ceil(1000));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            retry = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| {
-                CallError::new(
-                    CallErrorKind::Unavailable,
-                    op,
-                    format!("malformed operation status: {e}"),
-                )
-            })?;
-            match v.get("status").and_then(Value::as_str).unwrap_or("") {
-                "Succeeded" => return Ok(()),
-                "Failed" | "Canceled" => return Err(lro_failure(op, &v)),
-                _ => {}
-            }
-        }
-    }
-
-    pub(super) async fn poll_location(
-        &self,
-        url: &str,
-        mut retry: Option<u64>,
-        deadline: Instant,
+        what: Poll<'_>,
+        mut retry: Option<Duration>,
         op: &str,
     ) -> CallResult<Value> {
+        let deadline = Instant::now() + self.cfg.lro_timeout;
         loop {
             if Instant::now() > deadline {
-                return Err(CallError::new(
-                    CallErrorKind::Timeout,
-                    op,
-                    "the operation did not finish in time",
-                ));
+                return Err(CallError::new(CallErrorKind::Timeout, op, what.too_long()));
             }
             tokio::time::sleep(self.wait_for(retry)).await;
             self.stats.polls.fetch_add(1, Ordering::Relaxed);
-            let resp = match self.send(Method::GET, url, None, op).await {
+            let resp = match self.send(Method::GET, what.url(), None, op).await {
                 Ok(r) => r,
                 Err(e) if e.is_transient() => {
-                    retry = e.retry_after_ms.map(|ms| ms.div_ceil(1000));
+                    retry = e
+                        .retry_after_ms
+                        .map(|ms| Duration::from_secs(ms.div_ceil(1000)));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            if resp.status().as_u16() == 202 {
-                retry = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok());
+            retry = match what {
+                // The resource's own GET: ARM's Retry-After is for the
+                // operation's status, so the interval applies.
+                Poll::Provisioning(_) => None,
+                _ => crate::azure::retry_after(resp.headers()),
+            };
+            if matches!(what, Poll::Location(_)) && resp.status().as_u16() == 202 {
                 continue;
             }
             let text = resp.text().await.map_err(|e| transport_error(op, &e))?;
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+            let v = match what {
+                Poll::Location(_) => return Ok(serde_json::from_str(&text).unwrap_or(Value::Null)),
+                _ => serde_json::from_str::<Value>(&text).map_err(|e| {
+                    CallError::new(CallErrorKind::Unavailable, op, what.malformed(e))
+                })?,
+            };
+            match what {
+                Poll::AsyncOperation(_) => {
+                    match v.get("status").and_then(Value::as_str).unwrap_or("") {
+                        "Succeeded" => return Ok(v),
+                        "Failed" | "Canceled" => return Err(lro_failure(op, &v)),
+                        _ => {}
+                    }
+                }
+                _ => match v
+                    .pointer("/properties/provisioningState")
+                    .and_then(Value::as_str)
+                {
+                    Some("Succeeded") | None => return Ok(v),
+                    Some(s @ ("Failed" | "Canceled")) => return Err(provisioning_failure(op, s)),
+                    _ => {}
+                },
+            }
         }
     }
+}
+
+/// What a long-running operation is polled by, and what ends it.
+#[derive(Clone, Copy)]
+enum Poll<'a> {
+    /// `Azure-AsyncOperation`: a status document, polled until its
+    /// `status` is `Succeeded`, `Failed` or `Canceled`.
+    AsyncOperation(&'a str),
+    /// `Location` (with 202): 202 while running, then the result.
+    Location(&'a str),
+    /// The resource itself (a PUT answered while still provisioning):
+    /// until its `provisioningState` is terminal.
+    Provisioning(&'a str),
+}
+
+impl Poll<'_> {
+    fn url(&self) -> &str {
+        match self {
+            Poll::AsyncOperation(u) | Poll::Location(u) | Poll::Provisioning(u) => u,
+        }
+    }
+
+    fn malformed(&self, e: serde_json::Error) -> String {
+        match self {
+            Poll::Provisioning(_) => format!("ARM answered with malformed JSON: {e}"),
+            _ => format!("malformed operation status: {e}"),
+        }
+    }
+
+    fn too_long(&self) -> &'static str {
+        match self {
+            Poll::Provisioning(_) => "provisioning did not finish in time",
+            _ => "the operation did not finish in time",
+        }
+    }
+}
+
+fn provisioning_failure(op: &str, state: &str) -> CallError {
+    CallError::new(CallErrorKind::Fatal, op, format!("provisioning {state}"))
 }
 
 /// An ARM error answer as a `CallError` with ARM's code and message.
 async fn arm_error(op: &str, resp: reqwest::Response) -> CallError {
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = crate::azure::retry_after(resp.headers());
     let text = resp.text().await.unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let code = v
@@ -352,8 +339,8 @@ async fn arm_error(op: &str, resp: reqwest::Response) -> CallError {
         op,
         format!("HTTP {} {code}: {msg}", status.as_u16()),
     );
-    if let Some(s) = retry_after {
-        e = e.retry_after(Duration::from_secs(s));
+    if let Some(d) = retry_after {
+        e = e.retry_after(d);
     }
     e
 }
