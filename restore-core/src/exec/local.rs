@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cloud::*;
-use crate::model::DiskRole;
+use crate::model::{DiskRole, SecurityType};
 use crate::plan::Target;
 use crate::vhd::{SIZE_ALIGNMENT, VhdFile};
 
@@ -309,50 +309,103 @@ fn publish(
 }
 
 /// An ARM template that creates the VM from the restored disks (uploaded
-/// as managed disks), as Azure Backup's "restore disks" gives one.
-pub fn arm_template(t: &Target) -> Value {
-    let disk_id = |n: &str| format!("[resourceId('Microsoft.Compute/disks', '{n}')]");
-    let os = t.disks.iter().find(|d| d.role == DiskRole::Os);
-    let data: Vec<Value> = t
+/// as managed disks), as Azure Backup's "restore disks" gives one: from the
+/// plan's creates (`specs`, in plan order), the network and the VM with the
+/// bodies and api-versions ArmCloud uses ([`crate::cloud::arm_bodies`]).
+/// Fails for what no template can declare (a confidential VM).
+pub fn arm_template(specs: &[ResourceSpec]) -> CallResult<Value> {
+    crate::cloud::arm_bodies::template(specs)
+}
+
+/// [`arm_template`] for a plan's target: its creates as the executor makes
+/// them (disks, NSG, public IPs, NICs, the VM).
+pub fn arm_template_for_target(t: &Target) -> CallResult<Value> {
+    arm_template(&target_specs(t))
+}
+
+/// The specs of a target's creates, in plan order, as `Run::step` builds
+/// them (the disks as managed disks: a template has no staging account).
+fn target_specs(t: &Target) -> Vec<ResourceSpec> {
+    let security = super::effective_security(t);
+    let mut specs: Vec<ResourceSpec> = t
         .disks
         .iter()
-        .filter(|d| d.role == DiskRole::Data)
-        .map(|d| json!({"lun": d.lun.unwrap_or(0), "createOption": "Attach", "managedDisk": {"id": disk_id(&d.name)}}))
-        .collect();
-    let nics: Vec<Value> = t
-        .nics
-        .iter()
-        .enumerate()
-        .map(|(i, n)| json!({"id": format!("[resourceId('Microsoft.Network/networkInterfaces', '{}')]", n.name), "properties": {"primary": i == 0}}))
-        .collect();
-    let mut vm = json!({
-        "type": "Microsoft.Compute/virtualMachines",
-        "apiVersion": "2025-04-01",
-        "name": t.vm_name,
-        "location": t.region,
-        "properties": {
-            "hardwareProfile": {"vmSize": t.vm_size},
-            "storageProfile": {
-                "osDisk": {
-                    "osType": match t.os_family { crate::model::OsFamily::Windows => "Windows", crate::model::OsFamily::Linux => "Linux" },
-                    "createOption": "Attach",
-                    "managedDisk": {"id": os.map(|d| disk_id(&d.name)).unwrap_or_default()},
-                },
-                "dataDisks": data,
+        .map(|d| ResourceSpec::Disk {
+            subscription_id: t.subscription_id.clone(),
+            resource_group: t.resource_group.clone(),
+            name: d.name.clone(),
+            region: t.region.clone(),
+            size_bytes: d.size_bytes,
+            sku: d.sku,
+            zone: t.zone,
+            os: (d.role == DiskRole::Os).then_some((t.os_family, t.generation)),
+            security_type: if d.role == DiskRole::Os {
+                security
+            } else {
+                SecurityType::Standard
             },
-            "networkProfile": {"networkInterfaces": nics},
+            staging_account: None,
+            disk_encryption_set: d.disk_encryption_set.clone(),
+        })
+        .collect();
+    if let Some(nsg) = &t.network_security_group {
+        specs.push(ResourceSpec::NetworkSecurityGroup {
+            resource_group: t.resource_group.clone(),
+            name: nsg.clone(),
+            region: t.region.clone(),
+            open_ports: t.nsg_open_ports.clone(),
+            attach_to: if t.nsg_after_vm {
+                t.nics.iter().map(|n| n.name.clone()).collect()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    let mut ips: Vec<&String> = t.nics.iter().filter_map(|n| n.public_ip.as_ref()).collect();
+    ips.dedup();
+    specs.extend(ips.into_iter().map(|ip| ResourceSpec::PublicIp {
+        resource_group: t.resource_group.clone(),
+        name: ip.clone(),
+        region: t.region.clone(),
+    }));
+    specs.extend(t.nics.iter().map(|nic| ResourceSpec::NetworkInterface {
+        resource_group: t.resource_group.clone(),
+        name: nic.name.clone(),
+        region: t.region.clone(),
+        virtual_network: nic.virtual_network.clone(),
+        subnet: nic.subnet.clone(),
+        static_ip: nic.static_ip.clone(),
+        public_ip: nic.public_ip.clone(),
+        network_security_group: if t.nsg_after_vm {
+            None
+        } else {
+            t.network_security_group.clone()
         },
+    }));
+    specs.push(ResourceSpec::VirtualMachine {
+        subscription_id: t.subscription_id.clone(),
+        resource_group: t.resource_group.clone(),
+        name: t.vm_name.clone(),
+        region: t.region.clone(),
+        size: t.vm_size.clone(),
+        zone: t.zone,
+        availability_set: t.availability_set.clone(),
+        os: t.os_family,
+        generation: t.generation,
+        security_type: security,
+        os_disk: t
+            .disks
+            .iter()
+            .find(|d| d.role == DiskRole::Os)
+            .map(|d| d.name.clone())
+            .unwrap_or_default(),
+        data_disks: t
+            .disks
+            .iter()
+            .filter(|d| d.role == DiskRole::Data)
+            .map(|d| (d.lun.unwrap_or(0), d.name.clone()))
+            .collect(),
+        nics: t.nics.iter().map(|n| n.name.clone()).collect(),
     });
-    if let Some(z) = t.zone {
-        vm["zones"] = json!([z.to_string()]);
-    }
-    if let Some(a) = &t.availability_set {
-        vm["properties"]["availabilitySet"] =
-            json!({"id": format!("[resourceId('Microsoft.Compute/availabilitySets', '{a}')]")});
-    }
-    json!({
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "resources": [vm],
-    })
+    specs
 }

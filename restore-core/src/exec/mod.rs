@@ -23,7 +23,7 @@ mod retry;
 
 pub use crate::cloud::*;
 pub use journal::{Journal, JournalState};
-pub use local::{LocalVhdSink, arm_template};
+pub use local::{LocalVhdSink, arm_template, arm_template_for_target};
 pub use report::*;
 
 use std::collections::{HashMap, HashSet};
@@ -595,10 +595,11 @@ impl Run<'_> {
         if let Some(sink) = &self.ex.sink {
             // The local destination always gets a template that creates the
             // VM from the restored disks ("restore disks" gives one).
-            if outcome == Outcome::Succeeded && !steps.iter().any(|s| s.kind == StepKind::Template)
+            if outcome == Outcome::Succeeded
+                && !steps.iter().any(|s| s.kind == StepKind::Template)
+                && let Ok(template) = arm_template_for_target(&self.plan.target)
             {
-                let body = serde_json::to_string_pretty(&arm_template(&self.plan.target))
-                    .unwrap_or_default();
+                let body = serde_json::to_string_pretty(&template).unwrap_or_default();
                 let _ = sink
                     .write_artifact(
                         &format!("{}.template.json", self.plan.target.vm_name),
@@ -1087,7 +1088,9 @@ impl Run<'_> {
                 self.create(s, spec).await
             }
             StepKind::Template => {
-                let body = serde_json::to_string_pretty(&arm_template(t)).unwrap_or_default();
+                let template = arm_template_for_target(t)
+                    .map_err(|e| StepFailure::from_error(Error::Cloud(e)))?;
+                let body = serde_json::to_string_pretty(&template).unwrap_or_default();
                 if let Some(sink) = &self.ex.sink {
                     let name = format!("{}.template.json", t.vm_name);
                     self.retry_cloud(&s.id, &s.id, || {

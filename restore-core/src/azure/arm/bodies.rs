@@ -1,37 +1,17 @@
-//! Bodies of the resources ArmCloud PUTs.
+//! What ArmCloud PUTs: the bodies of [`crate::cloud::arm_bodies`] (shared
+//! with the local template) with real ARM IDs and the step's
+//! `vmrestore-key` tag; and the body that puts a deleted VM back.
 
 use serde_json::{Value, json};
 
-use super::{ArmCloud, api, bad, confidential, path};
+use super::{ArmCloud, bad};
+use crate::cloud::arm_bodies::{own_ref, resource_body, with_tags};
 use crate::exec::{CallResult, ResourceSpec};
-use crate::model::{DiskSku, Generation, OsFamily, SecurityType};
-
-fn sku_name(s: DiskSku) -> &'static str {
-    match s {
-        DiskSku::StandardHdd => "Standard_LRS",
-        DiskSku::StandardSsd => "StandardSSD_LRS",
-        DiskSku::Premium => "Premium_LRS",
-        DiskSku::PremiumV2 => "PremiumV2_LRS",
-        DiskSku::Ultra => "UltraSSD_LRS",
-    }
-}
-
-fn os_type(o: OsFamily) -> &'static str {
-    match o {
-        OsFamily::Windows => "Windows",
-        OsFamily::Linux => "Linux",
-    }
-}
-
-fn hyperv(g: Generation) -> &'static str {
-    match g {
-        Generation::Gen1 => "V1",
-        Generation::Gen2 => "V2",
-    }
-}
 
 impl ArmCloud {
-    /// The body of a resource to create.
+    /// The ID, api-version and body of a resource to create, tagged with
+    /// the step's `key`. `staged_import`: the managed disk made of a staged
+    /// blob (otherwise a staged disk has no managed-disk body).
     pub(super) fn body(
         &self,
         key: &str,
@@ -39,289 +19,19 @@ impl ArmCloud {
         op: &str,
         staged_import: bool,
     ) -> CallResult<(String, &'static str, Value)> {
+        if let ResourceSpec::Disk {
+            staging_account: Some(_),
+            ..
+        } = spec
+            && !staged_import
+        {
+            return Err(bad(op, "a staged disk is a page blob, not a managed disk"));
+        }
+        let me = own_ref(spec, op)?;
+        let body = resource_body(spec, &self.cfg.tenant_id, op, &mut |r| self.ref_id(r))?;
+        let id = self.ref_id(&me)?;
         let tags = json!({ "vmrestore-key": key });
-        Ok(match spec {
-            ResourceSpec::ResourceGroup {
-                subscription_id,
-                name,
-                region,
-            } => (
-                self.rg_id(Some(subscription_id), name)?,
-                api::RESOURCES,
-                json!({ "location": region, "tags": tags }),
-            ),
-            ResourceSpec::KeyVault {
-                subscription_id,
-                resource_group,
-                name,
-                region,
-            } => (
-                self.id(
-                    Some(subscription_id),
-                    resource_group,
-                    "Microsoft.KeyVault/vaults",
-                    name,
-                )?,
-                api::KEY_VAULT,
-                json!({
-                    "location": region,
-                    "tags": tags,
-                    "properties": {
-                        "tenantId": self.cfg.tenant_id,
-                        "sku": { "family": "A", "name": "standard" },
-                        "enabledForDiskEncryption": true,
-                        "enableRbacAuthorization": false,
-                        "accessPolicies": []
-                    }
-                }),
-            ),
-            ResourceSpec::StorageAccount {
-                subscription_id,
-                resource_group,
-                name,
-                region,
-            } => (
-                self.id(
-                    Some(subscription_id),
-                    resource_group,
-                    "Microsoft.Storage/storageAccounts",
-                    name,
-                )?,
-                api::STORAGE,
-                json!({
-                    "location": region,
-                    "tags": tags,
-                    "sku": { "name": "Standard_LRS" },
-                    "kind": "StorageV2",
-                    "properties": { "minimumTlsVersion": "TLS1_2", "allowBlobPublicAccess": false }
-                }),
-            ),
-            ResourceSpec::Disk {
-                subscription_id,
-                resource_group,
-                name,
-                region,
-                size_bytes,
-                sku,
-                zone,
-                os,
-                security_type,
-                staging_account,
-                disk_encryption_set,
-            } => {
-                if staging_account.is_some() && !staged_import {
-                    return Err(bad(op, "a staged disk is a page blob, not a managed disk"));
-                }
-                let mut props = json!({
-                    "creationData": { "createOption": "Upload", "uploadSizeBytes": size_bytes + 512 }
-                });
-                if let Some((family, generation)) = os {
-                    props["osType"] = json!(os_type(*family));
-                    props["hyperVGeneration"] = json!(hyperv(*generation));
-                }
-                match security_type {
-                    SecurityType::Standard => {}
-                    SecurityType::TrustedLaunch => {
-                        props["securityProfile"] = json!({ "securityType": "TrustedLaunch" });
-                    }
-                    SecurityType::Confidential => return Err(confidential(op)),
-                }
-                if let Some(des) = disk_encryption_set {
-                    props["encryption"] = json!({ "type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": des });
-                }
-                let mut body = json!({ "location": region, "tags": tags, "sku": { "name": sku_name(*sku) }, "properties": props });
-                if let Some(z) = zone {
-                    body["zones"] = json!([z.to_string()]);
-                }
-                (
-                    self.id(
-                        Some(subscription_id),
-                        resource_group,
-                        "Microsoft.Compute/disks",
-                        name,
-                    )?,
-                    api::DISK,
-                    body,
-                )
-            }
-            ResourceSpec::NetworkSecurityGroup {
-                resource_group,
-                name,
-                region,
-                open_ports,
-                ..
-            } => {
-                let rules: Vec<Value> = open_ports
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        json!({
-                            "name": format!("allow-tcp-{p}"),
-                            "properties": {
-                                "protocol": "Tcp",
-                                "sourcePortRange": "*",
-                                "destinationPortRange": p.to_string(),
-                                "sourceAddressPrefix": "*",
-                                "destinationAddressPrefix": "*",
-                                "access": "Allow",
-                                "priority": 300 + i,
-                                "direction": "Inbound"
-                            }
-                        })
-                    })
-                    .collect();
-                (
-                    self.id(
-                        None,
-                        resource_group,
-                        "Microsoft.Network/networkSecurityGroups",
-                        name,
-                    )?,
-                    api::NETWORK,
-                    json!({ "location": region, "tags": tags, "properties": { "securityRules": rules } }),
-                )
-            }
-            ResourceSpec::PublicIp {
-                resource_group,
-                name,
-                region,
-            } => (
-                self.id(
-                    None,
-                    resource_group,
-                    "Microsoft.Network/publicIPAddresses",
-                    name,
-                )?,
-                api::NETWORK,
-                json!({
-                    "location": region,
-                    "tags": tags,
-                    "sku": { "name": "Standard" },
-                    "properties": { "publicIPAllocationMethod": "Static" }
-                }),
-            ),
-            ResourceSpec::NetworkInterface {
-                resource_group,
-                name,
-                region,
-                virtual_network,
-                subnet,
-                static_ip,
-                public_ip,
-                network_security_group,
-            } => {
-                let vnet_id = if virtual_network.starts_with("/subscriptions/") {
-                    virtual_network.clone()
-                } else {
-                    self.id(
-                        None,
-                        resource_group,
-                        "Microsoft.Network/virtualNetworks",
-                        virtual_network,
-                    )?
-                };
-                let subnet_id = path::child(&vnet_id, &["subnets", subnet])?;
-                let mut ipc = json!({
-                    "subnet": { "id": subnet_id },
-                    "privateIPAllocationMethod": if static_ip.is_some() { "Static" } else { "Dynamic" }
-                });
-                if let Some(ip) = static_ip {
-                    ipc["privateIPAddress"] = json!(ip);
-                }
-                if let Some(p) = public_ip {
-                    ipc["publicIPAddress"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/publicIPAddresses", p)? });
-                }
-                let mut props =
-                    json!({ "ipConfigurations": [ { "name": "ipconfig1", "properties": ipc } ] });
-                if let Some(n) = network_security_group {
-                    props["networkSecurityGroup"] = json!({ "id": self.id(None, resource_group, "Microsoft.Network/networkSecurityGroups", n)? });
-                }
-                (
-                    self.id(
-                        None,
-                        resource_group,
-                        "Microsoft.Network/networkInterfaces",
-                        name,
-                    )?,
-                    api::NETWORK,
-                    json!({ "location": region, "tags": tags, "properties": props }),
-                )
-            }
-            ResourceSpec::VirtualMachine {
-                subscription_id,
-                resource_group,
-                name,
-                region,
-                size,
-                zone,
-                availability_set,
-                os,
-                generation: _,
-                security_type,
-                os_disk,
-                data_disks,
-                nics,
-            } => {
-                let sub = Some(subscription_id.as_str());
-                let disk_id = |d: &str| self.id(sub, resource_group, "Microsoft.Compute/disks", d);
-                let data: Vec<Value> = data_disks
-                    .iter()
-                    .map(|(lun, d)| Ok(json!({ "lun": lun, "createOption": "Attach", "managedDisk": { "id": disk_id(d)? } })))
-                    .collect::<CallResult<_>>()?;
-                let nic_refs: Vec<Value> = nics
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| Ok(json!({
-                        "id": self.id(None, resource_group, "Microsoft.Network/networkInterfaces", n)?,
-                        "properties": { "primary": i == 0 }
-                    })))
-                    .collect::<CallResult<_>>()?;
-                let mut props = json!({
-                    "hardwareProfile": { "vmSize": size },
-                    "storageProfile": {
-                        "osDisk": { "createOption": "Attach", "osType": os_type(*os), "managedDisk": { "id": disk_id(os_disk)? } },
-                        "dataDisks": data
-                    },
-                    "networkProfile": { "networkInterfaces": nic_refs }
-                });
-                match security_type {
-                    SecurityType::Standard => {}
-                    SecurityType::TrustedLaunch => {
-                        props["securityProfile"] = json!({
-                            "securityType": "TrustedLaunch",
-                            "uefiSettings": { "secureBootEnabled": true, "vTpmEnabled": true }
-                        });
-                    }
-                    SecurityType::Confidential => return Err(confidential(op)),
-                }
-                if let Some(a) = availability_set {
-                    props["availabilitySet"] = json!({ "id": self.id(sub, resource_group, "Microsoft.Compute/availabilitySets", a)? });
-                }
-                let mut body = json!({ "location": region, "tags": tags, "properties": props });
-                if let Some(z) = zone {
-                    body["zones"] = json!([z.to_string()]);
-                }
-                (
-                    self.id(
-                        sub,
-                        resource_group,
-                        "Microsoft.Compute/virtualMachines",
-                        name,
-                    )?,
-                    api::VM,
-                    body,
-                )
-            }
-            ResourceSpec::HelperAppliance { .. } | ResourceSpec::Snapshot { .. } => {
-                return Err(bad(
-                    op,
-                    format!(
-                        "{} is deployed by the backup product's own tooling, not by the ARM cloud",
-                        spec.kind()
-                    ),
-                ));
-            }
-        })
+        Ok((id, me.ty.api_version(), with_tags(body, tags)))
     }
 }
 
@@ -365,5 +75,66 @@ pub(super) fn strip_read_only(v: &mut Value) {
                 p.remove(k);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::Value;
+
+    use super::super::{ArmCloud, ArmConfig};
+    use crate::azure::{AccessToken, StaticToken};
+    use crate::cloud::arm_bodies::{ResourceType, template, tests::specs};
+
+    /// Every `id` (a reference) as `<ref>`: ArmCloud holds real IDs, a
+    /// template `[resourceId(...)]` expressions.
+    fn without_ids(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "id" {
+                        *x = Value::from("<ref>");
+                    } else {
+                        without_ids(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(without_ids),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn arm_cloud_puts_the_vm_the_template_declares() {
+        let cloud = ArmCloud::new(
+            ArmConfig {
+                subscription_id: "00000000-0000-0000-0000-000000000001".into(),
+                ..Default::default()
+            },
+            Arc::new(StaticToken(AccessToken::new("t", None))),
+        )
+        .unwrap();
+        let specs = specs();
+        let vm = specs
+            .iter()
+            .find(|s| s.kind() == "virtual_machine")
+            .unwrap();
+        let (id, api, mut put) = cloud.body("plan:vm", vm, "test", false).unwrap();
+        assert!(id.ends_with("/providers/Microsoft.Compute/virtualMachines/vm1"));
+        assert_eq!(api, ResourceType::VirtualMachine.api_version());
+        assert_eq!(put["tags"]["vmrestore-key"], "plan:vm");
+        assert!(
+            put.pointer("/properties/storageProfile/osDisk/managedDisk/id")
+                .and_then(Value::as_str)
+                .is_some_and(|d| d.ends_with("/providers/Microsoft.Compute/disks/vm1-os"))
+        );
+        let t = template(&specs).unwrap();
+        let mut declared = t["resources"][0]["properties"].clone();
+        assert!(declared.get("securityProfile").is_some());
+        without_ids(&mut put["properties"]);
+        without_ids(&mut declared);
+        assert_eq!(put["properties"], declared);
     }
 }

@@ -10,6 +10,7 @@ use super::bodies::{reattach_body, strip_read_only};
 use super::{ArmCloud, api, bad, path};
 use crate::azure::pageblob::{PageBlobWriter, WriteStats};
 use crate::azure::storage::BlobClient;
+use crate::cloud::arm_bodies::ResourceType;
 use crate::exec::{
     CallError, CallErrorKind, CallResult, CloudAction, DiskWriter, Resource, ResourceSpec,
 };
@@ -108,12 +109,7 @@ impl crate::exec::Cloud for ArmCloud {
         } = spec
         {
             for nic in attach_to {
-                let nic_id = self.id(
-                    None,
-                    resource_group,
-                    "Microsoft.Network/networkInterfaces",
-                    nic,
-                )?;
+                let nic_id = self.id(None, resource_group, ResourceType::NetworkInterface, nic)?;
                 let mut n = self
                     .call(Method::GET, &nic_id, api::NETWORK, None, &op)
                     .await?;
@@ -151,8 +147,13 @@ impl crate::exec::Cloud for ArmCloud {
                 .await?;
             return Ok(());
         }
-        self.delete_if_ours(&resource.id, Self::api_of(&resource.id), &resource.key, &op)
-            .await
+        self.delete_if_ours(
+            &resource.id,
+            Self::api_of(&resource.id, &resource.kind),
+            &resource.key,
+            &op,
+        )
+        .await
     }
 
     async fn act(&self, key: &str, action: &CloudAction) -> CallResult<()> {

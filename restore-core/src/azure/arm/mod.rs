@@ -34,26 +34,31 @@ use serde_json::Value;
 
 use super::auth::{TokenError, TokenProvider};
 use super::storage::{self, StorageAuth, http_client};
+#[cfg(doc)]
+use crate::cloud::arm_bodies::ResourceType;
 use crate::exec::{CallError, CallErrorKind, CallResult, ResourceSpec};
 
-/// api-versions (AZURE.md).
+/// api-versions, by the names ArmCloud's calls use: each is the entry of
+/// the one table, [`ResourceType::api_version`] (`../shared/spec/AZURE.md`).
 pub mod api {
-    /// Microsoft.Compute/virtualMachines.
-    pub const VM: &str = "2025-04-01";
+    use crate::cloud::arm_bodies::{self, ResourceType};
+
+    /// Microsoft.Compute/virtualMachines (and their extensions).
+    pub const VM: &str = ResourceType::VirtualMachine.api_version();
     /// Microsoft.Compute/disks.
-    pub const DISK: &str = "2025-01-02";
+    pub const DISK: &str = ResourceType::Disk.api_version();
     /// Microsoft.Network (NICs, NSGs, public IPs).
-    pub const NETWORK: &str = "2024-10-01";
+    pub const NETWORK: &str = ResourceType::NetworkInterface.api_version();
     /// Microsoft.KeyVault/vaults.
-    pub const KEY_VAULT: &str = "2024-11-01";
+    pub const KEY_VAULT: &str = ResourceType::KeyVault.api_version();
     /// Resource groups.
-    pub const RESOURCES: &str = "2021-04-01";
+    pub const RESOURCES: &str = ResourceType::ResourceGroup.api_version();
     /// Microsoft.Storage/storageAccounts.
-    pub const STORAGE: &str = "2023-05-01";
+    pub const STORAGE: &str = ResourceType::StorageAccount.api_version();
     /// Subscription locations.
-    pub const LOCATIONS: &str = "2022-12-01";
+    pub const LOCATIONS: &str = arm_bodies::LOCATIONS_API;
     /// Microsoft.Compute/skus.
-    pub const SKUS: &str = "2021-07-01";
+    pub const SKUS: &str = arm_bodies::SKUS_API;
 }
 
 /// Where and as whom the ARM cloud works.
@@ -180,15 +185,6 @@ impl std::fmt::Debug for ArmCloud {
             .field("subscription_id", &self.cfg.subscription_id)
             .finish()
     }
-}
-
-/// Confidential VMs need their disks' security state (VMGS) restored with
-/// them, which an upload of the disk images cannot carry.
-fn confidential(op: &str) -> CallError {
-    bad(
-        op,
-        "confidential VMs are not supported by the ARM cloud: their disks need the VM guest state, which a disk upload cannot carry",
-    )
 }
 
 fn bad(op: &str, m: impl Into<String>) -> CallError {

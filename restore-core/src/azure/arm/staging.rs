@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::{ArmCloud, Staged, api, bad, path};
 use crate::azure::storage::{BlobClient, StorageAuth};
+use crate::cloud::arm_bodies::ResourceType;
 use crate::exec::{CallResult, Resource, ResourceSpec};
 
 /// The container staged disks go to (the one Azure's tools use).
@@ -95,7 +96,7 @@ impl ArmCloud {
             self.id(
                 Some(subscription_id),
                 resource_group,
-                "Microsoft.Storage/storageAccounts",
+                ResourceType::StorageAccount,
                 account,
             )
         })?;
@@ -107,7 +108,7 @@ impl ArmCloud {
         let id = self.id(
             Some(subscription_id),
             resource_group,
-            "Microsoft.Compute/disks",
+            ResourceType::Disk,
             name,
         )?;
         self.staged
