@@ -62,7 +62,7 @@ pub(crate) fn specs() -> Vec<ResourceSpec> {
     ]
 }
 
-fn find<'a>(t: &'a Value, ty: ResourceType) -> &'a Value {
+fn find(t: &Value, ty: ResourceType) -> &Value {
     t["resources"]
         .as_array()
         .unwrap()
