@@ -471,12 +471,7 @@ fn describe(e: &reqwest::Error) -> String {
 /// The category of an HTTP status, and the service's error code and message.
 pub(crate) async fn status_error(op: &str, resp: reqwest::Response) -> CallError {
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = super::retry_after(resp.headers());
     let code = header(resp.headers(), "x-ms-error-code");
     let body = resp.text().await.unwrap_or_default();
     let detail = code

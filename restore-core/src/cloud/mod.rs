@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub mod arm_bodies;
 mod limit;
 mod sim;
 

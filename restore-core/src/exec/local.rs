@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cloud::*;
-use crate::model::DiskRole;
-use crate::plan::Target;
 use crate::vhd::{SIZE_ALIGNMENT, VhdFile};
 
 /// Writes disks as fixed VHDs and artifacts as files into a directory.
@@ -309,50 +307,10 @@ fn publish(
 }
 
 /// An ARM template that creates the VM from the restored disks (uploaded
-/// as managed disks), as Azure Backup's "restore disks" gives one.
-pub fn arm_template(t: &Target) -> Value {
-    let disk_id = |n: &str| format!("[resourceId('Microsoft.Compute/disks', '{n}')]");
-    let os = t.disks.iter().find(|d| d.role == DiskRole::Os);
-    let data: Vec<Value> = t
-        .disks
-        .iter()
-        .filter(|d| d.role == DiskRole::Data)
-        .map(|d| json!({"lun": d.lun.unwrap_or(0), "createOption": "Attach", "managedDisk": {"id": disk_id(&d.name)}}))
-        .collect();
-    let nics: Vec<Value> = t
-        .nics
-        .iter()
-        .enumerate()
-        .map(|(i, n)| json!({"id": format!("[resourceId('Microsoft.Network/networkInterfaces', '{}')]", n.name), "properties": {"primary": i == 0}}))
-        .collect();
-    let mut vm = json!({
-        "type": "Microsoft.Compute/virtualMachines",
-        "apiVersion": "2025-04-01",
-        "name": t.vm_name,
-        "location": t.region,
-        "properties": {
-            "hardwareProfile": {"vmSize": t.vm_size},
-            "storageProfile": {
-                "osDisk": {
-                    "osType": match t.os_family { crate::model::OsFamily::Windows => "Windows", crate::model::OsFamily::Linux => "Linux" },
-                    "createOption": "Attach",
-                    "managedDisk": {"id": os.map(|d| disk_id(&d.name)).unwrap_or_default()},
-                },
-                "dataDisks": data,
-            },
-            "networkProfile": {"networkInterfaces": nics},
-        },
-    });
-    if let Some(z) = t.zone {
-        vm["zones"] = json!([z.to_string()]);
-    }
-    if let Some(a) = &t.availability_set {
-        vm["properties"]["availabilitySet"] =
-            json!({"id": format!("[resourceId('Microsoft.Compute/availabilitySets', '{a}')]")});
-    }
-    json!({
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "resources": [vm],
-    })
+/// as managed disks), as Azure Backup's "restore disks" gives one: from the
+/// plan's creates (`specs`, in plan order), the network and the VM with the
+/// bodies and api-versions ArmCloud uses ([`crate::cloud::arm_bodies`]).
+/// Fails for what no template can declare (a confidential VM).
+pub fn arm_template(specs: &[ResourceSpec]) -> CallResult<Value> {
+    crate::cloud::arm_bodies::template(specs)
 }

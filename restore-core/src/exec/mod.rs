@@ -371,8 +371,8 @@ struct Named {
     size_bytes: u64,
 }
 
-/// The ARM template that creates the plan's resources from the restored
-/// disks, from the plan's own create operations.
-fn template(plan: &Plan) -> String {
-    serde_json::to_string_pretty(&arm_template(&plan.target)).unwrap_or_default()
+/// The ARM template that declares `resources` (a plan's
+/// [`Operation::WriteTemplate`] resources), as JSON text.
+fn template(resources: &[ResourceSpec]) -> CallResult<String> {
+    arm_template(resources).map(|t| serde_json::to_string_pretty(&t).unwrap_or_default())
 }

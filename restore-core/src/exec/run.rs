@@ -242,9 +242,11 @@ impl Run<'_> {
         if let Some(sink) = &self.ex.sink {
             // The local destination always gets a template that creates the
             // VM from the restored disks ("restore disks" gives one).
-            if outcome == Outcome::Succeeded && !steps.iter().any(|s| s.kind == StepKind::Template)
+            // A VM no template can declare (a confidential VM) gets none.
+            if outcome == Outcome::Succeeded
+                && !steps.iter().any(|s| s.kind == StepKind::Template)
+                && let Ok(body) = template(&crate::plan::template_resources(&self.plan.target))
             {
-                let body = template(self.plan);
                 let _ = sink
                     .write_artifact(
                         &format!("{}.template.json", self.plan.target.vm_name),

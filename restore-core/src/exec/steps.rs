@@ -116,9 +116,13 @@ impl Run<'_> {
             Operation::FinalizeDisk { disk, size_bytes } => {
                 self.finalize_disk(s, disk, *size_bytes).await
             }
-            Operation::WriteTemplate { artifact } => {
+            Operation::WriteTemplate {
+                artifact,
+                resources,
+            } => {
                 if let Some(sink) = &self.ex.sink {
-                    let body = template(self.plan);
+                    let body = template(resources)
+                        .map_err(|e| StepFailure::from_error(Error::Cloud(e)))?;
                     self.retry_cloud(&s.id, &s.id, || {
                         sink.write_artifact(artifact, Bytes::from(body.clone()))
                     })

@@ -18,7 +18,9 @@ mod types;
 
 pub use capabilities::{ALL_STEP_KINDS, CONFIDENTIAL_VM, Capabilities, Unsupported, kind_name};
 pub use check::{check_replan, recorded_profiles, seal, verify_seal};
-pub use ops::{CloudAction, DiskSource, Operation, ResourceSpec, effective_security};
+pub use ops::{
+    CloudAction, DiskSource, Operation, ResourceSpec, effective_security, template_resources,
+};
 pub use render::{render_text, to_dot, to_json, to_mermaid};
 pub use types::*;
 

@@ -332,12 +332,15 @@ pub enum Operation {
         /// The disk's virtual size.
         size_bytes: u64,
     },
-    /// Write an ARM template that creates the plan's resources from the
-    /// restored disks (restore disks), built from the plan's own
-    /// [`Operation::Create`] specs.
+    /// Write an ARM template that creates the VM from the restored disks
+    /// (restore disks): the resources it declares, with the bodies and
+    /// api-versions ArmCloud uses.
     WriteTemplate {
         /// The artifact's name in the sink, e.g. `web01.template.json`.
         artifact: String,
+        /// What the template creates: the disks it refers to, the network
+        /// and the VM ([`template_resources`]).
+        resources: Vec<ResourceSpec>,
     },
 }
 
@@ -549,6 +552,7 @@ pub(super) fn operation(
         }),
         Template => Some(Operation::WriteTemplate {
             artifact: format!("{}.template.json", t.vm_name),
+            resources: template_resources(t),
         }),
         SwapDisks => act(CloudAction::SwapDisks {
             resource_group: rg(),
@@ -564,4 +568,42 @@ pub(super) fn operation(
             vm: vm(),
         }),
     }
+}
+
+/// What a template that creates the target's VM from its restored disks
+/// declares, in order: the disks (as the managed disks they are uploaded
+/// as: a template has no staging account), the NSG, the public IPs, the
+/// NICs and the VM; each spec as the plan's own create step has it.
+pub fn template_resources(t: &Target) -> Vec<ResourceSpec> {
+    use StepKind::*;
+    let mut specs = Vec::new();
+    let mut push = |kind, name: &str, disk: Option<&str>| {
+        if let Some(Operation::Create { spec }) = operation(t, kind, name, disk) {
+            specs.push(spec);
+        }
+    };
+    for d in &t.disks {
+        push(CreateDisk, &d.name, Some(&d.name));
+    }
+    if let Some(nsg) = &t.network_security_group {
+        push(NetworkSecurityGroup, nsg, None);
+    }
+    let mut ips: Vec<&String> = t.nics.iter().filter_map(|n| n.public_ip.as_ref()).collect();
+    ips.dedup();
+    for ip in ips {
+        push(PublicIp, ip, None);
+    }
+    for nic in &t.nics {
+        push(NetworkInterface, &nic.name, None);
+    }
+    push(VirtualMachine, &t.vm_name, None);
+    for s in &mut specs {
+        if let ResourceSpec::Disk {
+            staging_account, ..
+        } = s
+        {
+            *staging_account = None;
+        }
+    }
+    specs
 }
