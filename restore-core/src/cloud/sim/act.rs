@@ -24,15 +24,7 @@ impl Cloud for SimCloud {
             return Err(e);
         }
         let op = format!("create {} '{}'", spec.kind(), spec.name());
-        Self::check_name(spec)?;
-        match spec {
-            ResourceSpec::ResourceGroup { region, .. }
-            | ResourceSpec::KeyVault { region, .. }
-            | ResourceSpec::StorageAccount { region, .. }
-            | ResourceSpec::Disk { region, .. }
-            | ResourceSpec::VirtualMachine { region, .. } => self.region_ok(&op, region)?,
-            _ => {}
-        }
+        self.check_spec(spec, &op)?;
         let lro = matches!(
             spec,
             ResourceSpec::VirtualMachine { .. }
@@ -127,20 +119,20 @@ impl Cloud for SimCloud {
                 let v = st.deleted_existing.remove(i);
                 st.existing.push(v);
             }
-            CloudAction::PowerOn { vm, .. } => {
-                if !st
-                    .resources
-                    .values()
-                    .any(|r| r.resource.kind == "virtual_machine" && &r.resource.name == vm)
-                {
-                    return Err(CallError::new(
-                        CallErrorKind::NotFound,
-                        format!("power on '{vm}'"),
-                        "the VM does not exist",
-                    ));
-                }
-                st.powered_on.push(vm.clone());
+            CloudAction::PowerOn { resource_group, vm } => st.power_on(resource_group, vm)?,
+            CloudAction::SwapDisks {
+                resource_group,
+                vm,
+                disks,
+            } => st.swap_disks(resource_group, vm, disks)?,
+            CloudAction::DeleteReplacedDisks { resource_group, vm } => {
+                st.delete_replaced(resource_group, vm)?
             }
+            CloudAction::BootFix { vm, disks } => st.boot_fix(vm, disks)?,
+            CloudAction::ConvertToManaged {
+                resource_group,
+                disks,
+            } => st.convert_to_managed(resource_group, disks)?,
             _ => {}
         }
         st.actions.push((key.into(), action.clone()));

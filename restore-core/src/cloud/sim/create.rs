@@ -1,40 +1,117 @@
 //! Creates: names, regions, sizes and uniqueness checked as Azure checks them.
 
 use super::*;
+use crate::model::names::{NameKind, check_name_or_id};
 use state::SimDisk;
 
+/// Smallest managed disk Azure takes for upload.
+const MIN_UPLOAD_DISK: u64 = 20 << 20;
+/// Largest disk.
+const MAX_DISK: u64 = 32 << 40;
+
 impl SimCloud {
-    pub(super) fn check_name(spec: &ResourceSpec) -> CallResult<()> {
-        let name = spec.name();
-        let op = format!("create {} '{name}'", spec.kind());
-        let ok = match spec {
-            ResourceSpec::StorageAccount { .. } => {
-                (3..=24).contains(&name.len())
-                    && name
-                        .bytes()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            }
-            ResourceSpec::KeyVault { .. } => {
-                (3..=24).contains(&name.len())
-                    && name.as_bytes()[0].is_ascii_alphabetic()
-                    && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-                    && !name.contains("--")
-            }
-            ResourceSpec::VirtualMachine { .. } => crate::model::is_resource_name(name, 64),
-            ResourceSpec::ResourceGroup { .. } => {
-                !name.is_empty() && name.len() <= 90 && !name.ends_with('.')
-            }
-            _ => crate::model::is_resource_name(name, 80),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(CallError::new(
-                CallErrorKind::Invalid,
-                op,
-                format!("'{name}' is not a valid {} name", spec.kind()),
-            ))
+    /// The rule of a spec's name (a snapshot's is its VM's name).
+    fn name_kind(spec: &ResourceSpec) -> NameKind {
+        match spec {
+            ResourceSpec::ResourceGroup { .. } => NameKind::ResourceGroup,
+            ResourceSpec::KeyVault { .. } => NameKind::KeyVault,
+            ResourceSpec::StorageAccount { .. } => NameKind::StorageAccount,
+            ResourceSpec::HelperAppliance { .. }
+            | ResourceSpec::Snapshot { .. }
+            | ResourceSpec::VirtualMachine { .. } => NameKind::VirtualMachine,
+            ResourceSpec::Disk { .. } => NameKind::Disk,
+            ResourceSpec::NetworkSecurityGroup { .. } => NameKind::NetworkSecurityGroup,
+            ResourceSpec::PublicIp { .. } => NameKind::PublicIp,
+            ResourceSpec::NetworkInterface { .. } => NameKind::NetworkInterface,
         }
+    }
+
+    /// What Azure checks of a create before looking at what exists: the
+    /// names (the crate's naming rules, `model::names`), the region and
+    /// the VM size against the catalog.
+    pub(super) fn check_spec(&self, spec: &ResourceSpec, op: &str) -> CallResult<()> {
+        let invalid = |m: String| CallError::new(CallErrorKind::Invalid, op, m);
+        Self::name_kind(spec).check(spec.name()).map_err(invalid)?;
+        let rg = match spec {
+            ResourceSpec::ResourceGroup { .. } => None,
+            ResourceSpec::KeyVault { resource_group, .. }
+            | ResourceSpec::StorageAccount { resource_group, .. }
+            | ResourceSpec::HelperAppliance { resource_group, .. }
+            | ResourceSpec::Snapshot { resource_group, .. }
+            | ResourceSpec::Disk { resource_group, .. }
+            | ResourceSpec::NetworkSecurityGroup { resource_group, .. }
+            | ResourceSpec::PublicIp { resource_group, .. }
+            | ResourceSpec::NetworkInterface { resource_group, .. }
+            | ResourceSpec::VirtualMachine { resource_group, .. } => Some(resource_group),
+        };
+        if let Some(rg) = rg {
+            NameKind::ResourceGroup.check(rg).map_err(invalid)?;
+        }
+        match spec {
+            ResourceSpec::ResourceGroup { region, .. }
+            | ResourceSpec::KeyVault { region, .. }
+            | ResourceSpec::StorageAccount { region, .. }
+            | ResourceSpec::HelperAppliance { region, .. }
+            | ResourceSpec::Disk { region, .. }
+            | ResourceSpec::NetworkSecurityGroup { region, .. }
+            | ResourceSpec::PublicIp { region, .. }
+            | ResourceSpec::NetworkInterface { region, .. }
+            | ResourceSpec::VirtualMachine { region, .. } => self.region_ok(op, region)?,
+            ResourceSpec::Snapshot { .. } => {}
+        }
+        match spec {
+            ResourceSpec::Disk {
+                size_bytes,
+                staging_account,
+                ..
+            } => {
+                // A managed disk for upload: 20 MiB to 32 TiB (AZURE.md);
+                // a page blob: any whole number of MiB up to that.
+                let min = if staging_account.is_some() {
+                    1 << 20
+                } else {
+                    MIN_UPLOAD_DISK
+                };
+                if *size_bytes < min
+                    || !size_bytes.is_multiple_of(1 << 20)
+                    || *size_bytes > MAX_DISK
+                {
+                    return Err(invalid(format!(
+                        "disk size {size_bytes} must be a whole number of MiB from {} MiB to 32 TiB",
+                        min >> 20
+                    )));
+                }
+                if let Some(a) = staging_account {
+                    NameKind::StorageAccount.check(a).map_err(invalid)?;
+                }
+            }
+            ResourceSpec::VirtualMachine { size, nics, .. } => {
+                if !self
+                    .cfg
+                    .catalog
+                    .vm_sizes
+                    .iter()
+                    .any(|v| v.name.eq_ignore_ascii_case(size))
+                {
+                    return Err(invalid(format!(
+                        "the VM size '{size}' is not available in this subscription"
+                    )));
+                }
+                if nics.is_empty() {
+                    return Err(invalid("a VM needs a network interface".into()));
+                }
+            }
+            ResourceSpec::NetworkInterface {
+                virtual_network,
+                subnet,
+                ..
+            } => {
+                check_name_or_id(NameKind::VirtualNetwork, virtual_network).map_err(invalid)?;
+                NameKind::Subnet.check(subnet).map_err(invalid)?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     pub(super) fn region_ok(&self, op: &str, region: &str) -> CallResult<()> {
@@ -48,6 +125,7 @@ impl SimCloud {
             ))
         }
     }
+
     pub(super) fn create_locked(
         &self,
         key: &str,
@@ -86,11 +164,12 @@ impl SimCloud {
                     r.resource.id.eq_ignore_ascii_case(&id)
                 }
             });
-            let existing_vm = matches!(spec, ResourceSpec::VirtualMachine { .. })
-                && st
-                    .existing
-                    .iter()
-                    .any(|v| v.name.eq_ignore_ascii_case(spec.name()));
+            let existing_vm = match spec {
+                ResourceSpec::VirtualMachine { resource_group, .. } => {
+                    st.existing_vm(resource_group, spec.name()).is_some()
+                }
+                _ => false,
+            };
             // Resource groups and the region's helper appliance are shared:
             // a restore that finds one uses it (and leaves it at clean-up).
             if taken
@@ -116,14 +195,19 @@ impl SimCloud {
                 ));
             }
             match spec {
-                ResourceSpec::Disk { size_bytes, .. } => {
-                    if *size_bytes == 0 || *size_bytes % (1 << 20) != 0 || *size_bytes > 32 << 40 {
+                ResourceSpec::Disk {
+                    size_bytes,
+                    resource_group,
+                    staging_account,
+                    ..
+                } => {
+                    if let Some(a) = staging_account
+                        && st.find("storage_account", resource_group, a).is_none()
+                    {
                         return Err(CallError::new(
-                            CallErrorKind::Invalid,
+                            CallErrorKind::NotFound,
                             op,
-                            format!(
-                                "disk size {size_bytes} must be a whole number of MiB up to 32 TiB"
-                            ),
+                            format!("storage account '{a}' does not exist"),
                         ));
                     }
                     if st.disks.len() >= self.cfg.max_disks {
@@ -141,11 +225,89 @@ impl SimCloud {
                         },
                     );
                 }
-                ResourceSpec::VirtualMachine {
-                    os_disk,
-                    data_disks,
+                ResourceSpec::Snapshot { resource_group, vm } => {
+                    if st.existing_vm(resource_group, vm).is_none() {
+                        return Err(CallError::new(
+                            CallErrorKind::NotFound,
+                            op,
+                            format!(
+                                "VM '{vm}' does not exist in resource group '{resource_group}'"
+                            ),
+                        ));
+                    }
+                    if st
+                        .vm_disks
+                        .get(&vm.to_ascii_lowercase())
+                        .is_none_or(Vec::is_empty)
+                    {
+                        return Err(CallError::new(
+                            CallErrorKind::Invalid,
+                            op,
+                            format!("VM '{vm}' has no disks to snapshot"),
+                        ));
+                    }
+                }
+                ResourceSpec::NetworkInterface {
+                    resource_group,
+                    public_ip,
+                    network_security_group,
                     ..
                 } => {
+                    // ARM refuses a reference to a resource that does not
+                    // exist (400 InvalidResourceReference).
+                    let refs = [
+                        ("public_ip", public_ip, "public IP"),
+                        (
+                            "network_security_group",
+                            network_security_group,
+                            "network security group",
+                        ),
+                    ];
+                    for (kind, name, what) in refs {
+                        if let Some(n) = name
+                            && st.find(kind, resource_group, n).is_none()
+                        {
+                            return Err(CallError::new(
+                                CallErrorKind::Invalid,
+                                op,
+                                format!("{what} '{n}' referenced by the NIC does not exist"),
+                            ));
+                        }
+                    }
+                }
+                ResourceSpec::NetworkSecurityGroup {
+                    resource_group,
+                    attach_to,
+                    ..
+                } => {
+                    for n in attach_to {
+                        if st.find("network_interface", resource_group, n).is_none() {
+                            return Err(CallError::new(
+                                CallErrorKind::NotFound,
+                                op,
+                                format!(
+                                    "network interface '{n}' to attach the NSG to does not exist"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                ResourceSpec::VirtualMachine {
+                    resource_group,
+                    os_disk,
+                    data_disks,
+                    nics,
+                    ..
+                } => {
+                    for n in nics {
+                        if st.find("network_interface", resource_group, n).is_none() {
+                            return Err(CallError::new(
+                                CallErrorKind::Invalid,
+                                op,
+                                format!("network interface '{n}' does not exist"),
+                            ));
+                        }
+                    }
                     let vms = st
                         .resources
                         .values()
@@ -160,9 +322,7 @@ impl SimCloud {
                     }
                     for d in std::iter::once(os_disk).chain(data_disks.iter().map(|(_, d)| d)) {
                         let disk = st
-                            .resources
-                            .values()
-                            .find(|r| r.resource.kind == "disk" && &r.resource.name == d)
+                            .find("disk", resource_group, d)
                             .map(|r| r.resource.id.clone());
                         match disk.and_then(|id| st.disks.get(&id)) {
                             None => {

@@ -184,6 +184,15 @@ impl DiskWriter for SimDiskWriter {
     }
 
     async fn finish(&self, _digest: &str) -> CallResult<()> {
-        Ok(())
+        let mut st = self.cloud.lock();
+        let d = st.disks.get_mut(&self.id).ok_or_else(|| {
+            CallError::new(
+                CallErrorKind::NotFound,
+                format!("finish '{}'", self.name),
+                "the disk was deleted",
+            )
+        })?;
+        d.finished = true;
+        self.cloud.saved(&format!("finish '{}'", self.name), &st)
     }
 }

@@ -23,7 +23,11 @@ mod create;
 mod disk;
 mod faults;
 mod state;
+mod steps;
+#[cfg(test)]
+mod tests;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,6 +97,25 @@ pub struct SimConfig {
     pub max_disks: usize,
     /// VMs that exist before the run (for in-place restores).
     pub existing_vms: Vec<ExistingVm>,
+    /// The disks of existing VMs, by VM name: what a snapshot copies and
+    /// a disk swap replaces. A VM without an entry has no disks (so it
+    /// cannot be snapshotted).
+    pub existing_vm_disks: BTreeMap<String, Vec<ExistingDisk>>,
+    /// Existing VMs that are stop-deallocated at the start (the others are
+    /// running, as Azure's VMs are unless stopped): disks can only be
+    /// swapped on a deallocated VM.
+    pub deallocated_vms: Vec<String>,
+}
+
+/// A disk of an existing VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExistingDisk {
+    /// Name.
+    pub name: String,
+    /// LUN of a data disk; `None` for the OS disk.
+    pub lun: Option<u32>,
+    /// Size in bytes.
+    pub size_bytes: u64,
 }
 
 impl Default for SimConfig {
@@ -112,6 +135,8 @@ impl Default for SimConfig {
             max_vms: 1000,
             max_disks: 10_000,
             existing_vms: Vec::new(),
+            existing_vm_disks: BTreeMap::new(),
+            deallocated_vms: Vec::new(),
         }
     }
 }
@@ -145,13 +170,9 @@ impl std::fmt::Debug for SimCloud {
 impl SimCloud {
     /// A simulated cloud.
     pub fn new(cfg: SimConfig) -> Self {
-        let existing = cfg.existing_vms.clone();
         SimCloud {
+            state: Arc::new(Mutex::new(State::seeded(&cfg))),
             cfg: Arc::new(cfg),
-            state: Arc::new(Mutex::new(State {
-                existing,
-                ..Default::default()
-            })),
             dir: None,
             buckets: None,
         }
@@ -172,10 +193,7 @@ impl SimCloud {
     pub fn persistent(cfg: SimConfig, dir: impl AsRef<Path>) -> std::io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(dir.join("disks"))?;
-        let mut st = State {
-            existing: cfg.existing_vms.clone(),
-            ..Default::default()
-        };
+        let mut st = State::seeded(&cfg);
         let state_path = dir.join("state.json");
         if state_path.exists() {
             let text = std::fs::read_to_string(&state_path)?;
@@ -193,6 +211,9 @@ impl SimCloud {
             st.deleted_existing = saved.deleted_existing;
             st.powered_on = saved.powered_on;
             st.creates = saved.creates;
+            st.vm_disks = saved.vm_disks;
+            st.replaced = saved.replaced;
+            st.deallocated = saved.deallocated;
             // Counters come from the write log (a torn last line is ignored).
             if let Ok(log) = std::fs::read_to_string(dir.join("writes.log")) {
                 for line in log.lines() {
@@ -258,6 +279,7 @@ impl SimCloud {
             "actions": st.actions.iter().map(|(k, a)| serde_json::json!({"key": k, "action": a})).collect::<Vec<_>>(),
             "existing_vms": st.existing.iter().map(|v| v.name.clone()).collect::<Vec<_>>(),
             "powered_on": st.powered_on.clone(),
+            "deallocated": st.deallocated.clone(),
             "calls": st.calls,
             "faults_injected": st.faults_injected,
             "arm_requests": st.arm_requests,

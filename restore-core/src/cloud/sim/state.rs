@@ -14,6 +14,9 @@ pub(super) struct SimDisk {
     pub(super) size: u64,
     pub(super) open: bool,
     pub(super) closed_once: bool,
+    /// The writer's finish ran (for a page blob: its footer is written).
+    #[serde(default)]
+    pub(super) finished: bool,
     /// Written pages by offset (each a multiple of 512 bytes); in a
     /// persistent cloud they are in the disk's image file instead.
     #[serde(skip)]
@@ -36,6 +39,12 @@ pub(super) struct Saved {
     pub(super) deleted_existing: Vec<ExistingVm>,
     pub(super) powered_on: Vec<String>,
     pub(super) creates: u64,
+    #[serde(default)]
+    pub(super) vm_disks: BTreeMap<String, Vec<ExistingDisk>>,
+    #[serde(default)]
+    pub(super) replaced: BTreeMap<String, Vec<ExistingDisk>>,
+    #[serde(default)]
+    pub(super) deallocated: Vec<String>,
 }
 
 /// A line of `writes.log`.
@@ -57,6 +66,13 @@ pub(super) struct State {
     /// put back (`RestoreExistingVm`).
     pub(super) deleted_existing: Vec<ExistingVm>,
     pub(super) powered_on: Vec<String>,
+    /// Disks of existing VMs by VM name (lowercase): seeded from the
+    /// configuration, replaced by swaps.
+    pub(super) vm_disks: BTreeMap<String, Vec<ExistingDisk>>,
+    /// Disks a swap replaced, by VM name (lowercase), until deleted.
+    pub(super) replaced: BTreeMap<String, Vec<ExistingDisk>>,
+    /// VMs (lowercase names) that are stop-deallocated.
+    pub(super) deallocated: Vec<String>,
     pub(super) attempts: HashMap<String, u64>,
     pub(super) calls: u64,
     pub(super) faults_injected: u64,
@@ -66,6 +82,52 @@ pub(super) struct State {
     pub(super) throttled: u64,
     /// Token bucket for the write rate limit: when the bucket is next empty.
     pub(super) write_free_at: Option<tokio::time::Instant>,
+}
+
+impl State {
+    /// A new cloud's state: the existing VMs of the configuration, their
+    /// disks and power states.
+    pub(super) fn seeded(cfg: &SimConfig) -> State {
+        State {
+            existing: cfg.existing_vms.clone(),
+            vm_disks: cfg
+                .existing_vm_disks
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            deallocated: cfg
+                .deallocated_vms
+                .iter()
+                .map(|v| v.to_ascii_lowercase())
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+impl State {
+    /// The resource of `kind` named `name` in resource group `rg` (ARM
+    /// names and IDs are case-insensitive).
+    pub(super) fn find(&self, kind: &str, rg: &str, name: &str) -> Option<&SimResource> {
+        let id = format!("/resourceGroups/{rg}/{kind}/{name}");
+        self.resources
+            .values()
+            .find(|r| r.resource.id.eq_ignore_ascii_case(&id))
+    }
+
+    /// A disk this cloud made, by name in any resource group.
+    pub(super) fn disk_named(&self, name: &str) -> Option<&SimResource> {
+        self.resources
+            .values()
+            .find(|r| r.resource.kind == "disk" && r.resource.name.eq_ignore_ascii_case(name))
+    }
+
+    /// An existing VM (one there before the run and not deleted).
+    pub(super) fn existing_vm(&self, rg: &str, name: &str) -> Option<&ExistingVm> {
+        self.existing.iter().find(|v| {
+            v.name.eq_ignore_ascii_case(name) && v.resource_group.eq_ignore_ascii_case(rg)
+        })
+    }
 }
 
 impl SimCloud {
@@ -99,6 +161,9 @@ impl SimCloud {
             "existing": st.existing,
             "deleted_existing": st.deleted_existing,
             "powered_on": st.powered_on,
+            "vm_disks": st.vm_disks,
+            "replaced": st.replaced,
+            "deallocated": st.deallocated,
             "creates": st.creates,
         });
         let tmp = dir.join("state.json.tmp");
