@@ -464,7 +464,7 @@ async fn a_persistent_cloud_is_the_same_cloud_when_reopened_and_refuses_a_corrup
         resource_group: "rg".into(),
         name: "d1".into(),
         region: "westeurope".into(),
-        size_bytes: 1 << 20,
+        size_bytes: 20 << 20, // Azure's smallest upload disk
         sku: Default::default(),
         zone: None,
         os: None,
@@ -483,7 +483,7 @@ async fn a_persistent_cloud_is_the_same_cloud_when_reopened_and_refuses_a_corrup
     let sim = SimCloud::persistent(SimConfig::default(), &path).unwrap();
     assert_eq!(sim.names("disk"), vec!["d1".to_string()]);
     let b = sim.disk_bytes("d1").unwrap();
-    assert_eq!(b.len(), 1 << 20);
+    assert_eq!(b.len(), 20 << 20);
     assert!(b[4096..4608].iter().all(|x| *x == 7) && b[..4096].iter().all(|x| *x == 0));
     assert_eq!(sim.disk_writes("d1"), Some((512, 1)));
     // The same create finds the resource (PUT semantics): nothing new is made.

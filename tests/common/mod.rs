@@ -1,6 +1,7 @@
 //! Shared helpers for the top-level tests: the JSON test vectors.
 #![allow(dead_code)]
 
+pub mod arm_server;
 pub mod azurite;
 
 use serde_json::{Value, json};

@@ -18,7 +18,7 @@ mod limit;
 mod sim;
 
 pub use limit::{ArmLimits, TokenBucket, WriteLimitedCloud};
-pub use sim::{Faults, MAX_PAGE_WRITE, SimCloud, SimConfig, SimResource};
+pub use sim::{ExistingDisk, Faults, MAX_PAGE_WRITE, SimCloud, SimConfig, SimResource};
 
 pub use crate::error::{CallError, CallErrorKind, CallResult};
 use crate::model::Catalog;

@@ -26,7 +26,6 @@ pub use validate::Validate;
 pub use vm::*;
 
 pub(crate) use catalog::CatalogIndex;
-pub(crate) use validate::is_valid_resource_name as is_resource_name;
 pub(crate) use validate::suggest;
 
 use serde::de::DeserializeOwned;

@@ -1,0 +1,390 @@
+//! Creates: names, regions, sizes and uniqueness checked as Azure checks them.
+
+use super::*;
+use crate::model::names::{NameKind, check_name_or_id};
+use state::SimDisk;
+
+/// Smallest managed disk Azure takes for upload.
+const MIN_UPLOAD_DISK: u64 = 20 << 20;
+/// Largest disk.
+const MAX_DISK: u64 = 32 << 40;
+
+impl SimCloud {
+    /// The rule of a spec's name (a snapshot's is its VM's name).
+    fn name_kind(spec: &ResourceSpec) -> NameKind {
+        match spec {
+            ResourceSpec::ResourceGroup { .. } => NameKind::ResourceGroup,
+            ResourceSpec::KeyVault { .. } => NameKind::KeyVault,
+            ResourceSpec::StorageAccount { .. } => NameKind::StorageAccount,
+            ResourceSpec::HelperAppliance { .. }
+            | ResourceSpec::Snapshot { .. }
+            | ResourceSpec::VirtualMachine { .. } => NameKind::VirtualMachine,
+            ResourceSpec::Disk { .. } => NameKind::Disk,
+            ResourceSpec::NetworkSecurityGroup { .. } => NameKind::NetworkSecurityGroup,
+            ResourceSpec::PublicIp { .. } => NameKind::PublicIp,
+            ResourceSpec::NetworkInterface { .. } => NameKind::NetworkInterface,
+        }
+    }
+
+    /// What Azure checks of a create before looking at what exists: the
+    /// names (the crate's naming rules, `model::names`), the region and
+    /// the VM size against the catalog.
+    pub(super) fn check_spec(&self, spec: &ResourceSpec, op: &str) -> CallResult<()> {
+        let invalid = |m: String| CallError::new(CallErrorKind::Invalid, op, m);
+        Self::name_kind(spec).check(spec.name()).map_err(invalid)?;
+        let rg = match spec {
+            ResourceSpec::ResourceGroup { .. } => None,
+            ResourceSpec::KeyVault { resource_group, .. }
+            | ResourceSpec::StorageAccount { resource_group, .. }
+            | ResourceSpec::HelperAppliance { resource_group, .. }
+            | ResourceSpec::Snapshot { resource_group, .. }
+            | ResourceSpec::Disk { resource_group, .. }
+            | ResourceSpec::NetworkSecurityGroup { resource_group, .. }
+            | ResourceSpec::PublicIp { resource_group, .. }
+            | ResourceSpec::NetworkInterface { resource_group, .. }
+            | ResourceSpec::VirtualMachine { resource_group, .. } => Some(resource_group),
+        };
+        if let Some(rg) = rg {
+            NameKind::ResourceGroup.check(rg).map_err(invalid)?;
+        }
+        match spec {
+            ResourceSpec::ResourceGroup { region, .. }
+            | ResourceSpec::KeyVault { region, .. }
+            | ResourceSpec::StorageAccount { region, .. }
+            | ResourceSpec::HelperAppliance { region, .. }
+            | ResourceSpec::Disk { region, .. }
+            | ResourceSpec::NetworkSecurityGroup { region, .. }
+            | ResourceSpec::PublicIp { region, .. }
+            | ResourceSpec::NetworkInterface { region, .. }
+            | ResourceSpec::VirtualMachine { region, .. } => self.region_ok(op, region)?,
+            ResourceSpec::Snapshot { .. } => {}
+        }
+        match spec {
+            ResourceSpec::Disk {
+                size_bytes,
+                staging_account,
+                ..
+            } => {
+                // A managed disk for upload: 20 MiB to 32 TiB (AZURE.md);
+                // a page blob: any whole number of MiB up to that.
+                let min = if staging_account.is_some() {
+                    1 << 20
+                } else {
+                    MIN_UPLOAD_DISK
+                };
+                if *size_bytes < min
+                    || !size_bytes.is_multiple_of(1 << 20)
+                    || *size_bytes > MAX_DISK
+                {
+                    return Err(invalid(format!(
+                        "disk size {size_bytes} must be a whole number of MiB from {} MiB to 32 TiB",
+                        min >> 20
+                    )));
+                }
+                if let Some(a) = staging_account {
+                    NameKind::StorageAccount.check(a).map_err(invalid)?;
+                }
+            }
+            ResourceSpec::VirtualMachine { size, nics, .. } => {
+                if !self
+                    .cfg
+                    .catalog
+                    .vm_sizes
+                    .iter()
+                    .any(|v| v.name.eq_ignore_ascii_case(size))
+                {
+                    return Err(invalid(format!(
+                        "the VM size '{size}' is not available in this subscription"
+                    )));
+                }
+                if nics.is_empty() {
+                    return Err(invalid("a VM needs a network interface".into()));
+                }
+            }
+            ResourceSpec::NetworkInterface {
+                virtual_network,
+                subnet,
+                ..
+            } => {
+                check_name_or_id(NameKind::VirtualNetwork, virtual_network).map_err(invalid)?;
+                NameKind::Subnet.check(subnet).map_err(invalid)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn region_ok(&self, op: &str, region: &str) -> CallResult<()> {
+        if self.cfg.catalog.region(region).is_some() {
+            Ok(())
+        } else {
+            Err(CallError::new(
+                CallErrorKind::Invalid,
+                op,
+                format!("location '{region}' is not available"),
+            ))
+        }
+    }
+
+    pub(super) fn create_locked(
+        &self,
+        key: &str,
+        spec: &ResourceSpec,
+        op: &str,
+    ) -> CallResult<(Resource, bool)> {
+        let op = op.to_string();
+        {
+            let mut st = self.lock();
+            if let Some(id) = st.by_key.get(key)
+                && let Some(r) = st.resources.get(id)
+            {
+                if r.spec == *spec {
+                    return Ok((r.resource.clone(), false));
+                }
+                return Err(CallError::new(
+                    CallErrorKind::Conflict,
+                    op,
+                    format!(
+                        "step '{key}' already created a different {}",
+                        r.resource.kind
+                    ),
+                ));
+            }
+            let id = resource_id(spec);
+            // Globally unique names (storage accounts, key vaults) and names
+            // unique within a resource group.
+            let global = matches!(
+                spec,
+                ResourceSpec::StorageAccount { .. } | ResourceSpec::KeyVault { .. }
+            );
+            let taken = st.resources.values().any(|r| {
+                if global {
+                    r.resource.kind == spec.kind() && r.resource.name == spec.name()
+                } else {
+                    r.resource.id.eq_ignore_ascii_case(&id)
+                }
+            });
+            let existing_vm = match spec {
+                ResourceSpec::VirtualMachine { resource_group, .. } => {
+                    st.existing_vm(resource_group, spec.name()).is_some()
+                }
+                _ => false,
+            };
+            // Resource groups and the region's helper appliance are shared:
+            // a restore that finds one uses it (and leaves it at clean-up).
+            if taken
+                && matches!(
+                    spec,
+                    ResourceSpec::ResourceGroup { .. } | ResourceSpec::HelperAppliance { .. }
+                )
+            {
+                let r = st.resources.get(&id).map(|r| Resource {
+                    existed: true,
+                    key: key.into(),
+                    ..r.resource.clone()
+                });
+                if let Some(r) = r {
+                    return Ok((r, false));
+                }
+            }
+            if taken || existing_vm {
+                return Err(CallError::new(
+                    CallErrorKind::Conflict,
+                    op,
+                    format!("the name '{}' is already in use", spec.name()),
+                ));
+            }
+            match spec {
+                ResourceSpec::Disk {
+                    size_bytes,
+                    resource_group,
+                    staging_account,
+                    ..
+                } => {
+                    if let Some(a) = staging_account
+                        && st.find("storage_account", resource_group, a).is_none()
+                    {
+                        return Err(CallError::new(
+                            CallErrorKind::NotFound,
+                            op,
+                            format!("storage account '{a}' does not exist"),
+                        ));
+                    }
+                    if st.disks.len() >= self.cfg.max_disks {
+                        return Err(CallError::new(
+                            CallErrorKind::QuotaExceeded,
+                            op,
+                            format!("quota of {} disks reached", self.cfg.max_disks),
+                        ));
+                    }
+                    st.disks.insert(
+                        id.clone(),
+                        SimDisk {
+                            size: *size_bytes,
+                            ..Default::default()
+                        },
+                    );
+                }
+                ResourceSpec::Snapshot { resource_group, vm } => {
+                    if st.existing_vm(resource_group, vm).is_none() {
+                        return Err(CallError::new(
+                            CallErrorKind::NotFound,
+                            op,
+                            format!(
+                                "VM '{vm}' does not exist in resource group '{resource_group}'"
+                            ),
+                        ));
+                    }
+                    if st
+                        .vm_disks
+                        .get(&vm.to_ascii_lowercase())
+                        .is_none_or(Vec::is_empty)
+                    {
+                        return Err(CallError::new(
+                            CallErrorKind::Invalid,
+                            op,
+                            format!("VM '{vm}' has no disks to snapshot"),
+                        ));
+                    }
+                }
+                ResourceSpec::NetworkInterface {
+                    resource_group,
+                    public_ip,
+                    network_security_group,
+                    ..
+                } => {
+                    // ARM refuses a reference to a resource that does not
+                    // exist (400 InvalidResourceReference).
+                    let refs = [
+                        ("public_ip", public_ip, "public IP"),
+                        (
+                            "network_security_group",
+                            network_security_group,
+                            "network security group",
+                        ),
+                    ];
+                    for (kind, name, what) in refs {
+                        if let Some(n) = name
+                            && st.find(kind, resource_group, n).is_none()
+                        {
+                            return Err(CallError::new(
+                                CallErrorKind::Invalid,
+                                op,
+                                format!("{what} '{n}' referenced by the NIC does not exist"),
+                            ));
+                        }
+                    }
+                }
+                ResourceSpec::NetworkSecurityGroup {
+                    resource_group,
+                    attach_to,
+                    ..
+                } => {
+                    for n in attach_to {
+                        if st.find("network_interface", resource_group, n).is_none() {
+                            return Err(CallError::new(
+                                CallErrorKind::NotFound,
+                                op,
+                                format!(
+                                    "network interface '{n}' to attach the NSG to does not exist"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                ResourceSpec::VirtualMachine {
+                    resource_group,
+                    os_disk,
+                    data_disks,
+                    nics,
+                    ..
+                } => {
+                    for n in nics {
+                        if st.find("network_interface", resource_group, n).is_none() {
+                            return Err(CallError::new(
+                                CallErrorKind::Invalid,
+                                op,
+                                format!("network interface '{n}' does not exist"),
+                            ));
+                        }
+                    }
+                    let vms = st
+                        .resources
+                        .values()
+                        .filter(|r| r.resource.kind == "virtual_machine")
+                        .count();
+                    if vms >= self.cfg.max_vms {
+                        return Err(CallError::new(
+                            CallErrorKind::QuotaExceeded,
+                            op,
+                            format!("quota of {} VMs reached", self.cfg.max_vms),
+                        ));
+                    }
+                    for d in std::iter::once(os_disk).chain(data_disks.iter().map(|(_, d)| d)) {
+                        let disk = st
+                            .find("disk", resource_group, d)
+                            .map(|r| r.resource.id.clone());
+                        match disk.and_then(|id| st.disks.get(&id)) {
+                            None => {
+                                return Err(CallError::new(
+                                    CallErrorKind::NotFound,
+                                    op,
+                                    format!("disk '{d}' does not exist"),
+                                ));
+                            }
+                            Some(sd) if sd.open || !sd.closed_once => {
+                                return Err(CallError::new(
+                                    CallErrorKind::Conflict,
+                                    op,
+                                    format!(
+                                        "disk '{d}' is still open for upload (endGetAccess first)"
+                                    ),
+                                ));
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let resource = Resource {
+                id: id.clone(),
+                kind: spec.kind().into(),
+                name: spec.name().into(),
+                key: key.into(),
+                existed: false,
+            };
+            st.by_key.insert(key.into(), id.clone());
+            st.resources.insert(
+                id,
+                SimResource {
+                    resource: resource.clone(),
+                    spec: spec.clone(),
+                },
+            );
+            st.creates += 1;
+            self.saved(&op, &st)?;
+            self.append_log(
+                "creates.log",
+                &serde_json::json!({"key": key, "id": resource.id}),
+            )?;
+            Ok((resource, true))
+        }
+    }
+}
+
+pub(super) fn resource_id(spec: &ResourceSpec) -> String {
+    let rg = match spec {
+        ResourceSpec::ResourceGroup { name, .. } => return format!("/resourceGroups/{name}"),
+        ResourceSpec::KeyVault { resource_group, .. }
+        | ResourceSpec::StorageAccount { resource_group, .. }
+        | ResourceSpec::HelperAppliance { resource_group, .. }
+        | ResourceSpec::Snapshot { resource_group, .. }
+        | ResourceSpec::Disk { resource_group, .. }
+        | ResourceSpec::NetworkSecurityGroup { resource_group, .. }
+        | ResourceSpec::PublicIp { resource_group, .. }
+        | ResourceSpec::NetworkInterface { resource_group, .. }
+        | ResourceSpec::VirtualMachine { resource_group, .. } => resource_group,
+    };
+    format!("/resourceGroups/{rg}/{}/{}", spec.kind(), spec.name())
+}
