@@ -6,13 +6,13 @@
 //! say); function and option names are camelCase. Errors are `Error`
 //! objects whose `code` is the core's stable error code (`E_PARSE`, ...).
 
-mod azure;
+pub mod azure;
 mod convert;
 mod errors;
-mod executor;
+pub mod executor;
 mod json;
 mod log;
-mod plan;
+pub mod plan;
 mod runtime;
 
 pub use azure::{ArmCloud, ObjectStoreRepository, PageBlobSink};
