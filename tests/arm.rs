@@ -15,7 +15,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -24,7 +23,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use vmrestore::azure::{ArmCloud, ArmConfig};
 use vmrestore::demo::{self, DemoRestore};
-use vmrestore::exec::{Cloud, ExecOptions, Executor, Outcome, Resource, RetryPolicy};
+use vmrestore::exec::{Cloud, ExecOptions, Executor, Outcome, Resource};
 use vmrestore::model::Catalog;
 use vmrestore::plan::{Plan, Planner, StepKind};
 
@@ -95,15 +94,7 @@ fn check_against_spec(python: &std::path::Path, requests: &[Value]) -> (i32, Str
 }
 
 fn options() -> ExecOptions {
-    ExecOptions {
-        check_catalog: false,
-        retry: RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(5),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    common::arm_server::exec_options()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,17 +448,7 @@ async fn azure_identity_credentials_authenticate_arm_and_are_cached() {
     let identity = fake_az(dir.path(), &script);
     assert!(!format!("{identity:?}").contains(TOKEN));
     let base = st.lock().unwrap().base.clone();
-    let cloud = ArmCloud::new(
-        ArmConfig {
-            endpoint: base,
-            subscription_id: SUB.into(),
-            tenant_id: "33333333-3333-3333-3333-333333333333".into(),
-            poll_interval: Duration::from_millis(5),
-            ..Default::default()
-        },
-        Arc::new(identity),
-    )
-    .unwrap();
+    let cloud = arm_cloud(base, Arc::new(identity));
     for _ in 0..3 {
         let c = cloud.catalog().await.unwrap();
         assert_eq!(c.regions.len(), 1);

@@ -15,7 +15,7 @@ use vmrestore::azure::ArmCloud;
 use vmrestore::demo;
 use vmrestore::exec::{
     CallErrorKind, CallResult, Cloud, CloudAction, ExecOptions, Executor, Resource, ResourceSpec,
-    RetryPolicy, SimCloud, SimConfig,
+    SimCloud, SimConfig,
 };
 use vmrestore::model::{Catalog, OsFamily};
 use vmrestore::plan::{Planner, StepKind};
@@ -319,15 +319,7 @@ async fn the_same_calls_end_the_same_way_on_simcloud_and_armcloud() {
 }
 
 fn options() -> ExecOptions {
-    ExecOptions {
-        check_catalog: false,
-        retry: RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(5),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    common::arm_server::exec_options()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,7 +110,7 @@ pub(crate) fn to_py_err(e: restore_core::Error) -> PyErr {
     let err = match &e {
         E::Parse { .. } => ParseError::new_err(msg),
         E::Invalid { .. } => InvalidInputError::new_err(msg),
-        E::UnknownProfile(_) => UnknownProfileError::new_err(msg),
+        E::UnknownProfile { .. } => UnknownProfileError::new_err(msg),
         E::Rule { .. } => RuleError::new_err(msg),
         E::RuleEvaluation { .. } => RuleEvaluationError::new_err(msg),
         E::Repository(_) => RepositoryError::new_err(msg),

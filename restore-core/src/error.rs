@@ -33,11 +33,14 @@ pub enum Error {
         message: String,
     },
     /// A profile name that the library does not know.
-    #[error(
-        "unknown profile '{0}' (known: {known})",
-        known = crate::policy::known_profiles()
-    )]
-    UnknownProfile(String),
+    #[error("unknown profile '{name}' (known: {known})")]
+    UnknownProfile {
+        /// The name asked for (at most 64 characters of it).
+        name: String,
+        /// The profiles the library knows, comma-separated (from the
+        /// registry, `policy::BUILTIN`).
+        known: String,
+    },
     /// A custom rule that cannot be loaded (syntax error, unknown field, bad outcome).
     #[error("custom rule {rule}: {message}")]
     Rule {
@@ -119,7 +122,7 @@ impl Error {
         match self {
             Error::Parse { .. } => "E_PARSE",
             Error::Invalid { .. } => "E_INVALID",
-            Error::UnknownProfile(_) => "E_UNKNOWN_PROFILE",
+            Error::UnknownProfile { .. } => "E_UNKNOWN_PROFILE",
             Error::Rule { .. } => "E_RULE",
             Error::RuleEvaluation { .. } => "E_RULE_EVAL",
             Error::Repository(_) => "E_REPOSITORY",

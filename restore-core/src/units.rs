@@ -3,6 +3,8 @@
 //! with no dependency above the model, used by the policy, the planner and
 //! the renderers alike.
 
+use sha2::{Digest, Sha256};
+
 use crate::model::Disk;
 
 /// Rounds a size up to a whole MiB, as Azure requires of disk sizes.
@@ -51,4 +53,11 @@ impl std::fmt::Display for HumanBytes {
             write!(f, "{}.{} {}", tenths / 10, tenths % 10, UNITS[u])
         }
     }
+}
+
+/// The first 12 hex digits of the SHA-256 of `bytes`: for deterministic names.
+pub(crate) fn short_digest(bytes: &[u8]) -> String {
+    let mut h = hex::encode(Sha256::digest(bytes));
+    h.truncate(12);
+    h
 }

@@ -734,7 +734,14 @@ pub async fn serve(fail_vm: bool) -> (Shared, ArmCloud) {
         .layer(axum::extract::DefaultBodyLimit::max(8 << 20))
         .with_state(st.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let cloud = ArmCloud::new(
+    let cloud = arm_cloud(base, Arc::new(Token));
+    (st, cloud)
+}
+
+/// An ArmCloud on the local server at `base` (the test subscription and
+/// tenant, 5 ms polls) with `tokens`.
+pub fn arm_cloud(base: String, tokens: Arc<dyn TokenProvider>) -> ArmCloud {
+    ArmCloud::new(
         ArmConfig {
             endpoint: base,
             subscription_id: SUB.into(),
@@ -742,8 +749,21 @@ pub async fn serve(fail_vm: bool) -> (Shared, ArmCloud) {
             poll_interval: Duration::from_millis(5),
             ..Default::default()
         },
-        Arc::new(Token),
+        tokens,
     )
-    .unwrap();
-    (st, cloud)
+    .unwrap()
+}
+
+/// Executor options for runs against the local server: the catalog is the
+/// built-in one, retries are quick.
+pub fn exec_options() -> vmrestore::exec::ExecOptions {
+    vmrestore::exec::ExecOptions {
+        check_catalog: false,
+        retry: vmrestore::exec::RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(5),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }

@@ -205,7 +205,7 @@ impl Builder<'_> {
         // Disk and NIC steps are made from the target's own disks and NICs,
         // so their operation is always found; the fallback (a read that
         // checks nothing) is never planned.
-        let operation = super::ops::operation(self.target, kind, &resource, disk.map(|d| &**d));
+        let operation = super::operate::operation(self.target, kind, &resource, disk.map(|d| &**d));
         debug_assert!(
             operation.is_some(),
             "no operation for step {kind:?} {resource}"

@@ -10,8 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, Step, StepKind, Target};
-use crate::model::SecurityType;
+use super::step_kind::StepKind;
 
 /// An option of a step that a cloud may refuse while running the step kind.
 pub const CONFIDENTIAL_VM: &str = "confidential_vm";
@@ -112,45 +111,4 @@ impl Capabilities {
             .insert(option.to_string(), why.to_string());
         self
     }
-
-    /// Why this cloud cannot run `step` of a plan for `target`, if it
-    /// cannot.
-    pub fn refuses(&self, target: &Target, step: &Step) -> Option<String> {
-        if !self.step_kinds.contains(&step.kind) {
-            return Some(self.missing.get(&step.kind).cloned().unwrap_or_else(|| {
-                format!("the {} cloud does not run this step kind", self.cloud)
-            }));
-        }
-        options(target, step)
-            .into_iter()
-            .find_map(|o| self.refused_options.get(o).cloned())
-    }
-
-    /// Every step of `plan` this cloud cannot run, in plan order; `run`
-    /// picks the steps that will run at all (a run to a disk sink runs only
-    /// the data steps).
-    pub fn unsupported(&self, plan: &Plan, run: impl Fn(&Step) -> bool) -> Vec<Unsupported> {
-        plan.steps
-            .iter()
-            .filter(|s| run(s))
-            .filter_map(|s| {
-                self.refuses(&plan.target, s).map(|reason| Unsupported {
-                    step: s.id.to_string(),
-                    kind: s.kind,
-                    reason,
-                })
-            })
-            .collect()
-    }
-}
-
-/// The options `step` uses, for [`Capabilities::refused_options`].
-fn options(target: &Target, step: &Step) -> Vec<&'static str> {
-    let mut o = Vec::new();
-    if matches!(step.kind, StepKind::VirtualMachine | StepKind::CreateDisk)
-        && target.security_type == SecurityType::Confidential
-    {
-        o.push(CONFIDENTIAL_VM);
-    }
-    o
 }

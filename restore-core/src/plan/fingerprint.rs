@@ -55,13 +55,6 @@ fn json_digest<T: Serialize + ?Sized>(v: &T) -> String {
     hex::encode(w.0.finalize())
 }
 
-/// The first 12 hex digits of the SHA-256 of `bytes`: for deterministic names.
-pub(crate) fn short_digest(bytes: &[u8]) -> String {
-    let mut h = hex::encode(Sha256::digest(bytes));
-    h.truncate(12);
-    h
-}
-
 /// Digest of the policy: every profile's name and rules, and the text of
 /// custom conditions.
 pub(crate) fn policy_digest(profiles: &[Profile]) -> String {

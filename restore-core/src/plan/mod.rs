@@ -9,22 +9,24 @@
 //! and has no steps.
 
 mod build;
-mod capabilities;
+pub(crate) mod capabilities;
 mod check;
 mod fingerprint;
+mod operate;
 mod ops;
 mod render;
-mod types;
+mod step_kind;
+mod support;
+pub(crate) mod types;
 
 pub use capabilities::{ALL_STEP_KINDS, CONFIDENTIAL_VM, Capabilities, Unsupported, kind_name};
 pub use check::{check_replan, recorded_profiles, seal, verify_seal};
-pub use ops::{
-    CloudAction, DiskSource, Operation, ResourceSpec, effective_security, template_resources,
-};
+pub use operate::{effective_security, template_resources};
+pub use ops::{CloudAction, DiskSource, Operation, ResourceSpec};
 pub use render::{render_text, to_dot, to_json, to_mermaid};
 pub use types::*;
 
-pub(crate) use fingerprint::short_digest;
+pub(crate) use crate::units::short_digest;
 pub use fingerprint::{catalog_digest, restore_point_digest};
 
 use crate::error::{Error, Result};

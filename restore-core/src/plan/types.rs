@@ -5,6 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::step_kind::StepKind;
 use crate::model::{DiskRole, DiskSku, Firmware, Generation, OsFamily, SecurityType};
 
 /// Version of the plan's JSON format. Bumped on any incompatible change.
@@ -58,7 +59,7 @@ pub struct PlanInputs {
     /// What the cloud the plan was made for can perform, when it was made
     /// for one ([`super::Planner::for_cloud`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capabilities: Option<super::Capabilities>,
+    pub capabilities: Option<super::capabilities::Capabilities>,
 }
 
 /// A profile the plan was made under.
@@ -277,88 +278,6 @@ impl Action {
     }
 }
 
-/// The fixed vocabulary of steps the executor knows how to run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    /// Check that the restore point's data is present and readable.
-    VerifyRestorePoint,
-    /// Ensure the resource group exists.
-    ResourceGroup,
-    /// Create a key vault (or restore keys into one).
-    KeyVault,
-    /// Grant the application's service principal access to the key vault.
-    KeyVaultAccess,
-    /// Create the staging storage account.
-    StagingAccount,
-    /// Create the helper appliance (Veeam, Linux).
-    HelperAppliance,
-    /// Snapshot the existing VM's disks (replace-disks restores).
-    SnapshotExistingDisks,
-    /// Delete the existing VM (in-place restores), keeping its disks.
-    DeleteExistingVm,
-    /// Create a disk (managed disk for upload, or a page blob).
-    CreateDisk,
-    /// Stream a disk's data from the repository.
-    WriteDisk,
-    /// Finish a disk: footer, end write access.
-    FinalizeDisk,
-    /// Mount the disks and fix the boot configuration (Veeam).
-    BootFix,
-    /// Convert unmanaged disks to managed disks.
-    ConvertToManaged,
-    /// Create or configure a network security group.
-    NetworkSecurityGroup,
-    /// Create a public IP.
-    PublicIp,
-    /// Create a network interface.
-    NetworkInterface,
-    /// Create the VM from the restored disks.
-    VirtualMachine,
-    /// Write an ARM template that creates the VM from the restored disks.
-    Template,
-    /// Swap the restored disks into the existing VM.
-    SwapDisks,
-    /// Power the VM on.
-    PowerOn,
-    /// Delete the replaced VM's old disks once the new VM runs.
-    DeleteExistingDisks,
-}
-
-impl StepKind {
-    /// Number of step kinds.
-    pub const COUNT: usize = StepKind::DeleteExistingDisks as usize + 1;
-
-    /// The resource type shown in renderings.
-    pub fn resource_type(self) -> &'static str {
-        match self {
-            StepKind::VerifyRestorePoint => "restore_point",
-            StepKind::ResourceGroup => "resource_group",
-            StepKind::KeyVault => "key_vault",
-            StepKind::KeyVaultAccess => "key_vault_access",
-            StepKind::StagingAccount => "storage_account",
-            StepKind::HelperAppliance => "helper_appliance",
-            StepKind::SnapshotExistingDisks => "snapshot",
-            StepKind::DeleteExistingVm => "virtual_machine",
-            StepKind::CreateDisk => "disk",
-            StepKind::WriteDisk => "disk_data",
-            StepKind::FinalizeDisk => "disk",
-            StepKind::BootFix => "boot_fix",
-            StepKind::ConvertToManaged => "managed_disks",
-            StepKind::NetworkSecurityGroup => "network_security_group",
-            StepKind::PublicIp => "public_ip",
-            StepKind::NetworkInterface => "network_interface",
-            StepKind::VirtualMachine => "virtual_machine",
-            StepKind::Template => "template",
-            StepKind::SwapDisks => "virtual_machine_disks",
-            StepKind::PowerOn => "virtual_machine_power",
-            StepKind::DeleteExistingDisks => "disk",
-        }
-    }
-}
-
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Step {
@@ -385,7 +304,7 @@ pub struct Step {
     pub detail: String,
     /// The whole operation: what the executor hands the cloud, the
     /// repository or the sink, as the planner decided it.
-    pub operation: super::Operation,
+    pub operation: super::ops::Operation,
 }
 
 /// Something to do after the restore.

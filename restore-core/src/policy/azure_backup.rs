@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::*;
-use crate::plan::{OutcomeKind::*, StepKind::*};
+use crate::plan::types::{OutcomeKind::*, StepKind::*};
 use crate::units::human_bytes;
 
 const SEED: &str = "seed 004 (Azure VM restore limitations, 2016)";
@@ -213,7 +213,7 @@ fn ab16_06(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn ab16_02(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    let paired = d.has_transformation(crate::plan::TransformKind::PairedRegion);
+    let paired = d.has_transformation(crate::plan::types::TransformKind::PairedRegion);
     if c.facts.cross_region && !paired {
         d.block(
             r,

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::model::*;
-use crate::plan::{OutcomeKind::*, StepKind::*};
+use crate::plan::types::{OutcomeKind::*, StepKind::*};
 use crate::units::lun_text;
 
 const SEED: &str = "seed 000 (Commvault: Azure Resource Manager restores)";
@@ -459,7 +459,7 @@ pub(crate) fn ade_vault<'a>(c: &Ctx<'a>) -> Option<&'a str> {
 
 /// A deterministic, valid name (3-24 characters) for a key vault created in `region`.
 pub(crate) fn new_vault_name(source: &str, region: &str) -> String {
-    let digest = crate::plan::short_digest(format!("{source}/{region}").as_bytes());
+    let digest = crate::units::short_digest(format!("{source}/{region}").as_bytes());
     let head: String = source
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())

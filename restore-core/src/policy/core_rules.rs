@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::model::*;
-use crate::plan::OutcomeKind::*;
+use crate::plan::types::OutcomeKind::*;
 
 const SOURCE: &str = "vmrestore (Azure platform constraint)";
 
@@ -151,9 +151,9 @@ pub(crate) fn capabilities_rule() -> &'static Rule {
 /// VMR-07: blocks each step of `steps` that `caps` says the cloud cannot
 /// run, naming the step, its kind and why.
 pub(crate) fn unsupported_steps(
-    caps: &crate::plan::Capabilities,
+    caps: &crate::plan::capabilities::Capabilities,
     d: &mut Decisions,
-    plan_steps: &[crate::plan::Step],
+    plan_steps: &[crate::plan::types::Step],
 ) {
     let r = capabilities_rule();
     for (i, s) in plan_steps.iter().enumerate() {
@@ -164,7 +164,7 @@ pub(crate) fn unsupported_steps(
                 format!(
                     "step '{}' ({}) cannot run on the {} cloud: {why}",
                     s.id,
-                    crate::plan::kind_name(s.kind),
+                    crate::plan::capabilities::kind_name(s.kind),
                     caps.cloud
                 ),
             );
@@ -278,7 +278,7 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
         }
     }
     // Where a target disk comes from, for the finding's path.
-    let source_path = |disk: &crate::plan::TargetDisk| -> String {
+    let source_path = |disk: &crate::plan::types::TargetDisk| -> String {
         let Some(i) = c.vm.disks.iter().position(|s| s.name == disk.source_disk) else {
             return "$.restore_point.vm.disks".into();
         };
@@ -307,7 +307,7 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
             .iter()
             .find(|o| o.name.eq_ignore_ascii_case(&disk.name))
         {
-            let what = |x: &crate::plan::TargetDisk| match &x.volume_group {
+            let what = |x: &crate::plan::types::TargetDisk| match &x.volume_group {
                 Some(vg) => format!("volume group '{vg}' of disk '{}'", x.source_disk),
                 None => format!("disk '{}'", x.source_disk),
             };

@@ -32,7 +32,7 @@ use serde_json::Value as Json;
 use super::cel_budget::{self, Budget};
 use super::{Ctx, Decisions, Eval, Profile, Rule, RuleInput};
 use crate::error::{Error, Result};
-use crate::plan::{OutcomeKind, TransformKind};
+use crate::plan::types::{OutcomeKind, TransformKind};
 
 /// Transformations a custom rule may name (those that need no argument).
 pub const NAMED_TRANSFORMS: [TransformKind; 13] = [

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{Ctx, Rule};
 use crate::model::*;
-use crate::plan::*;
+use crate::plan::types::*;
 use crate::units::{disk_name, round_up_mib};
 
 /// What happens about the network security group.

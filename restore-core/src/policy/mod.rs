@@ -24,7 +24,7 @@ pub(crate) use core_rules::{check_names, unsupported_steps};
 pub(crate) use decisions::{Decisions, NsgPlan};
 
 use crate::error::{Error, Result};
-use crate::plan::{OutcomeKind, StepKind};
+use crate::plan::types::{OutcomeKind, StepKind};
 
 /// A built-in profile as registered in [`BUILTIN`]: the one place that names
 /// a vendor profile. Every list of profiles (names, rule-ID prefixes reserved
@@ -219,7 +219,10 @@ impl Profile {
     pub fn builtin(name: &str) -> Result<Profile> {
         match BuiltinProfile::get(name) {
             Some(b) => Ok(b.profile()),
-            None => Err(Error::UnknownProfile(name.chars().take(64).collect())),
+            None => Err(Error::UnknownProfile {
+                name: name.chars().take(64).collect(),
+                known: known_profiles(),
+            }),
         }
     }
 
@@ -330,7 +333,7 @@ mod tests {
     #[test]
     fn an_unknown_profile_lists_every_registered_one() {
         let e = Profile::builtin("netbackup").unwrap_err();
-        assert!(matches!(e, Error::UnknownProfile(ref n) if n == "netbackup"));
+        assert!(matches!(e, Error::UnknownProfile { ref name, .. } if name == "netbackup"));
         let text = e.to_string();
         assert!(
             text.starts_with("unknown profile 'netbackup' (known: "),

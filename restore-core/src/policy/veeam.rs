@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::model::*;
-use crate::plan::{OutcomeKind::*, StepKind::*};
+use crate::plan::types::{OutcomeKind::*, StepKind::*};
 use crate::units::{human_bytes, lun_text};
 
 const SEED: &str = "seed 003 (Veeam: restoring to Microsoft Azure)";
