@@ -12,7 +12,6 @@ use serde_json::Value;
 
 use crate::convert::*;
 use crate::errors::*;
-use crate::executor::*;
 use crate::json::{self};
 use crate::runtime::*;
 
