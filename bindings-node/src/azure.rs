@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::convert::*;
 use crate::errors::*;
+use crate::executor::Repository;
 use crate::json::{self};
 use crate::runtime::*;
 
