@@ -22,7 +22,7 @@ use vmrestore::plan::{Planner, StepKind};
 use vmrestore::policy::Profile;
 
 mod common;
-use common::arm_server::{SUB, Shared, serve};
+use common::arm_server::{LOCATIONS, SUB, Shared, serve};
 
 const MIB: u64 = 1 << 20;
 const SIZE: &str = "Standard_D4s_v5";
@@ -62,15 +62,21 @@ where
 }
 
 impl Both {
-    /// SimCloud gets the regions the server's `/locations` lists (read by
-    /// ArmCloud, as the planner would) and the built-in VM sizes.
+    /// SimCloud gets the regions the server takes (`LOCATIONS`: what
+    /// `/locations` lists, read by ArmCloud, and the paired region the
+    /// demo's cross-region restores go to) and the built-in VM sizes.
     async fn new() -> Both {
         let (server, arm) = serve(false).await;
         let read = arm.catalog().await.unwrap();
+        assert!(
+            read.regions
+                .iter()
+                .all(|r| LOCATIONS.contains(&r.name.as_str()))
+        );
         let mut catalog = Catalog::builtin();
         catalog
             .regions
-            .retain(|r| read.regions.iter().any(|x| x.name == r.name));
+            .retain(|r| LOCATIONS.contains(&r.name.as_str()));
         assert!(!catalog.regions.is_empty());
         let sim = SimCloud::new(SimConfig {
             catalog,
