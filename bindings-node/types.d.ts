@@ -271,6 +271,11 @@ export type Operation =
        * The artifact's name in the sink, e.g. `web01.template.json`.
        */
       artifact: string
+      /**
+       * What the template creates: the disks it refers to, the network
+       * and the VM ([`super::template_resources`]).
+       */
+      resources: ResourceSpec[]
     }
 /**
  * What to create. One variant per resource the plan's steps make.
