@@ -137,6 +137,58 @@ impl Run<'_> {
         }
     }
 
+    /// Proves at the destination what a journal says an earlier run wrote
+    /// (read back and hashed, or a destination-side proof); what is not
+    /// proven is forgotten, counted and written again.
+    async fn prove_journaled(
+        &self,
+        writer: &Arc<dyn DiskWriter>,
+        m: &crate::repo::DiskManifest,
+        name: &str,
+    ) -> HashSet<u64> {
+        let journaled: HashSet<u64> = lock(&self.written).get(name).cloned().unwrap_or_default();
+        // What a journal says an earlier run wrote is proven at the
+        // destination (read back and hashed, or a destination-side proof):
+        // an emptied output directory, another directory or another blob
+        // container holds none of it, and what is not proven is written
+        // again. So `verified` always means the destination's bytes.
+        let mut already: HashSet<u64> = HashSet::new();
+        if journaled.is_empty() {
+            return already;
+        }
+        // Owned chunks: the run's future stays `Send` for any lifetime.
+        let carried: Vec<crate::repo::ChunkRef> = m
+            .chunks
+            .iter()
+            .filter(|c| journaled.contains(&c.offset))
+            .cloned()
+            .collect();
+        let mut proofs = futures::stream::iter(carried)
+            .map(|c| {
+                let writer = writer.clone();
+                async move {
+                    let ok = writer.verify_held(c.offset, c.length, &c.sha256).await;
+                    (c.offset, ok)
+                }
+            })
+            .buffer_unordered(self.ex.opts.read_ahead.max(1));
+        while let Some((offset, ok)) = proofs.next().await {
+            if ok {
+                already.insert(offset);
+            }
+        }
+        let unproven = journaled.len() - already.len();
+        let mut written = lock(&self.written);
+        let set = written.entry(name.to_string()).or_default();
+        set.retain(|o| already.contains(o));
+        drop(written);
+        if unproven > 0 {
+            tracing::warn!(disk = %name, unproven, "chunks the journal recorded are not at the destination: written again");
+            lock(&self.rewritten).insert(name.to_string(), unproven as u64);
+        }
+        already
+    }
+
     pub(super) async fn write_disk(
         &self,
         s: &Step,
@@ -149,48 +201,7 @@ impl Run<'_> {
             name: disk.disk.clone(),
             size_bytes,
         };
-        let journaled: HashSet<u64> = lock(&self.written)
-            .get(&d.name)
-            .cloned()
-            .unwrap_or_default();
-        // What a journal says an earlier run wrote is proven at the
-        // destination (read back and hashed, or a destination-side proof):
-        // an emptied output directory, another directory or another blob
-        // container holds none of it, and what is not proven is written
-        // again. So `verified` always means the destination's bytes.
-        let mut already: HashSet<u64> = HashSet::new();
-        if !journaled.is_empty() {
-            // Owned chunks: the run's future stays `Send` for any lifetime.
-            let carried: Vec<crate::repo::ChunkRef> = m
-                .chunks
-                .iter()
-                .filter(|c| journaled.contains(&c.offset))
-                .cloned()
-                .collect();
-            let mut proofs = futures::stream::iter(carried)
-                .map(|c| {
-                    let writer = writer.clone();
-                    async move {
-                        let ok = writer.verify_held(c.offset, c.length, &c.sha256).await;
-                        (c.offset, ok)
-                    }
-                })
-                .buffer_unordered(self.ex.opts.read_ahead.max(1));
-            while let Some((offset, ok)) = proofs.next().await {
-                if ok {
-                    already.insert(offset);
-                }
-            }
-            let unproven = journaled.len() - already.len();
-            let mut written = lock(&self.written);
-            let set = written.entry(d.name.clone()).or_default();
-            set.retain(|o| already.contains(o));
-            drop(written);
-            if unproven > 0 {
-                tracing::warn!(disk = %d.name, unproven, "chunks the journal recorded are not at the destination: written again");
-                lock(&self.rewritten).insert(d.name.clone(), unproven as u64);
-            }
-        }
+        let already = self.prove_journaled(&writer, m, &d.name).await;
         let total = m.allocated();
         let mut done: u64 = m
             .chunks
@@ -268,10 +279,17 @@ impl Run<'_> {
                 bytes_per_sec: (written as f64 / secs) as u64,
             });
         }
+        self.record_disk(&d.name, &src, [written, chunks, held, resumed_chunks]);
+        Ok(())
+    }
+
+    /// Adds a write's figures to the disk's report: bytes and chunks
+    /// written, chunks the destination held, chunks resumed.
+    fn record_disk(&self, name: &str, src: &str, [written, chunks, held, resumed]: [u64; 4]) {
         let mut disks = lock(&self.disks);
-        let r = disks.entry(d.name.clone()).or_insert_with(|| DiskReport {
-            name: d.name.clone(),
-            source: src.clone(),
+        let r = disks.entry(name.to_string()).or_insert_with(|| DiskReport {
+            name: name.to_string(),
+            source: src.to_string(),
             bytes_written: 0,
             chunks_written: 0,
             chunks_resumed: 0,
@@ -282,8 +300,7 @@ impl Run<'_> {
         r.bytes_written += written;
         r.chunks_written += chunks;
         r.chunks_held += held;
-        r.chunks_resumed = resumed_chunks;
-        Ok(())
+        r.chunks_resumed = resumed;
     }
 
     pub(super) async fn finalize_disk(

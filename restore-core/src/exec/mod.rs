@@ -224,6 +224,46 @@ impl Executor {
         self
     }
 
+    /// Refuses, before any call, a plan with a step the cloud cannot run
+    /// (steps a sink skips aside), naming every such step: a plan never
+    /// fails halfway on a step kind the cloud never had.
+    fn check_supported(&self, plan: &Plan) -> Result<()> {
+        let caps = self.cloud.capabilities();
+        let sink = self.sink.is_some();
+        let unsupported = caps.unsupported(plan, |s| !sink || s.operation.runs_with_sink());
+        if !unsupported.is_empty() {
+            return Err(Error::Unsupported {
+                cloud: caps.cloud,
+                steps: unsupported.iter().map(ToString::to_string).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The catalog the plan was made with: the cloud's own when the
+    /// options ask to check it, else the one given (or the built-in one);
+    /// a different catalog makes the plan stale.
+    async fn catalog_for(&self, plan: &Plan) -> Result<Catalog> {
+        Ok(if self.opts.check_catalog {
+            let cat = self.cloud.catalog().await?;
+            if catalog_digest(&cat) != plan.fingerprint.catalog {
+                return Err(Error::StalePlan(
+                    "the destination catalog (plan with the cloud's catalog: cloud.catalog())"
+                        .into(),
+                ));
+            }
+            cat
+        } else {
+            let cat = self.opts.catalog.clone().unwrap_or_else(Catalog::builtin);
+            if catalog_digest(&cat) != plan.fingerprint.catalog {
+                return Err(Error::StalePlan(
+                    "the catalog (the plan was made with a catalog this executor was not given: pass it in ExecOptions.catalog)".into(),
+                ));
+            }
+            cat
+        })
+    }
+
     /// Runs `plan`. Errors are for runs that cannot start (blocked or stale
     /// plan, unreadable repository, a journal of another plan); anything
     /// that goes wrong after the first step starts ends in a [`Report`] with
@@ -244,18 +284,7 @@ impl Executor {
         if let Some(key) = &self.opts.seal_key {
             crate::plan::verify_seal(plan, key.expose())?;
         }
-        // Every step that will run must be one the cloud can run: checked
-        // here, before any call, so a plan never fails halfway on a step
-        // kind the cloud never had.
-        let caps = self.cloud.capabilities();
-        let sink = self.sink.is_some();
-        let unsupported = caps.unsupported(plan, |s| !sink || s.operation.runs_with_sink());
-        if !unsupported.is_empty() {
-            return Err(Error::Unsupported {
-                cloud: caps.cloud,
-                steps: unsupported.iter().map(ToString::to_string).collect(),
-            });
-        }
+        self.check_supported(plan)?;
         let target = &plan.target;
         let manifest = self.repo.manifest(&target.restore_point_id).await?;
         if restore_point_digest(&manifest.restore_point) != plan.fingerprint.restore_point {
@@ -274,56 +303,12 @@ impl Executor {
             }
             None => (None, JournalState::default()),
         };
-        let catalog = if self.opts.check_catalog {
-            let cat = self.cloud.catalog().await?;
-            if catalog_digest(&cat) != plan.fingerprint.catalog {
-                return Err(Error::StalePlan(
-                    "the destination catalog (plan with the cloud's catalog: cloud.catalog())"
-                        .into(),
-                ));
-            }
-            cat
-        } else {
-            let cat = self.opts.catalog.clone().unwrap_or_else(Catalog::builtin);
-            if catalog_digest(&cat) != plan.fingerprint.catalog {
-                return Err(Error::StalePlan(
-                    "the catalog (the plan was made with a catalog this executor was not given: pass it in ExecOptions.catalog)".into(),
-                ));
-            }
-            cat
-        };
+        let catalog = self.catalog_for(plan).await?;
         // The executor runs only what the planner makes of the plan's
         // inputs: a plan edited after planning (a verdict, a step, the
         // target) is refused before the first cloud change.
         crate::plan::check_replan(plan, &manifest.restore_point, &catalog)?;
-        // Every disk write the plan holds has its data in the restore point,
-        // and the disk it writes is large enough for it.
-        let writes = plan.steps.iter().filter_map(|s| match &s.operation {
-            Operation::WriteDisk { disk, size_bytes } => Some((disk, *size_bytes)),
-            _ => None,
-        });
-        for (d, size_bytes) in writes {
-            let src = &d.source;
-            let m = manifest
-                .disks
-                .iter()
-                .find(|m| m.name == *src)
-                .ok_or_else(|| {
-                    Error::Repository(format!(
-                        "restore point '{}' holds no data for '{src}' (disk '{}')",
-                        target.restore_point_id, d.disk
-                    ))
-                })?;
-            if m.size_bytes > size_bytes {
-                return Err(Error::Invalid {
-                    path: format!("plan.target.disks[{}]", d.disk),
-                    message: format!(
-                        "the disk of {} bytes cannot hold the {} bytes of '{src}'",
-                        size_bytes, m.size_bytes
-                    ),
-                });
-            }
-        }
+        check_disk_data(plan, &manifest)?;
         let resumed = !state.done.is_empty() || !state.created.is_empty();
         let run = Run {
             ex: self,
@@ -359,6 +344,39 @@ impl Executor {
         };
         Ok(run.execute(&cancel, &state.done).await)
     }
+}
+
+/// Every disk write the plan holds has its data in the restore point, and
+/// the disk it writes is large enough for it.
+fn check_disk_data(plan: &Plan, manifest: &crate::repo::Manifest) -> Result<()> {
+    let target = &plan.target;
+    let writes = plan.steps.iter().filter_map(|s| match &s.operation {
+        Operation::WriteDisk { disk, size_bytes } => Some((disk, *size_bytes)),
+        _ => None,
+    });
+    for (d, size_bytes) in writes {
+        let src = &d.source;
+        let m = manifest
+            .disks
+            .iter()
+            .find(|m| m.name == *src)
+            .ok_or_else(|| {
+                Error::Repository(format!(
+                    "restore point '{}' holds no data for '{src}' (disk '{}')",
+                    target.restore_point_id, d.disk
+                ))
+            })?;
+        if m.size_bytes > size_bytes {
+            return Err(Error::Invalid {
+                path: format!("plan.target.disks[{}]", d.disk),
+                message: format!(
+                    "the disk of {} bytes cannot hold the {} bytes of '{src}'",
+                    size_bytes, m.size_bytes
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -12,6 +12,17 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::plan::StepKind;
 
+/// What the scheduler leaves: each step's status and timing, the first
+/// failure, whether the run was cancelled.
+struct Schedule {
+    status: Vec<StepStatus>,
+    started: Vec<Option<u64>>,
+    elapsed: Vec<Option<u64>>,
+    done: HashSet<usize>,
+    failure: Option<(usize, StepFailure)>,
+    cancelled: bool,
+}
+
 impl Run<'_> {
     pub(super) fn emit(&self, e: Event) {
         if let Some(p) = &self.progress {
@@ -23,156 +34,200 @@ impl Run<'_> {
         self.start.elapsed().as_millis() as u64
     }
 
+    /// Runs the plan: schedules its steps, decides the outcome, cleans up
+    /// or rolls forward, and returns (and writes to the sink) the report.
     pub(super) async fn execute(
         &self,
         cancel: &CancellationToken,
         resumed_done: &HashSet<String>,
     ) -> Report {
+        let sched = self.schedule(cancel, resumed_done).await;
+        let report = self.finish(sched).await;
+        self.write_artifacts(&report).await;
+        report
+    }
+
+    /// Launches every step whose dependencies are done (control-plane steps
+    /// and disk streams under their own limits) until all are done, one
+    /// fails or the run is cancelled; then waits for the running ones.
+    async fn schedule(
+        &self,
+        cancel: &CancellationToken,
+        resumed_done: &HashSet<String>,
+    ) -> Schedule {
         let steps = &self.plan.steps;
-        let mut status: Vec<StepStatus> = vec![StepStatus::NotRun; steps.len()];
-        let mut started: Vec<Option<u64>> = vec![None; steps.len()];
-        let mut elapsed: Vec<Option<u64>> = vec![None; steps.len()];
+        let mut s = Schedule {
+            status: vec![StepStatus::NotRun; steps.len()],
+            started: vec![None; steps.len()],
+            elapsed: vec![None; steps.len()],
+            done: HashSet::new(),
+            failure: None,
+            cancelled: false,
+        };
         let index: HashMap<&str, usize> =
             steps.iter().enumerate().map(|(i, s)| (&*s.id, i)).collect();
-        let mut done: HashSet<usize> = HashSet::new();
-        for (i, s) in steps.iter().enumerate() {
-            if resumed_done.contains(&*s.id) {
-                done.insert(i);
-                status[i] = StepStatus::Resumed;
+        for (i, step) in steps.iter().enumerate() {
+            if resumed_done.contains(&*step.id) {
+                s.done.insert(i);
+                s.status[i] = StepStatus::Resumed;
                 self.emit(Event::StepSkipped {
-                    step: s.id.to_string(),
+                    step: step.id.to_string(),
                 });
             }
         }
         let control = Arc::new(Semaphore::new(self.ex.opts.control_concurrency.max(1)));
         let data = Arc::new(Semaphore::new(self.ex.opts.data_concurrency.max(1)));
         let mut running = FuturesUnordered::new();
-        let mut launched: HashSet<usize> = done.clone();
-        let mut failure: Option<(usize, StepFailure)> = None;
-        let mut cancelled = false;
+        let mut launched: HashSet<usize> = s.done.clone();
         loop {
-            if failure.is_none() && !cancelled {
-                for (i, s) in steps.iter().enumerate() {
-                    if launched.contains(&i)
-                        || !s
-                            .depends_on
-                            .iter()
-                            .all(|d| index.get(&**d).is_some_and(|j| done.contains(j)))
-                    {
+            if s.failure.is_none() && !s.cancelled {
+                for (i, step) in steps.iter().enumerate() {
+                    let ready = step
+                        .depends_on
+                        .iter()
+                        .all(|d| index.get(&**d).is_some_and(|j| s.done.contains(j)));
+                    if launched.contains(&i) || !ready {
                         continue;
                     }
                     launched.insert(i);
-                    let sem = if s.kind == StepKind::WriteDisk {
+                    let sem = if step.kind == StepKind::WriteDisk {
                         data.clone()
                     } else {
                         control.clone()
                     };
-                    let fut = async move {
+                    running.push(async move {
                         let _permit = sem.acquire_owned().await;
                         let t0 = self.ms();
                         self.emit(Event::StepStarted {
-                            step: s.id.to_string(),
+                            step: step.id.to_string(),
                         });
                         let r = tokio::select! {
-                            r = self.step(s) => r,
+                            r = self.step(step) => r,
                             _ = self.stop.cancelled() => Err(StepFailure::cancelled()),
                         };
                         (i, t0, r)
-                    };
-                    running.push(fut);
+                    });
                 }
             }
             if running.is_empty() {
                 break;
             }
             tokio::select! {
-                Some((i, t0, r)) = running.next() => {
-                    started[i] = Some(t0);
-                    elapsed[i] = Some(self.ms() - t0);
-                    match r {
-                        Ok(()) => {
-                            done.insert(i);
-                            status[i] = StepStatus::Done;
-                            if let Some(j) = &self.journal {
-                                let _ = j.done(&steps[i].id);
-                            }
-                            self.emit(Event::StepFinished { step: steps[i].id.to_string(), elapsed_ms: elapsed[i].unwrap_or(0) });
-                        }
-                        Err(f) if f.cancelled => status[i] = StepStatus::Cancelled,
-                        Err(f) => {
-                            status[i] = StepStatus::Failed;
-                            self.emit(Event::StepFailed { step: steps[i].id.to_string(), error: f.message.clone() });
-                            if failure.is_none() {
-                                failure = Some((i, f));
-                            }
-                            // Stop the steps still running: the run has failed.
-                            self.stop.cancel();
-                        }
-                    }
-                }
-                _ = cancel.cancelled(), if !cancelled => {
-                    cancelled = true;
+                Some((i, t0, r)) = running.next() => self.settle(&mut s, i, t0, r),
+                _ = cancel.cancelled(), if !s.cancelled => {
+                    s.cancelled = true;
                     self.stop.cancel();
                 }
             }
         }
-        if cancel.is_cancelled() && failure.is_none() {
-            cancelled = true;
+        if cancel.is_cancelled() && s.failure.is_none() {
+            s.cancelled = true;
         }
-        // The point of no return: the in-place delete of the existing VM
-        // has run (or started: a failed or interrupted delete may have
-        // happened on the cloud's side).
-        let ponr = steps
+        s
+    }
+
+    /// Records a step's end: done (journaled), cancelled, or failed (the
+    /// first failure stops the steps still running).
+    fn settle(&self, s: &mut Schedule, i: usize, t0: u64, r: Result<(), StepFailure>) {
+        let step = &self.plan.steps[i];
+        s.started[i] = Some(t0);
+        let elapsed = self.ms() - t0;
+        s.elapsed[i] = Some(elapsed);
+        match r {
+            Ok(()) => {
+                s.done.insert(i);
+                s.status[i] = StepStatus::Done;
+                if let Some(j) = &self.journal {
+                    let _ = j.done(&step.id);
+                }
+                self.emit(Event::StepFinished {
+                    step: step.id.to_string(),
+                    elapsed_ms: elapsed,
+                });
+            }
+            Err(f) if f.cancelled => s.status[i] = StepStatus::Cancelled,
+            Err(f) => {
+                s.status[i] = StepStatus::Failed;
+                self.emit(Event::StepFailed {
+                    step: step.id.to_string(),
+                    error: f.message.clone(),
+                });
+                if s.failure.is_none() {
+                    s.failure = Some((i, f));
+                }
+                self.stop.cancel();
+            }
+        }
+    }
+
+    /// Whether the in-place delete of the existing VM has run (or started:
+    /// a failed or interrupted delete may have happened on the cloud's
+    /// side): past that point the run rolls forward instead of cleaning up.
+    fn past_point_of_no_return(&self, s: &Schedule) -> bool {
+        let steps = &self.plan.steps;
+        let Some(i) = steps
             .iter()
-            .position(|s| s.kind == StepKind::DeleteExistingVm);
-        let past_ponr = ponr.is_some_and(|i| !lock(&self.skipped).contains(&*steps[i].id))
-            && ponr.is_some_and(|i| {
-                matches!(
-                    status[i],
-                    StepStatus::Done | StepStatus::Resumed | StepStatus::Failed
-                ) || (status[i] == StepStatus::Cancelled && started[i].is_some())
-            });
-        let stopped = failure.is_some() || (cancelled && done.len() < steps.len());
-        let outcome = if stopped && past_ponr {
+            .position(|s| s.kind == StepKind::DeleteExistingVm)
+        else {
+            return false;
+        };
+        !lock(&self.skipped).contains(&*steps[i].id)
+            && (matches!(
+                s.status[i],
+                StepStatus::Done | StepStatus::Resumed | StepStatus::Failed
+            ) || (s.status[i] == StepStatus::Cancelled && s.started[i].is_some()))
+    }
+
+    fn outcome(&self, s: &Schedule) -> Outcome {
+        let all_done = s.done.len() == self.plan.steps.len();
+        let stopped = s.failure.is_some() || (s.cancelled && !all_done);
+        if stopped && self.past_point_of_no_return(s) {
             Outcome::NeedsAttention
-        } else if failure.is_some() {
+        } else if s.failure.is_some() {
             Outcome::Failed
-        } else if cancelled && done.len() < steps.len() {
+        } else if s.cancelled && !all_done {
             Outcome::Cancelled
         } else {
             Outcome::Succeeded
-        };
-        let mut cleaned_up = Vec::new();
-        let mut notes = Vec::new();
-        if outcome == Outcome::Failed
-            || (outcome == Outcome::Cancelled && !self.ex.opts.keep_on_cancel)
-        {
-            cleaned_up = self.cleanup(&mut notes).await;
-            if let Some(j) = &self.journal {
-                let _ = j.reset();
-            }
         }
+    }
+
+    /// The VM's state after the run (rolled forward when the run stopped
+    /// past the point of no return).
+    async fn vm_after(
+        &self,
+        s: &Schedule,
+        outcome: Outcome,
+        notes: &mut Vec<String>,
+    ) -> Option<VmReport> {
+        let steps = &self.plan.steps;
         let vm_index = steps
             .iter()
             .position(|s| s.kind == StepKind::VirtualMachine);
         let vm_done = vm_index
-            .is_some_and(|i| done.contains(&i) && !lock(&self.skipped).contains(&*steps[i].id));
-        let mut vm = vm_index.map(|_| VmReport {
+            .is_some_and(|i| s.done.contains(&i) && !lock(&self.skipped).contains(&*steps[i].id));
+        if outcome == Outcome::NeedsAttention {
+            return Some(
+                self.roll_forward(steps, &s.status, vm_done, &s.failure, notes)
+                    .await,
+            );
+        }
+        let in_place = steps.iter().any(|s| s.kind == StepKind::DeleteExistingVm);
+        vm_index.map(|_| VmReport {
             name: self.plan.target.vm_name.clone(),
             state: if vm_done {
                 VmState::Restored
-            } else if ponr.is_some() {
+            } else if in_place {
                 VmState::Original
             } else {
                 VmState::NotCreated
             },
-        });
-        if outcome == Outcome::NeedsAttention {
-            vm = Some(
-                self.roll_forward(&steps[..], &status, vm_done, &failure, &mut notes)
-                    .await,
-            );
-        }
+        })
+    }
+
+    /// What the report notes beyond the steps: resumption, chunks written
+    /// again, steps skipped because the disks went to a sink.
+    fn run_notes(&self, notes: &mut Vec<String>) {
         if self.resumed {
             notes.push("resumed from the journal".into());
         }
@@ -186,6 +241,32 @@ impl Run<'_> {
                 "disk '{disk}': {n} chunks the journal recorded were not at the destination and were written again"
             ));
         }
+        let skipped = lock(&self.skipped).len();
+        if skipped > 0 {
+            notes.push(format!(
+                "the disks were written to the sink, so the cloud's disks would get no data: no cloud step ran ({skipped} skipped) and no VM was created; {}.template.json creates the VM from the disks once they are uploaded",
+                self.plan.target.vm_name
+            ));
+        }
+    }
+
+    /// Decides the outcome, cleans up (failed, or cancelled unless kept) or
+    /// rolls forward, and builds the report.
+    async fn finish(&self, s: Schedule) -> Report {
+        let steps = &self.plan.steps;
+        let outcome = self.outcome(&s);
+        let mut cleaned_up = Vec::new();
+        let mut notes = Vec::new();
+        if outcome == Outcome::Failed
+            || (outcome == Outcome::Cancelled && !self.ex.opts.keep_on_cancel)
+        {
+            cleaned_up = self.cleanup(&mut notes).await;
+            if let Some(j) = &self.journal {
+                let _ = j.reset();
+            }
+        }
+        let vm = self.vm_after(&s, outcome, &mut notes).await;
+        self.run_notes(&mut notes);
         let attempts = lock(&self.attempts).clone();
         let created = if cleaned_up.is_empty() {
             lock(&self.created).clone()
@@ -196,41 +277,31 @@ impl Run<'_> {
         disks.sort_by(|a, b| a.name.cmp(&b.name));
         let resources = lock(&self.resources).clone();
         let skipped = lock(&self.skipped).clone();
-        if !skipped.is_empty() {
-            notes.push(format!(
-                "the disks were written to the sink, so the cloud's disks would get no data: no cloud step ran ({} skipped) and no VM was created; {}.template.json creates the VM from the disks once they are uploaded",
-                skipped.len(),
-                self.plan.target.vm_name
-            ));
-        }
-        let report = Report {
+        let step_report = |(i, st): (usize, &crate::plan::Step)| StepReport {
+            id: st.id.to_string(),
+            kind: st.kind,
+            status: if s.status[i] == StepStatus::Done && skipped.contains(&*st.id) {
+                StepStatus::Skipped
+            } else {
+                s.status[i]
+            },
+            started_ms: s.started[i],
+            elapsed_ms: s.elapsed[i],
+            attempts: attempts.get(&*st.id).cloned().unwrap_or_default(),
+            resource: resources.get(&*st.id).map(|r| r.id.clone()),
+        };
+        Report {
             format_version: REPORT_FORMAT_VERSION.into(),
             plan: self.plan.fingerprint.combined.clone(),
             outcome,
-            error: failure.as_ref().map(|(i, f)| ReportError {
+            error: s.failure.as_ref().map(|(i, f)| ReportError {
                 code: f.code.into(),
                 step: steps[*i].id.to_string(),
                 message: f.message.clone(),
                 attempts: f.attempts.clone(),
             }),
             elapsed_ms: self.ms(),
-            steps: steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| StepReport {
-                    id: s.id.to_string(),
-                    kind: s.kind,
-                    status: if status[i] == StepStatus::Done && skipped.contains(&*s.id) {
-                        StepStatus::Skipped
-                    } else {
-                        status[i]
-                    },
-                    started_ms: started[i],
-                    elapsed_ms: elapsed[i],
-                    attempts: attempts.get(&*s.id).cloned().unwrap_or_default(),
-                    resource: resources.get(&*s.id).map(|r| r.id.clone()),
-                })
-                .collect(),
+            steps: steps.iter().enumerate().map(step_report).collect(),
             disks,
             findings: self.plan.findings.clone(),
             post_actions: self.plan.post_actions.clone(),
@@ -238,29 +309,31 @@ impl Run<'_> {
             cleaned_up,
             notes,
             vm,
+        }
+    }
+
+    /// The local destination gets the report and, after a success, a
+    /// template that creates the VM from the restored disks ("restore
+    /// disks" plans write their own; a VM no template can declare, a
+    /// confidential VM, gets none).
+    async fn write_artifacts(&self, report: &Report) {
+        let Some(sink) = &self.ex.sink else {
+            return;
         };
-        if let Some(sink) = &self.ex.sink {
-            // The local destination always gets a template that creates the
-            // VM from the restored disks ("restore disks" gives one).
-            // A VM no template can declare (a confidential VM) gets none.
-            if outcome == Outcome::Succeeded
-                && !steps.iter().any(|s| s.kind == StepKind::Template)
-                && let Ok(body) = template(&crate::plan::template_resources(&self.plan.target))
-            {
-                let _ = sink
-                    .write_artifact(
-                        &format!("{}.template.json", self.plan.target.vm_name),
-                        Bytes::from(body),
-                    )
-                    .await;
-            }
+        let name = &self.plan.target.vm_name;
+        if report.outcome == Outcome::Succeeded
+            && !self.plan.steps.iter().any(|s| s.kind == StepKind::Template)
+            && let Ok(body) = template(&crate::plan::template_resources(&self.plan.target))
+        {
             let _ = sink
-                .write_artifact(
-                    &format!("{}.report.json", self.plan.target.vm_name),
-                    Bytes::from(report.to_json()),
-                )
+                .write_artifact(&format!("{name}.template.json"), Bytes::from(body))
                 .await;
         }
-        report
+        let _ = sink
+            .write_artifact(
+                &format!("{name}.report.json"),
+                Bytes::from(report.to_json()),
+            )
+            .await;
     }
 }
