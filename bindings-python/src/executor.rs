@@ -13,9 +13,10 @@ use restore_core::repo::LocalRepository;
 use tokio_util::sync::CancellationToken;
 
 use crate::azure::{ArmCloud, ObjectStoreRepository, PageBlobSink};
-use crate::convert::{capabilities_of, enum_str, input_json, to_py};
+use crate::convert::{capabilities_of, input_json, to_py};
 use crate::errors::to_py_err;
 use crate::plan::Plan;
+use crate::report::Report;
 use crate::runtime::{MODULE_PID, blocking, runtime};
 use crate::{aio, logs};
 
@@ -154,64 +155,6 @@ impl SimCloud {
     /// Faults injected so far.
     fn faults_injected(&self) -> u64 {
         self.inner.faults_injected()
-    }
-}
-
-/// The executor's outcome.
-#[pyclass(module = "vmrestore._native", frozen)]
-pub(crate) struct Report {
-    pub(crate) inner: exec::Report,
-}
-
-#[pymethods]
-impl Report {
-    /// `"succeeded"`, `"failed"` or `"cancelled"`.
-    #[getter]
-    fn outcome(&self) -> String {
-        enum_str(&self.inner.outcome)
-    }
-    #[getter]
-    fn succeeded(&self) -> bool {
-        self.inner.outcome == exec::Outcome::Succeeded
-    }
-    /// The error that ended a failed run (dict with code, step, message, attempts).
-    #[getter]
-    fn error(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        to_py(py, &self.inner.error)
-    }
-    #[getter]
-    fn steps(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        to_py(py, &self.inner.steps)
-    }
-    #[getter]
-    fn disks(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        to_py(py, &self.inner.disks)
-    }
-    #[getter]
-    fn created(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        to_py(py, &self.inner.created)
-    }
-    #[getter]
-    fn cleaned_up(&self) -> Vec<String> {
-        self.inner.cleaned_up.clone()
-    }
-    #[getter]
-    fn elapsed_ms(&self) -> u64 {
-        self.inner.elapsed_ms
-    }
-    fn to_json(&self) -> String {
-        self.inner.to_json()
-    }
-    fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        to_py(py, &self.inner)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "<Report {} steps={} disks={}>",
-            self.outcome(),
-            self.inner.steps.len(),
-            self.inner.disks.len()
-        )
     }
 }
 

@@ -8,6 +8,7 @@ mod errors;
 mod executor;
 mod logs;
 mod plan;
+mod report;
 mod runtime;
 
 use pyo3::prelude::*;
@@ -40,7 +41,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<azure::ArmCloud>()?;
     m.add_class::<azure::ObjectStoreRepository>()?;
     m.add_class::<azure::PageBlobSink>()?;
-    m.add_class::<executor::Report>()?;
+    m.add_class::<report::Report>()?;
+    m.add_class::<report::StepReport>()?;
+    m.add_class::<report::DiskReport>()?;
+    m.add_class::<report::ReportError>()?;
+    m.add_class::<report::Attempt>()?;
+    m.add_class::<report::CreatedResource>()?;
+    m.add_class::<report::VmReport>()?;
     m.add_class::<executor::ProgressStream>()?;
     m.add_class::<executor::RestoreExecutor>()?;
     errors::register(m)?;

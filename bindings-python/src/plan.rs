@@ -116,18 +116,7 @@ impl Plan {
     }
     #[getter]
     fn findings(&self) -> Vec<Finding> {
-        self.inner
-            .findings
-            .iter()
-            .map(|f| Finding {
-                rule_id: f.rule_id.clone(),
-                severity: enum_str(&f.severity),
-                kind: enum_str(&f.kind),
-                message: f.message.clone(),
-                source: f.source.clone(),
-                path: f.path.clone(),
-            })
-            .collect()
+        self.inner.findings.iter().map(Finding::from_core).collect()
     }
     /// The findings that block the plan.
     #[getter]
@@ -178,11 +167,7 @@ impl Plan {
         self.inner
             .post_actions
             .iter()
-            .map(|p| PostAction {
-                rule_id: p.rule_id.clone(),
-                message: p.message.clone(),
-                source: p.source.clone(),
-            })
+            .map(PostAction::from_core)
             .collect()
     }
     #[getter]
@@ -228,6 +213,29 @@ impl Plan {
             self.inner.steps.len(),
             self.inner.findings.len()
         )
+    }
+}
+
+impl Finding {
+    pub(crate) fn from_core(f: &core_plan::Finding) -> Self {
+        Finding {
+            rule_id: f.rule_id.clone(),
+            severity: enum_str(&f.severity),
+            kind: enum_str(&f.kind),
+            message: f.message.clone(),
+            source: f.source.clone(),
+            path: f.path.clone(),
+        }
+    }
+}
+
+impl PostAction {
+    pub(crate) fn from_core(p: &core_plan::PostAction) -> Self {
+        PostAction {
+            rule_id: p.rule_id.clone(),
+            message: p.message.clone(),
+            source: p.source.clone(),
+        }
     }
 }
 

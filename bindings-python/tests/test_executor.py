@@ -32,7 +32,7 @@ def test_run_sync_end_to_end_byte_identical(demo):
         got = sim.disk_bytes(disk["name"])
         assert got == image(d, "web01", disk["source_disk"], len(got))
     assert {e["event"] for e in events} >= {"step_started", "step_finished", "bytes"}
-    assert all(disk["verified"] for disk in report.disks)
+    assert all(disk.verified for disk in report.disks)
     assert sim.dump()["powered_on"] == ["web01-dr"]
 
 
@@ -106,9 +106,57 @@ def test_a_failing_run_returns_a_report_naming_the_step(demo):
     ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"), max_attempts=2, base_delay_ms=1)
     report = ex.run_sync(plan)
     assert report.outcome == "failed"
-    assert report.error["step"] == "convert"
-    assert len(report.error["attempts"]) == 2
+    assert report.error is not None
+    assert report.error.step == "convert"
+    assert len(report.error.attempts) == 2
     assert sim.dump()["resources"] == []
+
+
+def test_the_report_is_typed_like_the_plan(demo):
+    d, restores = demo
+    r = restore(restores, "web01")
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
+    sim = vmrestore.SimCloud(always_fail=["act"])
+    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"), max_attempts=2, base_delay_ms=1)
+    failed = ex.run_sync(plan)
+    err = failed.error
+    assert isinstance(err, vmrestore.ReportError)
+    assert err.code == "E_CLOUD" and err.step == "convert"
+    assert all(isinstance(a, vmrestore.Attempt) for a in err.attempts)
+    assert [a.attempt for a in err.attempts] == [1, 2]
+    assert err.attempts[-1].wait_ms == 0
+    by_id = {s.id: s for s in failed.steps}
+    assert isinstance(by_id["convert"], vmrestore.StepReport)
+    assert by_id["convert"].status == "failed"
+    assert len(by_id["convert"].attempts) == 2
+    # The dict forms agree with the attributes, and `obj["field"]` reads a
+    # field as the dicts of earlier versions did.
+    assert err.to_dict() == failed.to_dict()["error"]
+    assert err["step"] == "convert"
+    with pytest.raises(KeyError):
+        err["no_such_field"]
+
+    ok = vmrestore.RestoreExecutor(vmrestore.SimCloud(), vmrestore.Repository(d / "repository")).run_sync(plan)
+    assert ok.succeeded, ok.error
+    assert ok.error is None
+    assert [s.status for s in ok.steps] == ["done"] * len(plan.steps)
+    assert [s.id for s in ok.steps] == [s.id for s in plan.steps]
+    disks = ok.disks
+    assert {x.name for x in disks} == {x["name"] for x in plan.target["disks"]}
+    for x in disks:
+        assert isinstance(x, vmrestore.DiskReport)
+        assert x.verified and x.digest and len(x.digest) == 64
+        assert x.bytes_written > 0 and x.chunks_written > 0
+    assert [x.to_dict() for x in disks] == ok.to_dict()["disks"]
+    created = ok.created
+    assert created and all(isinstance(c, vmrestore.CreatedResource) for c in created)
+    vm = ok.vm
+    assert isinstance(vm, vmrestore.VmReport) and vm.state == "restored"
+    assert any(c.kind == "virtual_machine" and c.name == vm.name for c in created)
+    assert [f.rule_id for f in ok.findings] == [f.rule_id for f in plan.findings]
+    assert [p.message for p in ok.post_actions] == [p.message for p in plan.post_actions]
+    assert ok.plan == failed.plan and ok.format_version
+    assert isinstance(ok.notes, list)
 
 
 def test_blocked_and_stale_plans_raise(demo):

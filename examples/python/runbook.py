@@ -64,9 +64,9 @@ def main() -> int:
         summary.append({
             "vm": r["name"],
             "status": report.outcome,
-            "disks_verified": sum(1 for d in report.disks if d["verified"]),
+            "disks_verified": sum(1 for d in report.disks if d.verified),
             "post_actions": [p.message for p in plan.post_actions],
-            "error": report.error,
+            "error": report.error.to_dict() if report.error else None,
         })
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"summary written to {out / 'summary.json'}")
