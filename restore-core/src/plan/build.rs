@@ -327,10 +327,16 @@ pub(super) fn finish(
     }
 }
 
+/// The step indices the later stages depend on.
+struct Prelude {
+    verify: usize,
+    rg_deps: Vec<usize>,
+    kv_access: Option<usize>,
+    staging: Option<usize>,
+    snapshot: Option<usize>,
+}
+
 fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
-    let rt = ctx.req.restore_type;
-    let in_place = ctx.facts.in_place;
-    let uses_staging = uses_staging(d);
     // Steps of a kind no stage lists go to the last stage.
     let mut stage_of = [stages.len().saturating_sub(1); StepKind::COUNT];
     for (i, s) in stages.iter().enumerate() {
@@ -346,178 +352,14 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
         rules: d.step_rules(),
         target: d.target(),
     };
+    let in_place = ctx.facts.in_place;
+    let pre = b.prelude(d, ctx.req.restore_type, in_place);
+    let mut disk_deps = pre.rg_deps.clone();
+    disk_deps.extend(pre.staging);
+    disk_deps.extend(pre.kv_access);
+    let finals = b.disks(&disk_deps, pre.verify);
+    let ready = b.prepare(d, finals);
     let t = d.target();
-    let arc = |s: &str| -> Arc<str> { Arc::from(s) };
-    let vm_name = arc(&t.vm_name);
-
-    let verify = b.add(
-        "verify",
-        VerifyRestorePoint,
-        Action::Read,
-        arc(&t.restore_point_id),
-        &[],
-        None,
-        0,
-        "check that every chunk of the restore point is present and readable".into(),
-    );
-    let rg = (!in_place).then(|| {
-        b.add(
-            "rg",
-            ResourceGroup,
-            Action::Create,
-            arc(&t.resource_group),
-            &[],
-            None,
-            0,
-            format!("in {} ({})", t.region, t.subscription_id),
-        )
-    });
-    let rg_deps: Vec<usize> = rg.into_iter().collect();
-
-    let kv = d.has_step(KeyVault).then(|| {
-        let detail = if d.creates_key_vault() {
-            format!("new key vault in {}", t.region)
-        } else {
-            "restore keys and secrets".into()
-        };
-        b.add(
-            "kv",
-            KeyVault,
-            Action::Create,
-            arc(t.key_vault.as_deref().unwrap_or_default()),
-            &rg_deps,
-            None,
-            0,
-            detail,
-        )
-    });
-    let kv_access = d.has_step(KeyVaultAccess).then(|| {
-        let deps: Vec<usize> = kv.into_iter().chain(rg_deps.iter().copied()).collect();
-        b.add(
-            "kv-access",
-            KeyVaultAccess,
-            Action::Update,
-            arc(t.key_vault.as_deref().unwrap_or_default()),
-            &deps,
-            None,
-            0,
-            "grant the application's service principal access to keys and secrets (nobody else)"
-                .into(),
-        )
-    });
-    let staging = uses_staging.then(|| {
-        b.add(
-            "staging",
-            StagingAccount,
-            Action::Create,
-            arc(t.staging_account.as_deref().unwrap_or_default()),
-            &rg_deps,
-            None,
-            0,
-            "staging storage account for the disk data".into(),
-        )
-    });
-    if d.has_step(HelperAppliance) {
-        b.add(
-            "helper",
-            HelperAppliance,
-            Action::Create,
-            Arc::from(NameKind::VirtualMachine.fit(&format!("vmrestore-helper-{}", t.region))),
-            &rg_deps,
-            None,
-            0,
-            "helper appliance (left powered off after the restore)".into(),
-        );
-    }
-    let snapshot =
-        (rt == RestoreType::ReplaceDisks && d.has_step(SnapshotExistingDisks)).then(|| {
-            b.add(
-                "snapshot-existing",
-                SnapshotExistingDisks,
-                Action::Create,
-                vm_name.clone(),
-                &[verify],
-                None,
-                0,
-                "snapshot the existing VM's disks before the swap".into(),
-            )
-        });
-    let mut disk_deps: Vec<usize> = rg_deps.clone();
-    disk_deps.extend(staging);
-    disk_deps.extend(kv_access);
-    let kind = if !t.disks_staged {
-        "managed disk for upload"
-    } else {
-        "page blob in the staging account"
-    };
-    let mut finals = Vec::with_capacity(t.disks.len());
-    for disk in &t.disks {
-        let name = arc(&disk.name);
-        let create = b.add(
-            format!("disk:{}", disk.name),
-            CreateDisk,
-            Action::Create,
-            name.clone(),
-            &disk_deps,
-            Some(&name),
-            0,
-            format!(
-                "{} {kind}, {}",
-                human_bytes(disk.size_bytes),
-                disk.sku.arm_name()
-            ),
-        );
-        let write = b.add(
-            format!("write:{}", disk.name),
-            WriteDisk,
-            Action::Update,
-            name.clone(),
-            &[create, verify],
-            Some(&name),
-            disk.bytes_to_write,
-            format!(
-                "write {} from {}",
-                human_bytes(disk.bytes_to_write),
-                source_label(disk)
-            ),
-        );
-        finals.push(b.add(
-            format!("finalize:{}", disk.name),
-            FinalizeDisk,
-            Action::Update,
-            name.clone(),
-            &[write],
-            Some(&name),
-            0,
-            "verify the disk digest, write the footer, end write access".into(),
-        ));
-    }
-    let mut ready: Vec<usize> = finals;
-    if d.has_step(BootFix) {
-        ready = vec![b.add(
-            "boot-fix",
-            BootFix,
-            Action::Update,
-            vm_name.clone(),
-            &ready,
-            None,
-            0,
-            "mount the disks, fix the boot configuration, unmount".into(),
-        )];
-    }
-    if d.has_step(ConvertToManaged) && t.managed {
-        ready = vec![b.add(
-            "convert",
-            ConvertToManaged,
-            Action::Update,
-            vm_name.clone(),
-            &ready,
-            None,
-            0,
-            "create the VM's disks as unmanaged from the staging account, then convert them to managed".into(),
-        )];
-    }
-
     // The point of no return (in place): the existing VM is deleted only
     // once every new disk is written, verified and ready, right before the
     // new VM that takes its name. A failure before it leaves the existing
@@ -528,140 +370,36 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
             "delete-vm",
             DeleteExistingVm,
             Action::Delete,
-            vm_name.clone(),
+            Arc::from(t.vm_name.as_str()),
             &ready,
             None,
             0,
             "delete the existing VM once every new disk is written and verified (the point of no return); its disks are kept until the new VM runs".into(),
         )
     });
-
-    let mut vm_step = None;
-    match rt {
+    let vm_step = match ctx.req.restore_type {
         RestoreType::FullVm if t.create_vm => {
-            let nsg = match d.nsg() {
-                NsgPlan::CopySource(n) => Some((
-                    n.clone(),
-                    "configure the source's network security group".to_string(),
-                )),
-                NsgPlan::Create { name, ports } => Some((
-                    name.clone(),
-                    format!("allow inbound TCP {ports:?} at priority 300"),
-                )),
-                NsgPlan::None | NsgPlan::Existing(_) => None,
-            };
-            // Where the profile puts the NSG after the VM (Commvault), it is
-            // created and attached to the NIC at the end.
-            let nsg_late = nsg.is_some() && t.nsg_after_vm;
-            let nsg_step = match (&nsg, nsg_late) {
-                (Some((name, detail)), false) => Some(b.add(
-                    "nsg",
-                    NetworkSecurityGroup,
-                    Action::Create,
-                    arc(name),
-                    &rg_deps,
-                    None,
-                    0,
-                    detail.clone(),
-                )),
-                _ => None,
-            };
-            let mut nic_ids = Vec::with_capacity(t.nics.len());
-            for (i, nic) in t.nics.iter().enumerate() {
-                let mut deps: Vec<usize> = rg_deps.clone();
-                deps.extend(nsg_step);
-                if let Some(p) = &nic.public_ip {
-                    deps.push(b.add(
-                        format!("pip:{i}"),
-                        PublicIp,
-                        Action::Create,
-                        arc(p),
-                        &rg_deps,
-                        None,
-                        0,
-                        "public IP".into(),
-                    ));
-                }
-                let ip = nic
-                    .static_ip
-                    .as_deref()
-                    .map_or("dynamic IP".to_string(), |a| format!("static IP {a}"));
-                nic_ids.push(b.add(
-                    format!("nic:{i}"),
-                    NetworkInterface,
-                    Action::Create,
-                    arc(&nic.name),
-                    &deps,
-                    None,
-                    0,
-                    format!("{}/{}, {ip}", nic.virtual_network, nic.subnet),
-                ));
-            }
-            let mut deps: Vec<usize> = ready.clone();
-            deps.extend(nic_ids);
-            deps.extend(kv_access);
+            let mut deps = ready;
+            deps.extend(pre.kv_access);
             deps.extend(delete_vm);
-            let zone = t
-                .zone
-                .map_or("no zone".to_string(), |z| format!("zone {z}"));
-            let vm = b.add(
-                "vm",
-                VirtualMachine,
-                Action::Create,
-                vm_name.clone(),
-                &deps,
-                None,
-                0,
-                format!(
-                    "{} {:?} {}, {zone}, {} disks",
-                    t.vm_size,
-                    t.generation,
-                    os_label(t.os_family),
-                    t.disks.len()
-                ),
-            );
-            let mut last = vm;
-            if t.power_on {
-                last = b.add(
-                    "power-on",
-                    PowerOn,
-                    Action::Update,
-                    vm_name.clone(),
-                    &[vm],
-                    None,
-                    0,
-                    "start the VM".into(),
-                );
-            }
-            if let (Some((name, detail)), true) = (&nsg, nsg_late) {
-                last = b.add(
-                    "nsg",
-                    NetworkSecurityGroup,
-                    Action::Create,
-                    arc(name),
-                    &[last],
-                    None,
-                    0,
-                    format!("{detail}, attached to the VM's NICs"),
-                );
-            }
-            vm_step = Some(last);
+            Some(b.virtual_machine(d, &pre.rg_deps, deps))
         }
+        RestoreType::GuestFiles => None,
         RestoreType::ReplaceDisks => {
-            let mut deps = ready.clone();
-            deps.extend(snapshot);
+            let mut deps = ready;
+            deps.extend(pre.snapshot);
             b.add(
                 "swap",
                 SwapDisks,
                 Action::Update,
-                vm_name.clone(),
+                Arc::from(t.vm_name.as_str()),
                 &deps,
                 None,
                 0,
                 "swap the restored disks into the existing VM".into(),
             );
+            None
         }
-        RestoreType::GuestFiles => {}
         _ => {
             b.add(
                 "template",
@@ -673,8 +411,9 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
                 0,
                 "ARM template that creates the VM from the restored disks".into(),
             );
+            None
         }
-    }
+    };
     if let (Some(last), true) = (vm_step, in_place && d.has_step(DeleteExistingDisks)) {
         b.add(
             "delete-old-disks",
@@ -697,6 +436,316 @@ fn build_steps(ctx: &Ctx, d: &Decisions, stages: &[Stage]) -> Vec<Step> {
         }
     }
     steps
+}
+
+impl Builder<'_> {
+    /// What comes before the disks: the restore point's check, the
+    /// resource group, the key vault and its access, the staging account,
+    /// the helper appliance and the snapshot of the disks to be replaced.
+    fn prelude(&mut self, d: &Decisions, rt: RestoreType, in_place: bool) -> Prelude {
+        let t = self.target;
+        let arc = |s: &str| -> Arc<str> { Arc::from(s) };
+        let verify = self.add(
+            "verify",
+            VerifyRestorePoint,
+            Action::Read,
+            arc(&t.restore_point_id),
+            &[],
+            None,
+            0,
+            "check that every chunk of the restore point is present and readable".into(),
+        );
+        let rg = (!in_place).then(|| {
+            self.add(
+                "rg",
+                ResourceGroup,
+                Action::Create,
+                arc(&t.resource_group),
+                &[],
+                None,
+                0,
+                format!("in {} ({})", t.region, t.subscription_id),
+            )
+        });
+        let rg_deps: Vec<usize> = rg.into_iter().collect();
+        let kv = d.has_step(KeyVault).then(|| {
+            let detail = if d.creates_key_vault() {
+                format!("new key vault in {}", t.region)
+            } else {
+                "restore keys and secrets".into()
+            };
+            self.add(
+                "kv",
+                KeyVault,
+                Action::Create,
+                arc(t.key_vault.as_deref().unwrap_or_default()),
+                &rg_deps,
+                None,
+                0,
+                detail,
+            )
+        });
+        let kv_access = d.has_step(KeyVaultAccess).then(|| {
+            let deps: Vec<usize> = kv.into_iter().chain(rg_deps.iter().copied()).collect();
+            self.add(
+                "kv-access",
+                KeyVaultAccess,
+                Action::Update,
+                arc(t.key_vault.as_deref().unwrap_or_default()),
+                &deps,
+                None,
+                0,
+                "grant the application's service principal access to keys and secrets (nobody else)"
+                    .into(),
+            )
+        });
+        let staging = uses_staging(d).then(|| {
+            self.add(
+                "staging",
+                StagingAccount,
+                Action::Create,
+                arc(t.staging_account.as_deref().unwrap_or_default()),
+                &rg_deps,
+                None,
+                0,
+                "staging storage account for the disk data".into(),
+            )
+        });
+        if d.has_step(HelperAppliance) {
+            self.add(
+                "helper",
+                HelperAppliance,
+                Action::Create,
+                Arc::from(NameKind::VirtualMachine.fit(&format!("vmrestore-helper-{}", t.region))),
+                &rg_deps,
+                None,
+                0,
+                "helper appliance (left powered off after the restore)".into(),
+            );
+        }
+        let snapshot =
+            (rt == RestoreType::ReplaceDisks && d.has_step(SnapshotExistingDisks)).then(|| {
+                self.add(
+                    "snapshot-existing",
+                    SnapshotExistingDisks,
+                    Action::Create,
+                    arc(&t.vm_name),
+                    &[verify],
+                    None,
+                    0,
+                    "snapshot the existing VM's disks before the swap".into(),
+                )
+            });
+        Prelude {
+            verify,
+            rg_deps,
+            kv_access,
+            staging,
+            snapshot,
+        }
+    }
+
+    /// Create, write and finalize each disk; returns the finalize steps.
+    fn disks(&mut self, deps: &[usize], verify: usize) -> Vec<usize> {
+        let t = self.target;
+        let kind = if !t.disks_staged {
+            "managed disk for upload"
+        } else {
+            "page blob in the staging account"
+        };
+        let mut finals = Vec::with_capacity(t.disks.len());
+        for disk in &t.disks {
+            let name: Arc<str> = Arc::from(disk.name.as_str());
+            let create = self.add(
+                format!("disk:{}", disk.name),
+                CreateDisk,
+                Action::Create,
+                name.clone(),
+                deps,
+                Some(&name),
+                0,
+                format!(
+                    "{} {kind}, {}",
+                    human_bytes(disk.size_bytes),
+                    disk.sku.arm_name()
+                ),
+            );
+            let write = self.add(
+                format!("write:{}", disk.name),
+                WriteDisk,
+                Action::Update,
+                name.clone(),
+                &[create, verify],
+                Some(&name),
+                disk.bytes_to_write,
+                format!(
+                    "write {} from {}",
+                    human_bytes(disk.bytes_to_write),
+                    source_label(disk)
+                ),
+            );
+            finals.push(self.add(
+                format!("finalize:{}", disk.name),
+                FinalizeDisk,
+                Action::Update,
+                name.clone(),
+                &[write],
+                Some(&name),
+                0,
+                "verify the disk digest, write the footer, end write access".into(),
+            ));
+        }
+        finals
+    }
+
+    /// What the written disks go through before a VM can use them: the boot
+    /// fix and the conversion to managed disks. Returns the steps a VM, a
+    /// swap or a template waits for.
+    fn prepare(&mut self, d: &Decisions, mut ready: Vec<usize>) -> Vec<usize> {
+        let t = self.target;
+        if d.has_step(BootFix) {
+            ready = vec![self.add(
+                "boot-fix",
+                BootFix,
+                Action::Update,
+                Arc::from(t.vm_name.as_str()),
+                &ready,
+                None,
+                0,
+                "mount the disks, fix the boot configuration, unmount".into(),
+            )];
+        }
+        if d.has_step(ConvertToManaged) && t.managed {
+            ready = vec![self.add(
+                "convert",
+                ConvertToManaged,
+                Action::Update,
+                Arc::from(t.vm_name.as_str()),
+                &ready,
+                None,
+                0,
+                "create the VM's disks as unmanaged from the staging account, then convert them to managed".into(),
+            )];
+        }
+        ready
+    }
+
+    /// The network security group, public IPs, NICs, the VM and its power
+    /// on; returns the last of them.
+    fn virtual_machine(&mut self, d: &Decisions, rg_deps: &[usize], mut deps: Vec<usize>) -> usize {
+        let t = self.target;
+        let vm_name: Arc<str> = Arc::from(t.vm_name.as_str());
+        let nsg = match d.nsg() {
+            NsgPlan::CopySource(n) => Some((
+                n.clone(),
+                "configure the source's network security group".to_string(),
+            )),
+            NsgPlan::Create { name, ports } => Some((
+                name.clone(),
+                format!("allow inbound TCP {ports:?} at priority 300"),
+            )),
+            NsgPlan::None | NsgPlan::Existing(_) => None,
+        };
+        // Where the profile puts the NSG after the VM (Commvault), it is
+        // created and attached to the NIC at the end.
+        let nsg_late = nsg.is_some() && t.nsg_after_vm;
+        let nsg_step = match (&nsg, nsg_late) {
+            (Some((name, detail)), false) => Some(self.add(
+                "nsg",
+                NetworkSecurityGroup,
+                Action::Create,
+                Arc::from(name.as_str()),
+                rg_deps,
+                None,
+                0,
+                detail.clone(),
+            )),
+            _ => None,
+        };
+        deps.extend(self.nics(rg_deps, nsg_step));
+        let zone = t
+            .zone
+            .map_or("no zone".to_string(), |z| format!("zone {z}"));
+        let vm = self.add(
+            "vm",
+            VirtualMachine,
+            Action::Create,
+            vm_name.clone(),
+            &deps,
+            None,
+            0,
+            format!(
+                "{} {:?} {}, {zone}, {} disks",
+                t.vm_size,
+                t.generation,
+                os_label(t.os_family),
+                t.disks.len()
+            ),
+        );
+        let mut last = vm;
+        if t.power_on {
+            last = self.add(
+                "power-on",
+                PowerOn,
+                Action::Update,
+                vm_name,
+                &[vm],
+                None,
+                0,
+                "start the VM".into(),
+            );
+        }
+        if let (Some((name, detail)), true) = (&nsg, nsg_late) {
+            last = self.add(
+                "nsg",
+                NetworkSecurityGroup,
+                Action::Create,
+                Arc::from(name.as_str()),
+                &[last],
+                None,
+                0,
+                format!("{detail}, attached to the VM's NICs"),
+            );
+        }
+        last
+    }
+
+    /// A public IP where a NIC has one, and each NIC; returns the NICs.
+    fn nics(&mut self, rg_deps: &[usize], nsg_step: Option<usize>) -> Vec<usize> {
+        let t = self.target;
+        let mut nic_ids = Vec::with_capacity(t.nics.len());
+        for (i, nic) in t.nics.iter().enumerate() {
+            let mut deps: Vec<usize> = rg_deps.to_vec();
+            deps.extend(nsg_step);
+            if let Some(p) = &nic.public_ip {
+                deps.push(self.add(
+                    format!("pip:{i}"),
+                    PublicIp,
+                    Action::Create,
+                    Arc::from(p.as_str()),
+                    rg_deps,
+                    None,
+                    0,
+                    "public IP".into(),
+                ));
+            }
+            let ip = nic
+                .static_ip
+                .as_deref()
+                .map_or("dynamic IP".to_string(), |a| format!("static IP {a}"));
+            nic_ids.push(self.add(
+                format!("nic:{i}"),
+                NetworkInterface,
+                Action::Create,
+                Arc::from(nic.name.as_str()),
+                &deps,
+                None,
+                0,
+                format!("{}/{}, {ip}", nic.virtual_network, nic.subnet),
+            ));
+        }
+        nic_ids
+    }
 }
 
 fn source_label(d: &TargetDisk) -> String {

@@ -35,124 +35,142 @@ pub(super) fn operation(
     disk: Option<&str>,
 ) -> Option<Operation> {
     use StepKind::*;
-    let sub = || t.subscription_id.clone();
-    let rg = || t.resource_group.clone();
-    let region = || t.region.clone();
-    let name = || resource.to_string();
-    let vm = || t.vm_name.clone();
-    let disk_names = || t.disks.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    let target_disk = || disk.and_then(|n| t.disks.iter().find(|d| d.name == n));
     let create = |spec| Some(Operation::Create { spec });
-    let act = |action| Some(Operation::Act { action });
     match kind {
         VerifyRestorePoint => Some(Operation::VerifyRestorePoint {
             disks: t.disks.iter().map(disk_source).collect(),
             deep: false,
         }),
-        ResourceGroup => create(ResourceSpec::ResourceGroup {
-            subscription_id: sub(),
-            name: name(),
-            region: region(),
+        ResourceGroup | KeyVault | StagingAccount | HelperAppliance | SnapshotExistingDisks => {
+            create(resource_spec(t, kind, resource)?)
+        }
+        CreateDisk | WriteDisk | FinalizeDisk => {
+            let d = disk.and_then(|n| t.disks.iter().find(|d| d.name == n))?;
+            Some(disk_operation(t, kind, d))
+        }
+        NetworkSecurityGroup | PublicIp | NetworkInterface => {
+            create(network_spec(t, kind, resource)?)
+        }
+        VirtualMachine => create(vm_spec(t)),
+        Template => Some(Operation::WriteTemplate {
+            artifact: format!("{}.template.json", t.vm_name),
+            resources: template_resources(t),
         }),
-        KeyVault => create(ResourceSpec::KeyVault {
-            subscription_id: sub(),
-            resource_group: rg(),
-            name: name(),
-            region: region(),
+        KeyVaultAccess | DeleteExistingVm | BootFix | ConvertToManaged | SwapDisks | PowerOn
+        | DeleteExistingDisks => Some(Operation::Act {
+            action: cloud_action(t, kind, resource)?,
         }),
-        KeyVaultAccess => act(CloudAction::GrantKeyVaultAccess {
-            vault: name(),
-            principal: String::new(),
-        }),
-        StagingAccount => create(ResourceSpec::StorageAccount {
-            subscription_id: sub(),
-            resource_group: rg(),
-            name: name(),
-            region: region(),
-        }),
-        HelperAppliance => create(ResourceSpec::HelperAppliance {
-            resource_group: rg(),
-            name: name(),
-            region: region(),
-        }),
-        SnapshotExistingDisks => create(ResourceSpec::Snapshot {
-            resource_group: rg(),
-            vm: vm(),
-        }),
-        DeleteExistingVm => act(CloudAction::DeleteExistingVm {
-            subscription_id: sub(),
-            resource_group: rg(),
-            vm: vm(),
-        }),
-        CreateDisk => {
-            let d = target_disk()?;
+    }
+}
+
+/// The resources a restore needs around the VM: its resource group, key
+/// vault, staging account, helper appliance and the snapshot of the disks
+/// it replaces.
+fn resource_spec(t: &Target, kind: StepKind, resource: &str) -> Option<ResourceSpec> {
+    use StepKind::*;
+    let sub = t.subscription_id.clone();
+    let rg = t.resource_group.clone();
+    let region = t.region.clone();
+    let name = resource.to_string();
+    Some(match kind {
+        ResourceGroup => ResourceSpec::ResourceGroup {
+            subscription_id: sub,
+            name,
+            region,
+        },
+        KeyVault => ResourceSpec::KeyVault {
+            subscription_id: sub,
+            resource_group: rg,
+            name,
+            region,
+        },
+        StagingAccount => ResourceSpec::StorageAccount {
+            subscription_id: sub,
+            resource_group: rg,
+            name,
+            region,
+        },
+        HelperAppliance => ResourceSpec::HelperAppliance {
+            resource_group: rg,
+            name,
+            region,
+        },
+        SnapshotExistingDisks => ResourceSpec::Snapshot {
+            resource_group: rg,
+            vm: t.vm_name.clone(),
+        },
+        _ => return None,
+    })
+}
+
+/// A disk's create, write or finalize.
+fn disk_operation(t: &Target, kind: StepKind, d: &TargetDisk) -> Operation {
+    match kind {
+        StepKind::WriteDisk => Operation::WriteDisk {
+            disk: disk_source(d),
+            size_bytes: d.size_bytes,
+        },
+        StepKind::FinalizeDisk => Operation::FinalizeDisk {
+            disk: disk_source(d),
+            size_bytes: d.size_bytes,
+        },
+        _ => {
             let os = d.role == DiskRole::Os;
-            create(ResourceSpec::Disk {
-                subscription_id: sub(),
-                resource_group: rg(),
-                name: d.name.clone(),
-                region: region(),
-                size_bytes: d.size_bytes,
-                sku: d.sku,
-                zone: t.zone,
-                os: os.then_some((t.os_family, t.generation)),
-                security_type: if os {
-                    effective_security(t)
-                } else {
-                    SecurityType::Standard
+            Operation::Create {
+                spec: ResourceSpec::Disk {
+                    subscription_id: t.subscription_id.clone(),
+                    resource_group: t.resource_group.clone(),
+                    name: d.name.clone(),
+                    region: t.region.clone(),
+                    size_bytes: d.size_bytes,
+                    sku: d.sku,
+                    zone: t.zone,
+                    os: os.then_some((t.os_family, t.generation)),
+                    security_type: if os {
+                        effective_security(t)
+                    } else {
+                        SecurityType::Standard
+                    },
+                    staging_account: if t.disks_staged {
+                        t.staging_account.clone()
+                    } else {
+                        None
+                    },
+                    disk_encryption_set: d.disk_encryption_set.clone(),
                 },
-                staging_account: if t.disks_staged {
-                    t.staging_account.clone()
-                } else {
-                    None
-                },
-                disk_encryption_set: d.disk_encryption_set.clone(),
-            })
+            }
         }
-        WriteDisk => {
-            let d = target_disk()?;
-            Some(Operation::WriteDisk {
-                disk: disk_source(d),
-                size_bytes: d.size_bytes,
-            })
-        }
-        FinalizeDisk => {
-            let d = target_disk()?;
-            Some(Operation::FinalizeDisk {
-                disk: disk_source(d),
-                size_bytes: d.size_bytes,
-            })
-        }
-        BootFix => act(CloudAction::BootFix {
-            vm: vm(),
-            disks: disk_names(),
-        }),
-        ConvertToManaged => act(CloudAction::ConvertToManaged {
-            resource_group: rg(),
-            disks: disk_names(),
-        }),
-        NetworkSecurityGroup => create(ResourceSpec::NetworkSecurityGroup {
-            resource_group: rg(),
-            name: name(),
-            region: region(),
+    }
+}
+
+/// The NSG (attached to the NICs when it comes after the VM), a public IP
+/// or a NIC (with the NSG when it comes first).
+fn network_spec(t: &Target, kind: StepKind, resource: &str) -> Option<ResourceSpec> {
+    let rg = t.resource_group.clone();
+    let region = t.region.clone();
+    Some(match kind {
+        StepKind::NetworkSecurityGroup => ResourceSpec::NetworkSecurityGroup {
+            resource_group: rg,
+            name: resource.to_string(),
+            region,
             open_ports: t.nsg_open_ports.clone(),
             attach_to: if t.nsg_after_vm {
                 t.nics.iter().map(|n| n.name.clone()).collect()
             } else {
                 Vec::new()
             },
-        }),
-        PublicIp => create(ResourceSpec::PublicIp {
-            resource_group: rg(),
-            name: name(),
-            region: region(),
-        }),
-        NetworkInterface => {
+        },
+        StepKind::PublicIp => ResourceSpec::PublicIp {
+            resource_group: rg,
+            name: resource.to_string(),
+            region,
+        },
+        StepKind::NetworkInterface => {
             let nic = t.nics.iter().find(|n| n.name == resource)?;
-            create(ResourceSpec::NetworkInterface {
-                resource_group: rg(),
+            ResourceSpec::NetworkInterface {
+                resource_group: rg,
                 name: nic.name.clone(),
-                region: region(),
+                region,
                 virtual_network: nic.virtual_network.clone(),
                 subnet: nic.subnet.clone(),
                 static_ip: nic.static_ip.clone(),
@@ -162,51 +180,82 @@ pub(super) fn operation(
                 } else {
                     t.network_security_group.clone()
                 },
-            })
+            }
         }
-        VirtualMachine => create(ResourceSpec::VirtualMachine {
-            subscription_id: sub(),
+        _ => return None,
+    })
+}
+
+/// The VM, with its disks by role and LUN and its NICs.
+fn vm_spec(t: &Target) -> ResourceSpec {
+    ResourceSpec::VirtualMachine {
+        subscription_id: t.subscription_id.clone(),
+        resource_group: t.resource_group.clone(),
+        name: t.vm_name.clone(),
+        region: t.region.clone(),
+        size: t.vm_size.clone(),
+        zone: t.zone,
+        availability_set: t.availability_set.clone(),
+        os: t.os_family,
+        generation: t.generation,
+        security_type: effective_security(t),
+        os_disk: t
+            .disks
+            .iter()
+            .find(|d| d.role == DiskRole::Os)
+            .map(|d| d.name.clone())
+            .unwrap_or_default(),
+        data_disks: t
+            .disks
+            .iter()
+            .filter(|d| d.role == DiskRole::Data)
+            .map(|d| (d.lun.unwrap_or(0), d.name.clone()))
+            .collect(),
+        nics: t.nics.iter().map(|n| n.name.clone()).collect(),
+    }
+}
+
+/// What the cloud does to resources that exist: key-vault access, deleting
+/// the existing VM, the boot fix, the conversion to managed disks, the
+/// swap, power on and deleting the replaced disks.
+fn cloud_action(t: &Target, kind: StepKind, resource: &str) -> Option<CloudAction> {
+    use StepKind::*;
+    let rg = || t.resource_group.clone();
+    let vm = || t.vm_name.clone();
+    let disk_names = || t.disks.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    Some(match kind {
+        KeyVaultAccess => CloudAction::GrantKeyVaultAccess {
+            vault: resource.to_string(),
+            principal: String::new(),
+        },
+        DeleteExistingVm => CloudAction::DeleteExistingVm {
+            subscription_id: t.subscription_id.clone(),
             resource_group: rg(),
-            name: vm(),
-            region: region(),
-            size: t.vm_size.clone(),
-            zone: t.zone,
-            availability_set: t.availability_set.clone(),
-            os: t.os_family,
-            generation: t.generation,
-            security_type: effective_security(t),
-            os_disk: t
-                .disks
-                .iter()
-                .find(|d| d.role == DiskRole::Os)
-                .map(|d| d.name.clone())
-                .unwrap_or_default(),
-            data_disks: t
-                .disks
-                .iter()
-                .filter(|d| d.role == DiskRole::Data)
-                .map(|d| (d.lun.unwrap_or(0), d.name.clone()))
-                .collect(),
-            nics: t.nics.iter().map(|n| n.name.clone()).collect(),
-        }),
-        Template => Some(Operation::WriteTemplate {
-            artifact: format!("{}.template.json", t.vm_name),
-            resources: template_resources(t),
-        }),
-        SwapDisks => act(CloudAction::SwapDisks {
+            vm: vm(),
+        },
+        BootFix => CloudAction::BootFix {
+            vm: vm(),
+            disks: disk_names(),
+        },
+        ConvertToManaged => CloudAction::ConvertToManaged {
+            resource_group: rg(),
+            disks: disk_names(),
+        },
+        SwapDisks => CloudAction::SwapDisks {
             resource_group: rg(),
             vm: vm(),
             disks: disk_names(),
-        }),
-        PowerOn => act(CloudAction::PowerOn {
+        },
+        PowerOn => CloudAction::PowerOn {
             resource_group: rg(),
             vm: vm(),
-        }),
-        DeleteExistingDisks => act(CloudAction::DeleteReplacedDisks {
+        },
+        DeleteExistingDisks => CloudAction::DeleteReplacedDisks {
             resource_group: rg(),
             vm: vm(),
-        }),
-    }
+        },
+        _ => return None,
+    })
 }
 
 /// What a template that creates the target's VM from its restored disks
