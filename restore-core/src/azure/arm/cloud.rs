@@ -162,130 +162,25 @@ impl crate::exec::Cloud for ArmCloud {
                 resource_group,
                 disks,
             } => self.convert_to_managed(key, resource_group, disks).await,
-            CloudAction::PowerOn { resource_group, vm } => {
-                let id = self.vm_id(resource_group, vm)?;
-                self.call(
-                    Method::POST,
-                    &path::child(&id, &["start"])?,
-                    api::VM,
-                    None,
-                    &format!("start VM '{vm}'"),
-                )
-                .await
-                .map(drop)
-            }
+            CloudAction::PowerOn { resource_group, vm } => self.power_on(resource_group, vm).await,
             CloudAction::GrantKeyVaultAccess { vault, principal } => {
-                let op = format!("grant '{principal}' access to key vault '{vault}'");
-                // Only this principal, only what disk encryption needs.
-                let object_id = if self.cfg.principal_object_id.is_empty() {
-                    principal
-                } else {
-                    &self.cfg.principal_object_id
-                };
-                let body = json!({ "properties": { "accessPolicies": [ {
-                    "tenantId": self.cfg.tenant_id,
-                    "objectId": object_id,
-                    "permissions": { "keys": ["get", "wrapKey", "unwrapKey"], "secrets": ["get", "set"] }
-                } ] } });
-                let id = if vault.starts_with("/subscriptions/") {
-                    vault.clone()
-                } else {
-                    // A vault this run created, by its name.
-                    let created = self.created.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut ids = created
-                        .iter()
-                        .filter(|((k, _, n), _)| k == "key_vault" && n.eq_ignore_ascii_case(vault))
-                        .map(|(_, id)| id.clone());
-                    match (ids.next(), ids.next()) {
-                        (Some(id), None) => id,
-                        _ => {
-                            return Err(bad(
-                                &op,
-                                "the vault was not created by this run: give its ARM resource ID",
-                            ));
-                        }
-                    }
-                };
-                self.call(
-                    Method::PUT,
-                    &path::child(&id, &["accessPolicies", "add"])?,
-                    api::KEY_VAULT,
-                    Some(&body),
-                    &op,
-                )
-                .await
-                .map(drop)
+                self.grant_key_vault_access(vault, principal).await
             }
             CloudAction::DeleteExistingVm {
                 subscription_id,
                 resource_group,
                 vm,
             } => {
-                let id = self.vm_id_in(subscription_id, resource_group, vm)?;
-                let op = format!("delete VM '{vm}'");
-                let v = match self.call(Method::GET, &id, api::VM, None, &op).await {
-                    Ok(v) => v,
-                    // Gone already (a retried or resumed step).
-                    Err(e) if e.kind == CallErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(e),
-                };
-                // Its disks must outlive it: they are what a failed restore
-                // puts the VM back on, and what the replaced disks' step
-                // deletes only once the new VM runs.
-                let storage = v.pointer("/properties/storageProfile");
-                let deleted_with_vm = storage
-                    .into_iter()
-                    .flat_map(|p| {
-                        p.get("osDisk").into_iter().chain(
-                            p.get("dataDisks")
-                                .and_then(Value::as_array)
-                                .into_iter()
-                                .flatten(),
-                        )
-                    })
-                    .any(|d| d.get("deleteOption").and_then(Value::as_str) == Some("Delete"));
-                if deleted_with_vm {
-                    return Err(bad(
-                        &op,
-                        "its disks have deleteOption 'Delete' and would be deleted with it: set them to 'Detach' first",
-                    ));
-                }
-                self.deleted_vms
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.to_ascii_lowercase(), v);
-                self.call(Method::DELETE, &id, api::VM, None, &op)
+                self.delete_existing_vm(subscription_id, resource_group, vm)
                     .await
-                    .map(drop)
             }
             CloudAction::RestoreExistingVm {
                 subscription_id,
                 resource_group,
                 vm,
             } => {
-                let id = self.vm_id_in(subscription_id, resource_group, vm)?;
-                let op = format!("put back VM '{vm}' on its kept disks");
-                match self.call(Method::GET, &id, api::VM, None, &op).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if e.kind == CallErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-                let saved = self
-                    .deleted_vms
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&id.to_ascii_lowercase())
-                    .cloned()
-                    .ok_or_else(|| {
-                        bad(
-                            &op,
-                            "this cloud did not delete it, so it has no definition to put back",
-                        )
-                    })?;
-                let body = reattach_body(saved);
-                self.call(Method::PUT, &id, api::VM, Some(&body), &op)
+                self.restore_existing_vm(subscription_id, resource_group, vm)
                     .await
-                    .map(drop)
             }
             CloudAction::VmAccessExtension {
                 resource_group,

@@ -17,6 +17,7 @@
 //! - Tokens come from a [`TokenProvider`] and are never logged.
 
 mod access;
+mod actions;
 mod bodies;
 mod catalog;
 mod client;
