@@ -66,7 +66,51 @@ pub(super) fn initial_target(
                 .or_else(|| d.encryption.disk_encryption_set.clone()),
         })
         .collect();
-    let nics = if vm.nics.is_empty() {
+    let nics = target_nics(vm, dest, &vm_name, in_place);
+    let staging = dest
+        .staging_storage_account
+        .as_ref()
+        .map(|s| s.name.clone());
+    let vm_size = dest.vm_size.clone().unwrap_or_else(|| vm.size.clone());
+    let _ = idx;
+    Target {
+        restore_point_id: rp.id.clone(),
+        source_vm: vm.name.clone(),
+        tenant_id: dest.tenant_id.clone().or_else(|| vm.tenant_id.clone()),
+        subscription_id,
+        region,
+        resource_group,
+        vm_name,
+        vm_size,
+        zone,
+        availability_set: dest.availability_set.clone(),
+        os_family: vm.os.family,
+        generation: vm.generation,
+        firmware: vm.firmware,
+        security_type: vm.security_type,
+        managed,
+        create_vm: req.restore_type == RestoreType::FullVm,
+        power_on: req.restore_type == RestoreType::FullVm && dest.power_on,
+        staging_account: staging,
+        key_vault: None,
+        network_security_group: None,
+        nsg_open_ports: Vec::new(),
+        nsg_after_vm: false,
+        disks_staged: false,
+        nics,
+        disks,
+    }
+}
+
+/// The target's NICs: the source's (a destination network replaces the
+/// primary NIC's), or one new NIC when the source recorded none.
+fn target_nics(
+    vm: &crate::model::VirtualMachine,
+    dest: &crate::model::Destination,
+    vm_name: &str,
+    in_place: bool,
+) -> Vec<TargetNic> {
+    if vm.nics.is_empty() {
         vec![TargetNic {
             name: NameKind::NetworkInterface.fit(&format!("{vm_name}-nic0")),
             virtual_network: dest.virtual_network.as_ref().map_or_else(
@@ -102,39 +146,6 @@ pub(super) fn initial_target(
                     .then(|| NameKind::PublicIp.fit(&format!("{vm_name}-pip{i}"))),
             })
             .collect()
-    };
-    let staging = dest
-        .staging_storage_account
-        .as_ref()
-        .map(|s| s.name.clone());
-    let vm_size = dest.vm_size.clone().unwrap_or_else(|| vm.size.clone());
-    let _ = idx;
-    Target {
-        restore_point_id: rp.id.clone(),
-        source_vm: vm.name.clone(),
-        tenant_id: dest.tenant_id.clone().or_else(|| vm.tenant_id.clone()),
-        subscription_id,
-        region,
-        resource_group,
-        vm_name,
-        vm_size,
-        zone,
-        availability_set: dest.availability_set.clone(),
-        os_family: vm.os.family,
-        generation: vm.generation,
-        firmware: vm.firmware,
-        security_type: vm.security_type,
-        managed,
-        create_vm: req.restore_type == RestoreType::FullVm,
-        power_on: req.restore_type == RestoreType::FullVm && dest.power_on,
-        staging_account: staging,
-        key_vault: None,
-        network_security_group: None,
-        nsg_open_ports: Vec::new(),
-        nsg_after_vm: false,
-        disks_staged: false,
-        nics,
-        disks,
     }
 }
 

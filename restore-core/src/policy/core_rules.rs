@@ -177,17 +177,35 @@ pub(crate) fn check_names(c: &Ctx, d: &mut Decisions) {
     vmr06(names_rule(), c, d);
 }
 
-fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    use crate::model::names::{NameKind, check_name_or_id, is_guid};
-    let in_place = c.facts.in_place;
-    let t = d.target();
-    let mut bad: Vec<(String, String)> = Vec::new();
-    let check = |bad: &mut Vec<(String, String)>, path: String, kind: NameKind, s: &str| {
-        if let Err(m) = check_name_or_id(kind, s) {
-            bad.push((path, m));
+/// The names VMR-06 finds wrong: (the finding's path, why).
+#[derive(Default)]
+struct BadNames(Vec<(String, String)>);
+
+impl BadNames {
+    fn check(&mut self, path: impl Into<String>, kind: crate::model::names::NameKind, s: &str) {
+        if let Err(m) = crate::model::names::check_name_or_id(kind, s) {
+            self.0.push((path.into(), m));
         }
-    };
-    let (rg_path, vm_path, sub_path) = if in_place {
+    }
+}
+
+fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
+    let t = d.target();
+    let mut bad = BadNames::default();
+    resource_names(c, t, &mut bad);
+    nic_names(c, t, &mut bad);
+    disk_names(c, t, &mut bad);
+    nic_duplicates(t, &mut bad);
+    for (path, message) in bad.0 {
+        d.block(r, &path, message);
+    }
+}
+
+/// The resource group, VM, subscription, availability set, staging
+/// account, key vault and NSG, each found at the path it came from.
+fn resource_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
+    use crate::model::names::{NameKind, is_guid};
+    let (rg_path, vm_path, sub_path) = if c.facts.in_place {
         (
             "$.restore_point.vm.resource_group",
             "$.restore_point.vm.name",
@@ -204,47 +222,30 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
             "$.request.destination.subscription_id",
         )
     };
-    check(
-        &mut bad,
-        rg_path.into(),
-        NameKind::ResourceGroup,
-        &t.resource_group,
-    );
-    check(
-        &mut bad,
-        vm_path.into(),
-        NameKind::VirtualMachine,
-        &t.vm_name,
-    );
+    bad.check(rg_path, NameKind::ResourceGroup, &t.resource_group);
+    bad.check(vm_path, NameKind::VirtualMachine, &t.vm_name);
     if !is_guid(&t.subscription_id) {
-        bad.push((
+        bad.0.push((
             sub_path.into(),
             format!("'{}' is not a subscription ID (a GUID)", t.subscription_id),
         ));
     }
     if let Some(a) = &t.availability_set {
-        check(
-            &mut bad,
-            "$.request.destination.availability_set".into(),
+        bad.check(
+            "$.request.destination.availability_set",
             NameKind::AvailabilitySet,
             a,
         );
     }
     if let Some(s) = &t.staging_account {
-        check(
-            &mut bad,
-            "$.request.destination.staging_storage_account.name".into(),
+        bad.check(
+            "$.request.destination.staging_storage_account.name",
             NameKind::StorageAccount,
             s,
         );
     }
     if let Some(k) = &t.key_vault {
-        check(
-            &mut bad,
-            "$.restore_point.key_vaults".into(),
-            NameKind::KeyVault,
-            k,
-        );
+        bad.check("$.restore_point.key_vaults", NameKind::KeyVault, k);
     }
     if let Some(n) = &t.network_security_group {
         let path = if c.dest.network_security_group.is_some() {
@@ -252,33 +253,54 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
         } else {
             "$.restore_point.vm.network_security_group"
         };
-        check(&mut bad, path.into(), NameKind::NetworkSecurityGroup, n);
+        bad.check(path, NameKind::NetworkSecurityGroup, n);
     }
+}
+
+/// Each NIC's name, network, subnet and public IP.
+fn nic_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
+    use crate::model::names::NameKind;
     for (i, n) in t.nics.iter().enumerate() {
         let p = if i < c.vm.nics.len() {
             format!("$.restore_point.vm.nics[{i}]")
         } else {
             "$.request.destination".to_string()
         };
-        check(
-            &mut bad,
-            format!("{p}.name"),
-            NameKind::NetworkInterface,
-            &n.name,
-        );
-        check(
-            &mut bad,
+        bad.check(format!("{p}.name"), NameKind::NetworkInterface, &n.name);
+        bad.check(
             format!("{p}.virtual_network"),
             NameKind::VirtualNetwork,
             &n.virtual_network,
         );
-        check(&mut bad, format!("{p}.subnet"), NameKind::Subnet, &n.subnet);
+        bad.check(format!("{p}.subnet"), NameKind::Subnet, &n.subnet);
         if let Some(pip) = &n.public_ip {
-            check(&mut bad, format!("{p}.public_ip"), NameKind::PublicIp, pip);
+            bad.check(format!("{p}.public_ip"), NameKind::PublicIp, pip);
         }
     }
+}
+
+/// No two NICs of a name.
+fn nic_duplicates(t: &crate::plan::types::Target, bad: &mut BadNames) {
+    for (i, n) in t.nics.iter().enumerate() {
+        if t.nics[..i]
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&n.name))
+        {
+            bad.0.push((
+                format!("$.restore_point.vm.nics[{i}].name"),
+                format!("two NICs would be named '{}'", n.name),
+            ));
+        }
+    }
+}
+
+/// Each disk's name and disk encryption set; no two disks of a name
+/// (Azure names are unique per resource group and type, ignoring case).
+fn disk_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
+    use crate::model::names::NameKind;
+    use crate::plan::types::TargetDisk;
     // Where a target disk comes from, for the finding's path.
-    let source_path = |disk: &crate::plan::types::TargetDisk| -> String {
+    let source_path = |disk: &TargetDisk| -> String {
         let Some(i) = c.vm.disks.iter().position(|s| s.name == disk.source_disk) else {
             return "$.restore_point.vm.disks".into();
         };
@@ -292,26 +314,25 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
             None => format!("$.restore_point.vm.disks[{i}].name"),
         }
     };
+    let what = |x: &TargetDisk| match &x.volume_group {
+        Some(vg) => format!("volume group '{vg}' of disk '{}'", x.source_disk),
+        None => format!("disk '{}'", x.source_disk),
+    };
     for (i, disk) in t.disks.iter().enumerate() {
-        check(&mut bad, source_path(disk), NameKind::Disk, &disk.name);
+        bad.check(source_path(disk), NameKind::Disk, &disk.name);
         if let Some(des) = &disk.disk_encryption_set {
             let path = if c.dest.disk_encryption_set.is_some() {
                 "$.request.destination.disk_encryption_set"
             } else {
                 "$.restore_point.vm.disks"
             };
-            check(&mut bad, path.into(), NameKind::DiskEncryptionSet, des);
+            bad.check(path, NameKind::DiskEncryptionSet, des);
         }
-        // Azure names are unique per resource group and type, ignoring case.
         if let Some(first) = t.disks[..i]
             .iter()
             .find(|o| o.name.eq_ignore_ascii_case(&disk.name))
         {
-            let what = |x: &crate::plan::types::TargetDisk| match &x.volume_group {
-                Some(vg) => format!("volume group '{vg}' of disk '{}'", x.source_disk),
-                None => format!("disk '{}'", x.source_disk),
-            };
-            bad.push((
+            bad.0.push((
                 source_path(disk),
                 format!(
                     "{} would be restored as disk '{}', the name {} is restored as: rename one of them",
@@ -321,19 +342,5 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
                 ),
             ));
         }
-    }
-    for (i, n) in t.nics.iter().enumerate() {
-        if t.nics[..i]
-            .iter()
-            .any(|o| o.name.eq_ignore_ascii_case(&n.name))
-        {
-            bad.push((
-                format!("$.restore_point.vm.nics[{i}].name"),
-                format!("two NICs would be named '{}'", n.name),
-            ));
-        }
-    }
-    for (path, message) in bad {
-        d.block(r, &path, message);
     }
 }

@@ -191,108 +191,10 @@ impl LocalRepository {
                 "chunk size {chunk_size} must be a multiple of 512 up to 64 MiB"
             )));
         }
-        // Every disk (and volume group) needs its image: a restore point
-        // imported without one would restore an empty disk.
-        let mut missing = Vec::new();
-        for d in &rp.vm.disks {
-            let names = std::iter::once(d.name.clone()).chain(
-                d.lvm_volume_groups
-                    .iter()
-                    .map(|g| format!("{}/{}", d.name, g.name)),
-            );
-            for n in names {
-                match images.iter().filter(|(i, _)| *i == n).count() {
-                    0 => missing.push(n),
-                    1 => {}
-                    _ => {
-                        return Err(Error::Repository(format!(
-                            "disk '{n}' has more than one image"
-                        )));
-                    }
-                }
-            }
-        }
-        if !missing.is_empty() {
-            return Err(Error::Repository(format!(
-                "no image for disk {} of VM '{}'",
-                missing
-                    .iter()
-                    .map(|m| format!("'{m}'"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                rp.vm.name
-            )));
-        }
+        check_images(rp, images)?;
         let mut disks = Vec::new();
         for (name, path) in images {
-            let io = |e: std::io::Error| {
-                Error::Repository(format!("disk '{name}': {}: {e}", path.display()))
-            };
-            let (mut f, size) = open_image(path).map_err(io)?;
-            let expected = match name.split_once('/') {
-                None => rp
-                    .vm
-                    .disks
-                    .iter()
-                    .find(|d| d.name == *name)
-                    .map(|d| d.size_bytes),
-                Some((disk, vg)) => rp
-                    .vm
-                    .disks
-                    .iter()
-                    .find(|d| d.name == disk)
-                    .and_then(|d| d.lvm_volume_groups.iter().find(|g| g.name == vg))
-                    .map(|g| g.size_bytes),
-            };
-            match expected {
-                None => {
-                    return Err(Error::Repository(format!(
-                        "'{name}' is not a disk (or disk/volume group) of VM '{}'",
-                        rp.vm.name
-                    )));
-                }
-                Some(e) if e != size => {
-                    return Err(Error::Repository(format!(
-                        "image {} of '{name}' has {size} bytes; the restore point says {e}",
-                        path.display()
-                    )));
-                }
-                Some(_) => {}
-            }
-            let mut chunks = Vec::new();
-            let mut buf = vec![0u8; chunk_size as usize];
-            let mut offset = 0u64;
-            while offset < size {
-                let len = chunk_size.min(size - offset) as usize;
-                f.read_exact(&mut buf[..len]).map_err(io)?;
-                let data = &buf[..len];
-                if data.iter().any(|b| *b != 0) {
-                    let sha = hex::encode(Sha256::digest(data));
-                    // A chunk already there is kept when it is a regular
-                    // file of the right length; anything else (a symbolic
-                    // link, a FIFO, a torn file) is replaced, not followed.
-                    if !self.open_chunk(&sha).is_ok_and(|(_, l)| l == len as u64) {
-                        beneath::write_file(&self.root, &["chunks", &sha[..2]], &sha, data)
-                            .map_err(|e| {
-                                Error::Repository(format!(
-                                    "disk '{name}': cannot store chunk {sha}: {e}"
-                                ))
-                            })?;
-                    }
-                    chunks.push(ChunkRef {
-                        offset,
-                        length: len as u64,
-                        sha256: sha,
-                    });
-                }
-                offset += len as u64;
-            }
-            disks.push(DiskManifest {
-                name: name.to_string(),
-                size_bytes: size,
-                digest: disk_digest(&chunks),
-                chunks,
-            });
+            disks.push(self.import_image(rp, name, path, chunk_size)?);
         }
         let m = Manifest {
             format: MANIFEST_FORMAT.into(),
@@ -312,6 +214,127 @@ impl LocalRepository {
         )
         .map_err(|e| Error::Repository(format!("cannot write {}: {e}", path.display())))?;
         Ok(m)
+    }
+
+    /// Cuts one image into chunks and stores those that are not all zero.
+    fn import_image(
+        &self,
+        rp: &RestorePoint,
+        name: &str,
+        path: &Path,
+        chunk_size: u64,
+    ) -> Result<DiskManifest> {
+        let io = |e: std::io::Error| {
+            Error::Repository(format!("disk '{name}': {}: {e}", path.display()))
+        };
+        let (mut f, size) = open_image(path).map_err(io)?;
+        let expected = image_size(rp, name);
+        match expected {
+            None => {
+                return Err(Error::Repository(format!(
+                    "'{name}' is not a disk (or disk/volume group) of VM '{}'",
+                    rp.vm.name
+                )));
+            }
+            Some(e) if e != size => {
+                return Err(Error::Repository(format!(
+                    "image {} of '{name}' has {size} bytes; the restore point says {e}",
+                    path.display()
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut chunks = Vec::new();
+        let mut buf = vec![0u8; chunk_size as usize];
+        let mut offset = 0u64;
+        while offset < size {
+            let len = chunk_size.min(size - offset) as usize;
+            f.read_exact(&mut buf[..len]).map_err(io)?;
+            let data = &buf[..len];
+            if data.iter().any(|b| *b != 0) {
+                let sha = hex::encode(Sha256::digest(data));
+                // A chunk already there is kept when it is a regular
+                // file of the right length; anything else (a symbolic
+                // link, a FIFO, a torn file) is replaced, not followed.
+                if !self.open_chunk(&sha).is_ok_and(|(_, l)| l == len as u64) {
+                    beneath::write_file(&self.root, &["chunks", &sha[..2]], &sha, data).map_err(
+                        |e| {
+                            Error::Repository(format!(
+                                "disk '{name}': cannot store chunk {sha}: {e}"
+                            ))
+                        },
+                    )?;
+                }
+                chunks.push(ChunkRef {
+                    offset,
+                    length: len as u64,
+                    sha256: sha,
+                });
+            }
+            offset += len as u64;
+        }
+        Ok(DiskManifest {
+            name: name.to_string(),
+            size_bytes: size,
+            digest: disk_digest(&chunks),
+            chunks,
+        })
+    }
+}
+
+/// Every disk (and volume group) needs exactly one image: a restore point
+/// imported without one would restore an empty disk.
+fn check_images(rp: &RestorePoint, images: &[(&str, &Path)]) -> Result<()> {
+    let mut missing = Vec::new();
+    for d in &rp.vm.disks {
+        let names = std::iter::once(d.name.clone()).chain(
+            d.lvm_volume_groups
+                .iter()
+                .map(|g| format!("{}/{}", d.name, g.name)),
+        );
+        for n in names {
+            match images.iter().filter(|(i, _)| *i == n).count() {
+                0 => missing.push(n),
+                1 => {}
+                _ => {
+                    return Err(Error::Repository(format!(
+                        "disk '{n}' has more than one image"
+                    )));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Repository(format!(
+            "no image for disk {} of VM '{}'",
+            missing
+                .iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            rp.vm.name
+        )));
+    }
+    Ok(())
+}
+
+/// The size the restore point gives a disk (`name`) or a volume group
+/// (`disk/group`); `None` when it has no such disk.
+fn image_size(rp: &RestorePoint, name: &str) -> Option<u64> {
+    match name.split_once('/') {
+        None => rp
+            .vm
+            .disks
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.size_bytes),
+        Some((disk, vg)) => rp
+            .vm
+            .disks
+            .iter()
+            .find(|d| d.name == disk)
+            .and_then(|d| d.lvm_volume_groups.iter().find(|g| g.name == vg))
+            .map(|g| g.size_bytes),
     }
 }
 
