@@ -55,6 +55,19 @@ pub enum NameKind {
     StorageAccount,
 }
 
+impl NameKind {
+    /// Every kind, in the order of the enum.
+    #[rustfmt::skip]
+    pub const ALL: [NameKind; 14] = {
+        use NameKind::*;
+        [
+            ResourceGroup, VirtualMachine, Disk, Snapshot, AvailabilitySet, DiskEncryptionSet,
+            DedicatedHost, NetworkInterface, NetworkSecurityGroup, PublicIp, VirtualNetwork,
+            Subnet, KeyVault, StorageAccount,
+        ]
+    };
+}
+
 /// The shape of a kind's rule.
 enum Shape {
     /// Letters, digits, `_`, `-`, `.`, starting with a letter or digit and
@@ -320,25 +333,9 @@ impl ResourceId<'_> {
 
 /// The name kind of a resource type, where this module knows its rule.
 fn kind_of_type(t: &str) -> Option<NameKind> {
-    use NameKind::*;
-    [
-        ResourceGroup,
-        VirtualMachine,
-        Disk,
-        Snapshot,
-        AvailabilitySet,
-        DiskEncryptionSet,
-        DedicatedHost,
-        NetworkInterface,
-        NetworkSecurityGroup,
-        PublicIp,
-        VirtualNetwork,
-        Subnet,
-        KeyVault,
-        StorageAccount,
-    ]
-    .into_iter()
-    .find(|k| k.resource_type().eq_ignore_ascii_case(t))
+    NameKind::ALL
+        .into_iter()
+        .find(|k| k.resource_type().eq_ignore_ascii_case(t))
 }
 
 /// Whether `s` can be a segment of an ARM path at all: not empty, not `.`

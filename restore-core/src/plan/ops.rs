@@ -192,6 +192,38 @@ impl ResourceSpec {
             | ResourceSpec::VirtualMachine { name, .. } => name,
         }
     }
+
+    /// The resource group it goes in (`None` for a resource group).
+    pub fn resource_group(&self) -> Option<&str> {
+        match self {
+            ResourceSpec::ResourceGroup { .. } => None,
+            ResourceSpec::KeyVault { resource_group, .. }
+            | ResourceSpec::StorageAccount { resource_group, .. }
+            | ResourceSpec::HelperAppliance { resource_group, .. }
+            | ResourceSpec::Snapshot { resource_group, .. }
+            | ResourceSpec::Disk { resource_group, .. }
+            | ResourceSpec::NetworkSecurityGroup { resource_group, .. }
+            | ResourceSpec::PublicIp { resource_group, .. }
+            | ResourceSpec::NetworkInterface { resource_group, .. }
+            | ResourceSpec::VirtualMachine { resource_group, .. } => Some(resource_group),
+        }
+    }
+
+    /// The region it is created in (`None` for a snapshot: its disks').
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            ResourceSpec::Snapshot { .. } => None,
+            ResourceSpec::ResourceGroup { region, .. }
+            | ResourceSpec::KeyVault { region, .. }
+            | ResourceSpec::StorageAccount { region, .. }
+            | ResourceSpec::HelperAppliance { region, .. }
+            | ResourceSpec::Disk { region, .. }
+            | ResourceSpec::NetworkSecurityGroup { region, .. }
+            | ResourceSpec::PublicIp { region, .. }
+            | ResourceSpec::NetworkInterface { region, .. }
+            | ResourceSpec::VirtualMachine { region, .. } => Some(region),
+        }
+    }
 }
 
 /// Changes that are not creates.

@@ -159,9 +159,16 @@ fn label(s: &Step) -> String {
     .replace('"', "'")
 }
 
-/// The step graph as a Mermaid flowchart, one subgraph per stage.
-pub fn to_mermaid(plan: &Plan) -> String {
-    let mut o = String::from("flowchart TD\n");
+/// How a graph syntax writes a stage's group, a node and an edge.
+struct GraphSyntax {
+    open_stage: fn(&mut String, usize, &str),
+    close_stage: &'static str,
+    node: fn(&mut String, usize, &str),
+    edge: fn(&mut String, usize, usize),
+}
+
+/// Writes the steps, grouped by stage in plan order, then the edges.
+fn write_graph(o: &mut String, plan: &Plan, g: &GraphSyntax) {
     let ids: std::collections::HashMap<&str, usize> = plan
         .steps
         .iter()
@@ -173,28 +180,45 @@ pub fn to_mermaid(plan: &Plan) -> String {
     for (i, s) in plan.steps.iter().enumerate() {
         if stage != Some(s.stage.as_ref()) {
             if stage.is_some() {
-                o.push_str("  end\n");
+                o.push_str(g.close_stage);
             }
             stage = Some(s.stage.as_ref());
-            let _ = writeln!(
-                o,
-                "  subgraph stage{n_stage}[\"{}\"]",
-                s.stage.replace('"', "'")
-            );
+            (g.open_stage)(o, n_stage, &s.stage.replace('"', "'"));
             n_stage += 1;
         }
-        let _ = writeln!(o, "    s{i}[\"{}\"]", label(s));
+        (g.node)(o, i, &label(s));
     }
     if stage.is_some() {
-        o.push_str("  end\n");
+        o.push_str(g.close_stage);
     }
     for (i, s) in plan.steps.iter().enumerate() {
         for d in &s.depends_on {
             if let Some(j) = ids.get(d.as_ref()) {
-                let _ = writeln!(o, "  s{j} --> s{i}");
+                (g.edge)(o, *j, i);
             }
         }
     }
+}
+
+/// The step graph as a Mermaid flowchart, one subgraph per stage.
+pub fn to_mermaid(plan: &Plan) -> String {
+    let mut o = String::from("flowchart TD\n");
+    write_graph(
+        &mut o,
+        plan,
+        &GraphSyntax {
+            open_stage: |o, n, name| {
+                let _ = writeln!(o, "  subgraph stage{n}[\"{name}\"]");
+            },
+            close_stage: "  end\n",
+            node: |o, i, label| {
+                let _ = writeln!(o, "    s{i}[\"{label}\"]");
+            },
+            edge: |o, j, i| {
+                let _ = writeln!(o, "  s{j} --> s{i}");
+            },
+        },
+    );
     o
 }
 
@@ -203,39 +227,22 @@ pub fn to_dot(plan: &Plan) -> String {
     let mut o = String::from(
         "digraph plan {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];\n",
     );
-    let ids: std::collections::HashMap<&str, usize> = plan
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_ref(), i))
-        .collect();
-    let mut stage = None;
-    let mut n_stage = 0;
-    for (i, s) in plan.steps.iter().enumerate() {
-        if stage != Some(s.stage.as_ref()) {
-            if stage.is_some() {
-                o.push_str("  }\n");
-            }
-            stage = Some(s.stage.as_ref());
-            let _ = writeln!(
-                o,
-                "  subgraph cluster_{n_stage} {{\n    label=\"{}\";",
-                s.stage.replace('"', "'")
-            );
-            n_stage += 1;
-        }
-        let _ = writeln!(o, "    s{i} [label=\"{}\"];", label(s));
-    }
-    if stage.is_some() {
-        o.push_str("  }\n");
-    }
-    for (i, s) in plan.steps.iter().enumerate() {
-        for d in &s.depends_on {
-            if let Some(j) = ids.get(d.as_ref()) {
+    write_graph(
+        &mut o,
+        plan,
+        &GraphSyntax {
+            open_stage: |o, n, name| {
+                let _ = writeln!(o, "  subgraph cluster_{n} {{\n    label=\"{name}\";");
+            },
+            close_stage: "  }\n",
+            node: |o, i, label| {
+                let _ = writeln!(o, "    s{i} [label=\"{label}\"];");
+            },
+            edge: |o, j, i| {
                 let _ = writeln!(o, "  s{j} -> s{i};");
-            }
-        }
-    }
+            },
+        },
+    );
     o.push_str("}\n");
     o
 }

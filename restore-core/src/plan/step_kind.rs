@@ -57,6 +57,26 @@ impl StepKind {
     /// Number of step kinds.
     pub const COUNT: usize = StepKind::DeleteExistingDisks as usize + 1;
 
+    /// Every step kind, in the order of the enum (the order stages are
+    /// usually written in).
+    #[rustfmt::skip]
+    pub const ALL: [StepKind; StepKind::COUNT] = {
+        use StepKind::*;
+        [
+            VerifyRestorePoint, ResourceGroup, KeyVault, KeyVaultAccess, StagingAccount,
+            HelperAppliance, SnapshotExistingDisks, DeleteExistingVm, CreateDisk, WriteDisk,
+            FinalizeDisk, BootFix, ConvertToManaged, NetworkSecurityGroup, PublicIp,
+            NetworkInterface, VirtualMachine, Template, SwapDisks, PowerOn, DeleteExistingDisks,
+        ]
+    };
+
+    /// The kinds from `first` through `last` in the enum's order: how a
+    /// profile's stage names a run of consecutive kinds.
+    pub fn through(first: StepKind, last: StepKind) -> &'static [StepKind] {
+        let (a, b) = (first as usize, last as usize);
+        if a <= b { &Self::ALL[a..=b] } else { &[] }
+    }
+
     /// The resource type shown in renderings.
     pub fn resource_type(self) -> &'static str {
         match self {
@@ -82,5 +102,26 @@ impl StepKind {
             StepKind::PowerOn => "virtual_machine_power",
             StepKind::DeleteExistingDisks => "disk",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepKind;
+
+    #[test]
+    fn all_lists_every_kind_in_the_enum_order() {
+        for (i, k) in StepKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?} out of place in StepKind::ALL");
+        }
+        assert_eq!(
+            StepKind::through(StepKind::CreateDisk, StepKind::FinalizeDisk),
+            [
+                StepKind::CreateDisk,
+                StepKind::WriteDisk,
+                StepKind::FinalizeDisk
+            ]
+        );
+        assert!(StepKind::through(StepKind::PowerOn, StepKind::KeyVault).is_empty());
     }
 }

@@ -228,6 +228,20 @@ pub enum TransformKind {
 }
 
 impl TransformKind {
+    /// Whether applying it needs an argument (a zone, a vault, a disk, a
+    /// size, a generation, an NSG) that a custom rule cannot give.
+    pub fn needs_argument(self) -> bool {
+        matches!(
+            self,
+            TransformKind::ChangeZone
+                | TransformKind::NewKeyVault
+                | TransformKind::OmitDisk
+                | TransformKind::ChangeVmSize
+                | TransformKind::ChangeGeneration
+                | TransformKind::NewNetworkSecurityGroup
+        )
+    }
+
     /// Every kind, for documentation and validation of custom rules.
     pub const ALL: [TransformKind; 19] = [
         TransformKind::DropZone,

@@ -15,38 +15,18 @@ pub(super) fn restore_stages() -> Vec<Stage> {
     stages(&[
         (
             "trigger the restore",
-            &[
-                VerifyRestorePoint,
-                ResourceGroup,
-                KeyVault,
-                KeyVaultAccess,
-                StagingAccount,
-                HelperAppliance,
-            ],
+            StepKind::through(VerifyRestorePoint, HelperAppliance),
         ),
         ("snapshot the existing disks", &[SnapshotExistingDisks]),
         (
             "transfer data",
-            &[
-                CreateDisk,
-                WriteDisk,
-                FinalizeDisk,
-                BootFix,
-                ConvertToManaged,
-            ],
+            StepKind::through(CreateDisk, ConvertToManaged),
         ),
         // The point of no return: only after every disk is verified.
         ("replace the existing VM", &[DeleteExistingVm]),
         (
             "create the VM or the template",
-            &[
-                NetworkSecurityGroup,
-                PublicIp,
-                NetworkInterface,
-                VirtualMachine,
-                Template,
-                SwapDisks,
-            ],
+            StepKind::through(NetworkSecurityGroup, SwapDisks),
         ),
         ("finish", &[PowerOn, DeleteExistingDisks]),
     ])
@@ -518,46 +498,55 @@ fn ab04(r: &Rule, c: &Ctx, d: &mut Decisions) {
     }
 }
 
+/// Blocks with each `(applies, path, why)` that applies.
+fn block_each(r: &Rule, d: &mut Decisions, checks: &[(bool, &str, &str)]) {
+    for (applies, path, why) in checks {
+        if *applies {
+            d.block(r, path, *why);
+        }
+    }
+}
+
 fn ab05(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if !c.facts.cross_subscription {
         return;
     }
     let p = "$.request.destination.subscription_id";
-    if c.rp
-        .vault
-        .as_ref()
-        .is_some_and(|v| !v.cross_subscription_restore)
-    {
-        d.block(r, p, "cross-subscription restore is disabled on the vault");
-    }
-    if c.vm.disks.iter().any(|x| !x.is_managed()) {
-        d.block(
-            r,
-            p,
-            "cross-subscription restore is not supported for unmanaged disks",
-        );
-    }
-    if c.facts.ade {
-        d.block(
-            r,
-            p,
-            "cross-subscription restore is not supported for ADE-encrypted VMs",
-        );
-    }
-    if c.rp.tier == Tier::Snapshot {
-        d.block(
-            r,
-            "$.restore_point.tier",
-            "cross-subscription restore needs a vault-tier recovery point, not a snapshot",
-        );
-    }
-    if c.facts.cross_tenant {
-        d.block(
-            r,
-            "$.request.destination.tenant_id",
-            "cross-subscription restore to another tenant is not supported",
-        );
-    }
+    let vault_off =
+        c.rp.vault
+            .as_ref()
+            .is_some_and(|v| !v.cross_subscription_restore);
+    block_each(
+        r,
+        d,
+        &[
+            (
+                vault_off,
+                p,
+                "cross-subscription restore is disabled on the vault",
+            ),
+            (
+                c.vm.disks.iter().any(|x| !x.is_managed()),
+                p,
+                "cross-subscription restore is not supported for unmanaged disks",
+            ),
+            (
+                c.facts.ade,
+                p,
+                "cross-subscription restore is not supported for ADE-encrypted VMs",
+            ),
+            (
+                c.rp.tier == Tier::Snapshot,
+                "$.restore_point.tier",
+                "cross-subscription restore needs a vault-tier recovery point, not a snapshot",
+            ),
+            (
+                c.facts.cross_tenant,
+                "$.request.destination.tenant_id",
+                "cross-subscription restore to another tenant is not supported",
+            ),
+        ],
+    );
 }
 
 fn ab06(r: &Rule, c: &Ctx, d: &mut Decisions) {
@@ -568,34 +557,36 @@ fn ab06(r: &Rule, c: &Ctx, d: &mut Decisions) {
         return;
     }
     let p = "$.request.destination.zone";
-    if c.vm.disks.iter().any(|x| !x.is_managed()) {
-        d.block(
-            r,
-            p,
-            "cross-zonal restore is not supported for unmanaged disks",
-        );
-    }
-    if c.facts.encrypted {
-        d.block(
-            r,
-            p,
-            "cross-zonal restore is not supported for encrypted VMs",
-        );
-    }
-    if c.rp.tier == Tier::Snapshot {
-        d.block(
-            r,
-            "$.restore_point.tier",
-            "cross-zonal restore needs a vault-tier recovery point, not a snapshot only",
-        );
-    }
-    if c.rp
-        .vault
-        .as_ref()
-        .is_some_and(|v| v.redundancy == VaultRedundancy::Grs && !v.cross_region_restore)
-    {
-        d.block(r, "$.restore_point.vault.redundancy", "cross-zonal restore is not supported from a GRS vault in the same region (use a ZRS vault or cross-region restore)");
-    }
+    let grs_same_region =
+        c.rp.vault
+            .as_ref()
+            .is_some_and(|v| v.redundancy == VaultRedundancy::Grs && !v.cross_region_restore);
+    block_each(
+        r,
+        d,
+        &[
+            (
+                c.vm.disks.iter().any(|x| !x.is_managed()),
+                p,
+                "cross-zonal restore is not supported for unmanaged disks",
+            ),
+            (
+                c.facts.encrypted,
+                p,
+                "cross-zonal restore is not supported for encrypted VMs",
+            ),
+            (
+                c.rp.tier == Tier::Snapshot,
+                "$.restore_point.tier",
+                "cross-zonal restore needs a vault-tier recovery point, not a snapshot only",
+            ),
+            (
+                grs_same_region,
+                "$.restore_point.vault.redundancy",
+                "cross-zonal restore is not supported from a GRS vault in the same region (use a ZRS vault or cross-region restore)",
+            ),
+        ],
+    );
 }
 
 fn ab07(r: &Rule, c: &Ctx, d: &mut Decisions) {

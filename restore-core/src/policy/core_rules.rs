@@ -201,6 +201,12 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
     }
 }
 
+/// Where a name came from: the request's path when the request gave it,
+/// the restore point's otherwise.
+fn request_or_source(given: bool, request: &'static str, source: &'static str) -> &'static str {
+    if given { request } else { source }
+}
+
 /// The resource group, VM, subscription, availability set, staging
 /// account, key vault and NSG, each found at the path it came from.
 fn resource_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
@@ -248,11 +254,11 @@ fn resource_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
         bad.check("$.restore_point.key_vaults", NameKind::KeyVault, k);
     }
     if let Some(n) = &t.network_security_group {
-        let path = if c.dest.network_security_group.is_some() {
-            "$.request.destination.network_security_group"
-        } else {
-            "$.restore_point.vm.network_security_group"
-        };
+        let path = request_or_source(
+            c.dest.network_security_group.is_some(),
+            "$.request.destination.network_security_group",
+            "$.restore_point.vm.network_security_group",
+        );
         bad.check(path, NameKind::NetworkSecurityGroup, n);
     }
 }
@@ -321,11 +327,11 @@ fn disk_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
     for (i, disk) in t.disks.iter().enumerate() {
         bad.check(source_path(disk), NameKind::Disk, &disk.name);
         if let Some(des) = &disk.disk_encryption_set {
-            let path = if c.dest.disk_encryption_set.is_some() {
-                "$.request.destination.disk_encryption_set"
-            } else {
-                "$.restore_point.vm.disks"
-            };
+            let path = request_or_source(
+                c.dest.disk_encryption_set.is_some(),
+                "$.request.destination.disk_encryption_set",
+                "$.restore_point.vm.disks",
+            );
             bad.check(path, NameKind::DiskEncryptionSet, des);
         }
         if let Some(first) = t.disks[..i]

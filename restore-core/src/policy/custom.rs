@@ -17,7 +17,7 @@
 //! (see [`super::RuleInput`] and [`super::Facts`]); field names and enum
 //! values are those of the JSON model. Outcomes: `block`, `warn`, `info`,
 //! `post`, and `transform` with `transform` naming one of
-//! [`NAMED_TRANSFORMS`]. A syntax error, a field that does not exist, an
+//! [`named_transforms`]. A syntax error, a field that does not exist, an
 //! unknown outcome or transformation, or a duplicate or reserved ID is an
 //! error when the rules are loaded.
 
@@ -34,22 +34,12 @@ use super::{Ctx, Decisions, Eval, Profile, Rule, RuleInput};
 use crate::error::{Error, Result};
 use crate::plan::types::{OutcomeKind, TransformKind};
 
-/// Transformations a custom rule may name (those that need no argument).
-pub const NAMED_TRANSFORMS: [TransformKind; 13] = [
-    TransformKind::DropZone,
-    TransformKind::DropAvailabilitySet,
-    TransformKind::EfiToBios,
-    TransformKind::GptToMbr,
-    TransformKind::SplitLvm,
-    TransformKind::StaticToDynamicIp,
-    TransformKind::SpotToRegular,
-    TransformKind::PairedRegion,
-    TransformKind::RestoreDisksInstead,
-    TransformKind::DropCustomerManagedKeys,
-    TransformKind::ClusterNodeToVm,
-    TransformKind::KeepFirstVirtualNetwork,
-    TransformKind::DropPublicIp,
-];
+/// Transformations a custom rule may name: those that need no argument.
+pub fn named_transforms() -> impl Iterator<Item = TransformKind> {
+    TransformKind::ALL
+        .into_iter()
+        .filter(|k| !k.needs_argument())
+}
 
 /// Largest rules document accepted (1 MiB) and most rules in one.
 const MAX_RULES_BYTES: usize = 1 << 20;
@@ -256,15 +246,11 @@ fn compile(spec: RuleSpec, set: &str) -> std::result::Result<Rule, String> {
 }
 
 fn parse_transform(t: &str) -> std::result::Result<TransformKind, String> {
-    let names: Vec<String> = NAMED_TRANSFORMS
-        .iter()
-        .map(|k| transform_name(*k))
-        .collect();
-    NAMED_TRANSFORMS
-        .iter()
+    let names: Vec<String> = named_transforms().map(transform_name).collect();
+    named_transforms()
         .zip(&names)
         .find(|(_, n)| n.as_str() == t)
-        .map(|(k, _)| *k)
+        .map(|(k, _)| k)
         .ok_or_else(|| {
             format!(
                 "unknown transformation '{t}' (one of: {})",

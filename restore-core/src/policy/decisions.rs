@@ -749,7 +749,7 @@ impl Decisions {
                 }
             }
             // These need an argument a custom rule cannot give; the loader
-            // rejects them (see custom::NAMED_TRANSFORMS).
+            // rejects them (TransformKind::needs_argument).
             TransformKind::ChangeZone
             | TransformKind::NewKeyVault
             | TransformKind::OmitDisk

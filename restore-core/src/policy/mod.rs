@@ -252,27 +252,17 @@ pub(crate) fn default_stages() -> &'static [Stage] {
             ("verify restore point", &[VerifyRestorePoint]),
             (
                 "prepare destination",
-                &[
-                    ResourceGroup,
-                    KeyVault,
-                    KeyVaultAccess,
-                    StagingAccount,
-                    HelperAppliance,
-                    SnapshotExistingDisks,
-                ],
+                StepKind::through(ResourceGroup, SnapshotExistingDisks),
             ),
             ("create disks", &[CreateDisk]),
-            (
-                "write data",
-                &[WriteDisk, FinalizeDisk, BootFix, ConvertToManaged],
-            ),
+            ("write data", StepKind::through(WriteDisk, ConvertToManaged)),
             // The point of no return: only after every disk is verified.
             ("replace existing VM", &[DeleteExistingVm]),
             (
                 "network",
-                &[NetworkSecurityGroup, PublicIp, NetworkInterface],
+                StepKind::through(NetworkSecurityGroup, NetworkInterface),
             ),
-            ("create VM", &[VirtualMachine, Template, SwapDisks]),
+            ("create VM", StepKind::through(VirtualMachine, SwapDisks)),
             ("finish", &[PowerOn, DeleteExistingDisks]),
         ])
     })

@@ -27,19 +27,11 @@ pub(super) fn restore_stages() -> Vec<Stage> {
     stages(&[
         (
             "prepare the restore",
-            &[
-                VerifyRestorePoint,
-                ResourceGroup,
-                KeyVault,
-                KeyVaultAccess,
-                StagingAccount,
-                HelperAppliance,
-                SnapshotExistingDisks,
-            ],
+            StepKind::through(VerifyRestorePoint, SnapshotExistingDisks),
         ),
         (
             "convert disks to VHD and upload them to Blob storage",
-            &[CreateDisk, WriteDisk, FinalizeDisk],
+            StepKind::through(CreateDisk, FinalizeDisk),
         ),
         (
             "mount the disks and fix the boot configuration",
@@ -49,14 +41,7 @@ pub(super) fn restore_stages() -> Vec<Stage> {
         ("replace the existing VM", &[DeleteExistingVm]),
         (
             "register the VM",
-            &[
-                NetworkSecurityGroup,
-                PublicIp,
-                NetworkInterface,
-                VirtualMachine,
-                Template,
-                SwapDisks,
-            ],
+            StepKind::through(NetworkSecurityGroup, SwapDisks),
         ),
         ("power on the VM", &[PowerOn, DeleteExistingDisks]),
     ])

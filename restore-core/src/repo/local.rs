@@ -139,23 +139,8 @@ impl LocalRepository {
     /// Reads one chunk of `disk` and checks its length and SHA-256; a
     /// mismatch or a missing chunk is an error naming the disk and offset.
     pub fn read_chunk(&self, disk: &str, chunk: &ChunkRef) -> Result<Vec<u8>> {
-        let integrity = |m: String| Error::Integrity {
-            disk: disk.to_string(),
-            offset: chunk.offset,
-            message: m,
-        };
-        if !is_hex64(&chunk.sha256) {
-            return Err(integrity(format!(
-                "'{}' is not a SHA-256",
-                chunk.sha256.chars().take(80).collect::<String>()
-            )));
-        }
-        if chunk.length == 0 || chunk.length > MAX_CHUNK_SIZE {
-            return Err(integrity(format!(
-                "a chunk of {} bytes is not between 1 byte and {MAX_CHUNK_SIZE}",
-                chunk.length
-            )));
-        }
+        check_chunk_ref(disk, chunk)?;
+        let integrity = |m: String| chunk_error(disk, chunk, m);
         let cannot =
             |e: std::io::Error| integrity(format!("chunk {} cannot be read: {e}", chunk.sha256));
         // Reads are bounded by the declared length (one byte more tells a

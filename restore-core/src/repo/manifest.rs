@@ -124,14 +124,46 @@ pub fn parse_manifest(text: &str, id: &str) -> Result<Manifest> {
     Ok(m)
 }
 
+/// An integrity error about `chunk` of `disk` (the disk and offset named).
+pub(crate) fn chunk_error(disk: &str, chunk: &ChunkRef, message: String) -> Error {
+    Error::Integrity {
+        disk: disk.to_string(),
+        offset: chunk.offset,
+        message,
+    }
+}
+
+/// Checks a chunk reference before anything is read: a SHA-256 in
+/// lowercase hex (so it can name a file or object) and a length between 1
+/// byte and [`MAX_CHUNK_SIZE`].
+pub(crate) fn check_chunk_ref(disk: &str, chunk: &ChunkRef) -> Result<()> {
+    if !is_hex64(&chunk.sha256) {
+        return Err(chunk_error(
+            disk,
+            chunk,
+            format!(
+                "'{}' is not a SHA-256",
+                chunk.sha256.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    if chunk.length == 0 || chunk.length > MAX_CHUNK_SIZE {
+        return Err(chunk_error(
+            disk,
+            chunk,
+            format!(
+                "a chunk of {} bytes is not between 1 byte and {MAX_CHUNK_SIZE}",
+                chunk.length
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a chunk's bytes against its length and SHA-256; a mismatch is an
 /// error naming the disk and offset.
 pub(crate) fn verify_chunk(disk: &str, chunk: &ChunkRef, data: &[u8]) -> Result<()> {
-    let integrity = |m: String| Error::Integrity {
-        disk: disk.to_string(),
-        offset: chunk.offset,
-        message: m,
-    };
+    let integrity = |m: String| chunk_error(disk, chunk, m);
     if data.len() as u64 != chunk.length {
         return Err(integrity(format!(
             "chunk {} holds {} bytes, the manifest says {}",

@@ -32,7 +32,9 @@ pub use manifest::{
     disk_digest, parse_manifest,
 };
 #[cfg(feature = "object-store")]
-pub(crate) use manifest::{MAX_MANIFEST, is_hex64, valid_id, verify_chunk};
+pub(crate) use manifest::{
+    MAX_MANIFEST, check_chunk_ref, chunk_error, is_hex64, valid_id, verify_chunk,
+};
 #[cfg(feature = "object-store")]
 pub use object::ObjectStoreRepository;
 

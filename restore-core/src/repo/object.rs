@@ -196,17 +196,8 @@ impl ObjectStoreRepository {
 
     /// Reads one chunk of `disk`, checking its length and SHA-256.
     pub async fn read_chunk(&self, disk: &str, chunk: &ChunkRef) -> Result<Bytes> {
-        let integrity = |m: String| Error::Integrity {
-            disk: disk.to_string(),
-            offset: chunk.offset,
-            message: m,
-        };
-        if !is_hex64(&chunk.sha256) {
-            return Err(integrity(format!(
-                "'{}' is not a SHA-256",
-                chunk.sha256.chars().take(80).collect::<String>()
-            )));
-        }
+        super::check_chunk_ref(disk, chunk)?;
+        let integrity = |m: String| super::chunk_error(disk, chunk, m);
         let path = self.chunk_path(&chunk.sha256);
         let read = async { self.store.get(&path).await?.bytes().await };
         let data = match read.await {

@@ -81,11 +81,9 @@ impl ArmCloud {
     ) -> CallResult<()> {
         let id = self.vm_id_in(subscription_id, resource_group, vm)?;
         let op = format!("delete VM '{vm}'");
-        let v = match self.call(Method::GET, &id, api::VM, None, &op).await {
-            Ok(v) => v,
-            // Gone already (a retried or resumed step).
-            Err(e) if e.kind == CallErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        // Gone already: a retried or resumed step.
+        let Some(v) = self.call_found(Method::GET, &id, api::VM, &op).await? else {
+            return Ok(());
         };
         // Its disks must outlive it: they are what a failed restore
         // puts the VM back on, and what the replaced disks' step
@@ -126,10 +124,12 @@ impl ArmCloud {
     ) -> CallResult<()> {
         let id = self.vm_id_in(subscription_id, resource_group, vm)?;
         let op = format!("put back VM '{vm}' on its kept disks");
-        match self.call(Method::GET, &id, api::VM, None, &op).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind == CallErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if self
+            .call_found(Method::GET, &id, api::VM, &op)
+            .await?
+            .is_some()
+        {
+            return Ok(());
         }
         let saved = self
             .deleted_vms

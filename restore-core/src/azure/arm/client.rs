@@ -64,10 +64,8 @@ impl ArmCloud {
         key: &str,
         op: &str,
     ) -> CallResult<()> {
-        let v = match self.call(Method::GET, id, api_version, None, op).await {
-            Ok(v) => v,
-            Err(e) if e.kind == CallErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(v) = self.call_found(Method::GET, id, api_version, op).await? else {
+            return Ok(());
         };
         let tag = v.pointer("/tags/vmrestore-key").and_then(Value::as_str);
         if key.is_empty() || tag != Some(key) {
@@ -84,11 +82,9 @@ impl ArmCloud {
                 ),
             ));
         }
-        match self.call(Method::DELETE, id, api_version, None, op).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind == CallErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.call_found(Method::DELETE, id, api_version, op)
+            .await
+            .map(drop)
     }
 
     /// The bearer token goes only to the ARM endpoint: a URL that ARM
@@ -139,6 +135,22 @@ impl ArmCloud {
                 format!("ARM answered with malformed JSON: {e}"),
             )
         })
+    }
+
+    /// `call`, where a 404 is an answer, not an error: `None` (a GET of
+    /// what does not exist, a DELETE of what is gone already).
+    pub(super) async fn call_found(
+        &self,
+        method: Method,
+        id: &str,
+        api_version: &str,
+        op: &str,
+    ) -> CallResult<Option<Value>> {
+        match self.call(method, id, api_version, None, op).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind == CallErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// A request whose answer may be a long-running operation; returns the
@@ -320,20 +332,19 @@ fn provisioning_failure(op: &str, state: &str) -> CallError {
     CallError::new(CallErrorKind::Fatal, op, format!("provisioning {state}"))
 }
 
+/// ARM's `error.code` and `error.message` (empty where missing).
+fn error_code_message(v: &Value) -> (&str, &str) {
+    let field = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("");
+    (field("/error/code"), field("/error/message"))
+}
+
 /// An ARM error answer as a `CallError` with ARM's code and message.
 async fn arm_error(op: &str, resp: reqwest::Response) -> CallError {
     let status = resp.status();
     let retry_after = crate::azure::retry_after(resp.headers());
     let text = resp.text().await.unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let code = v
-        .pointer("/error/code")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let msg = v
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let (code, msg) = error_code_message(&v);
     let mut e = CallError::new(
         storage::kind_of(status),
         op,
@@ -347,14 +358,7 @@ async fn arm_error(op: &str, resp: reqwest::Response) -> CallError {
 
 fn lro_failure(op: &str, v: &Value) -> CallError {
     let status = v.get("status").and_then(Value::as_str).unwrap_or("Failed");
-    let code = v
-        .pointer("/error/code")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let msg = v
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let (code, msg) = error_code_message(&v);
     CallError::new(
         CallErrorKind::Fatal,
         op,

@@ -41,26 +41,12 @@ impl crate::exec::Cloud for ArmCloud {
         // is completed by the PUT; a resource group that was there is used
         // and left alone (`existed`); anything else of that name is not
         // ours to overwrite, nor to delete.
-        let before = match self.call(Method::GET, &id, api_version, None, &op).await {
-            Ok(v) => Some(v),
-            Err(e) if e.kind == CallErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
+        let before = self.call_found(Method::GET, &id, api_version, &op).await?;
         if let Some(v) = &before {
             let ours = v.pointer("/tags/vmrestore-key").and_then(Value::as_str) == Some(key);
             if !ours {
                 if matches!(spec, ResourceSpec::ResourceGroup { .. }) {
-                    return Ok(Resource {
-                        id: v
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or(&id)
-                            .to_string(),
-                        kind: spec.kind().to_string(),
-                        name: spec.name().to_string(),
-                        key: key.to_string(),
-                        existed: true,
-                    });
+                    return Ok(resource_from(v, &id, spec, key, true));
                 }
                 return Err(CallError::new(
                     CallErrorKind::Conflict,
@@ -108,28 +94,9 @@ impl crate::exec::Cloud for ArmCloud {
             ..
         } = spec
         {
-            for nic in attach_to {
-                let nic_id = self.id(None, resource_group, ResourceType::NetworkInterface, nic)?;
-                let mut n = self
-                    .call(Method::GET, &nic_id, api::NETWORK, None, &op)
-                    .await?;
-                n["properties"]["networkSecurityGroup"] = json!({ "id": id });
-                strip_read_only(&mut n);
-                self.call(Method::PUT, &nic_id, api::NETWORK, Some(&n), &op)
-                    .await?;
-            }
+            self.attach_nsg(&id, resource_group, attach_to, &op).await?;
         }
-        Ok(Resource {
-            id: v
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or(&id)
-                .to_string(),
-            kind: spec.kind().to_string(),
-            name: spec.name().to_string(),
-            key: key.to_string(),
-            existed: false,
-        })
+        Ok(resource_from(&v, &id, spec, key, false))
     }
 
     async fn delete(&self, resource: &Resource) -> CallResult<()> {
@@ -284,4 +251,42 @@ fn resource_group_of(id: &str) -> Option<&str> {
         }
     }
     None
+}
+
+/// The resource ARM answered with (its `id` as ARM spells it).
+fn resource_from(v: &Value, id: &str, spec: &ResourceSpec, key: &str, existed: bool) -> Resource {
+    Resource {
+        id: v
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or(id)
+            .to_string(),
+        kind: spec.kind().to_string(),
+        name: spec.name().to_string(),
+        key: key.to_string(),
+        existed,
+    }
+}
+
+impl ArmCloud {
+    /// Points each NIC at the NSG (`nsg_id`): read, change, write back.
+    async fn attach_nsg(
+        &self,
+        nsg_id: &str,
+        resource_group: &str,
+        nics: &[String],
+        op: &str,
+    ) -> CallResult<()> {
+        for nic in nics {
+            let nic_id = self.id(None, resource_group, ResourceType::NetworkInterface, nic)?;
+            let mut n = self
+                .call(Method::GET, &nic_id, api::NETWORK, None, op)
+                .await?;
+            n["properties"]["networkSecurityGroup"] = json!({ "id": nsg_id });
+            strip_read_only(&mut n);
+            self.call(Method::PUT, &nic_id, api::NETWORK, Some(&n), op)
+                .await?;
+        }
+        Ok(())
+    }
 }

@@ -32,32 +32,11 @@ impl SimCloud {
     pub(super) fn check_spec(&self, spec: &ResourceSpec, op: &str) -> CallResult<()> {
         let invalid = |m: String| CallError::new(CallErrorKind::Invalid, op, m);
         Self::name_kind(spec).check(spec.name()).map_err(invalid)?;
-        let rg = match spec {
-            ResourceSpec::ResourceGroup { .. } => None,
-            ResourceSpec::KeyVault { resource_group, .. }
-            | ResourceSpec::StorageAccount { resource_group, .. }
-            | ResourceSpec::HelperAppliance { resource_group, .. }
-            | ResourceSpec::Snapshot { resource_group, .. }
-            | ResourceSpec::Disk { resource_group, .. }
-            | ResourceSpec::NetworkSecurityGroup { resource_group, .. }
-            | ResourceSpec::PublicIp { resource_group, .. }
-            | ResourceSpec::NetworkInterface { resource_group, .. }
-            | ResourceSpec::VirtualMachine { resource_group, .. } => Some(resource_group),
-        };
-        if let Some(rg) = rg {
+        if let Some(rg) = spec.resource_group() {
             NameKind::ResourceGroup.check(rg).map_err(invalid)?;
         }
-        match spec {
-            ResourceSpec::ResourceGroup { region, .. }
-            | ResourceSpec::KeyVault { region, .. }
-            | ResourceSpec::StorageAccount { region, .. }
-            | ResourceSpec::HelperAppliance { region, .. }
-            | ResourceSpec::Disk { region, .. }
-            | ResourceSpec::NetworkSecurityGroup { region, .. }
-            | ResourceSpec::PublicIp { region, .. }
-            | ResourceSpec::NetworkInterface { region, .. }
-            | ResourceSpec::VirtualMachine { region, .. } => self.region_ok(op, region)?,
-            ResourceSpec::Snapshot { .. } => {}
+        if let Some(region) = spec.region() {
+            self.region_ok(op, region)?;
         }
         match spec {
             ResourceSpec::Disk {
@@ -408,17 +387,8 @@ fn nic_references(
 }
 
 pub(super) fn resource_id(spec: &ResourceSpec) -> String {
-    let rg = match spec {
-        ResourceSpec::ResourceGroup { name, .. } => return format!("/resourceGroups/{name}"),
-        ResourceSpec::KeyVault { resource_group, .. }
-        | ResourceSpec::StorageAccount { resource_group, .. }
-        | ResourceSpec::HelperAppliance { resource_group, .. }
-        | ResourceSpec::Snapshot { resource_group, .. }
-        | ResourceSpec::Disk { resource_group, .. }
-        | ResourceSpec::NetworkSecurityGroup { resource_group, .. }
-        | ResourceSpec::PublicIp { resource_group, .. }
-        | ResourceSpec::NetworkInterface { resource_group, .. }
-        | ResourceSpec::VirtualMachine { resource_group, .. } => resource_group,
-    };
-    format!("/resourceGroups/{rg}/{}/{}", spec.kind(), spec.name())
+    match spec.resource_group() {
+        None => format!("/resourceGroups/{}", spec.name()),
+        Some(rg) => format!("/resourceGroups/{rg}/{}/{}", spec.kind(), spec.name()),
+    }
 }

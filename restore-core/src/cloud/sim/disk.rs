@@ -12,13 +12,7 @@ impl SimCloud {
     /// A disk's bytes as written (zeros where nothing was), `size` long.
     pub fn disk_bytes(&self, name: &str) -> Option<Vec<u8>> {
         let st = self.lock();
-        let id = st
-            .resources
-            .values()
-            .find(|r| r.resource.kind == "disk" && r.resource.name == name)?
-            .resource
-            .id
-            .clone();
+        let id = st.disk_id(name)?;
         let d = st.disks.get(&id)?;
         let mut out = vec![0u8; d.size as usize];
         if let Some(dir) = &self.dir {

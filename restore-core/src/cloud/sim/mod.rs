@@ -253,13 +253,7 @@ impl SimCloud {
     /// Bytes and write calls a disk received.
     pub fn disk_writes(&self, name: &str) -> Option<(u64, u64)> {
         let st = self.lock();
-        let id = st
-            .resources
-            .values()
-            .find(|r| r.resource.kind == "disk" && r.resource.name == name)?
-            .resource
-            .id
-            .clone();
+        let id = st.disk_id(name)?;
         st.disks.get(&id).map(|d| (d.bytes_written, d.writes))
     }
 

@@ -108,6 +108,14 @@ impl State {
 impl State {
     /// The resource of `kind` named `name` in resource group `rg` (ARM
     /// names and IDs are case-insensitive).
+    /// The ID of the disk named `name` (in any resource group).
+    pub(super) fn disk_id(&self, name: &str) -> Option<String> {
+        self.resources
+            .values()
+            .find(|r| r.resource.kind == "disk" && r.resource.name == name)
+            .map(|r| r.resource.id.clone())
+    }
+
     pub(super) fn find(&self, kind: &str, rg: &str, name: &str) -> Option<&SimResource> {
         let id = format!("/resourceGroups/{rg}/{kind}/{name}");
         self.resources
