@@ -177,6 +177,7 @@ export type TransformKind =
   | 'drop_public_ip'
   | 'change_generation'
   | 'new_network_security_group'
+  | 'grow_disk'
 /**
  * The fixed vocabulary of steps the executor knows how to run.
  */

@@ -260,6 +260,8 @@ pub(super) fn finish(
     let nsg_late =
         matches!(d.nsg(), NsgPlan::CopySource(_) | NsgPlan::Create { .. }) && nsg_after_vm(stages);
     d.settle_layout(staged, nsg_late);
+    // VMR-08: managed disks for upload are at least 20 MiB.
+    crate::policy::grow_small_disks(ctx, &mut d);
     if !blocked && uses_staging(&d) && d.target().staging_account.is_none() {
         let name = default_staging_name(d.target());
         d.default_staging_account(name);

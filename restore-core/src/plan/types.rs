@@ -225,6 +225,8 @@ pub enum TransformKind {
     ChangeGeneration,
     /// A new network security group replaces the source's.
     NewNetworkSecurityGroup,
+    /// A disk grows to the smallest size Azure takes.
+    GrowDisk,
 }
 
 impl TransformKind {
@@ -239,11 +241,12 @@ impl TransformKind {
                 | TransformKind::ChangeVmSize
                 | TransformKind::ChangeGeneration
                 | TransformKind::NewNetworkSecurityGroup
+                | TransformKind::GrowDisk
         )
     }
 
     /// Every kind, for documentation and validation of custom rules.
-    pub const ALL: [TransformKind; 19] = [
+    pub const ALL: [TransformKind; 20] = [
         TransformKind::DropZone,
         TransformKind::ChangeZone,
         TransformKind::DropAvailabilitySet,
@@ -263,6 +266,7 @@ impl TransformKind {
         TransformKind::DropPublicIp,
         TransformKind::ChangeGeneration,
         TransformKind::NewNetworkSecurityGroup,
+        TransformKind::GrowDisk,
     ];
 }
 

@@ -135,6 +135,29 @@ pub(crate) fn names_rule() -> &'static Rule {
     })
 }
 
+/// Smallest managed disk Azure takes for upload (AZURE.md: 20 MiB).
+pub(crate) const MIN_UPLOAD_DISK: u64 = 20 << 20;
+
+/// VMR-08: a disk uploaded as a managed disk is at least 20 MiB, Azure's
+/// smallest for upload; one smaller grows to it. Runs once the planner knows
+/// where the disks' bytes go (page blobs in a staging account take any
+/// whole number of MiB).
+pub(crate) fn grow_small_disks(c: &Ctx, d: &mut Decisions) {
+    static RULE: std::sync::OnceLock<Rule> = std::sync::OnceLock::new();
+    let rule = RULE.get_or_init(|| {
+        Rule::builtin(
+            "VMR-08",
+            &[Transform],
+            "a disk uploaded as a managed disk is at least 20 MiB (Azure's smallest for upload)",
+            "vmrestore (Azure managed disk direct upload)",
+            |_, _, _| {},
+        )
+    });
+    if !d.target().disks_staged {
+        d.grow_disks_to(rule, c, MIN_UPLOAD_DISK);
+    }
+}
+
 pub(crate) fn capabilities_rule() -> &'static Rule {
     static RULE: std::sync::OnceLock<Rule> = std::sync::OnceLock::new();
     RULE.get_or_init(|| {

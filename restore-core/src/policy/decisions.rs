@@ -726,6 +726,35 @@ impl Decisions {
         }
     }
 
+    /// Grows every disk smaller than `min` bytes to `min` (the data is
+    /// written as it is; the rest of the disk reads as zeros).
+    pub fn grow_disks_to(&mut self, rule: &Rule, ctx: &Ctx, min: u64) {
+        let mut grown = Vec::new();
+        for disk in &mut self.target.disks {
+            if disk.size_bytes < min {
+                grown.push((disk.source_disk.clone(), disk.name.clone(), disk.size_bytes));
+                disk.size_bytes = min;
+            }
+        }
+        for (source, name, before) in grown {
+            let path = match ctx.vm.disks.iter().position(|d| d.name == source) {
+                Some(i) => format!("$.restore_point.vm.disks[{i}].size_bytes"),
+                None => "$.restore_point.vm.disks".to_string(),
+            };
+            self.transform(
+                rule,
+                TransformKind::GrowDisk,
+                &path,
+                json!({ "disk": name, "size_bytes": before }),
+                json!({ "disk": name, "size_bytes": min }),
+                format!(
+                    "disk '{name}' of {before} bytes is restored as a disk of {min} bytes ({} MiB): the smallest managed disk Azure takes for upload; the space after the data reads as zeros",
+                    min >> 20
+                ),
+            );
+        }
+    }
+
     /// Applies a transformation named by a custom rule.
     pub fn apply_named(&mut self, kind: TransformKind, rule: &Rule, ctx: &Ctx, message: &str) {
         match kind {
@@ -755,7 +784,8 @@ impl Decisions {
             | TransformKind::OmitDisk
             | TransformKind::ChangeVmSize
             | TransformKind::ChangeGeneration
-            | TransformKind::NewNetworkSecurityGroup => {}
+            | TransformKind::NewNetworkSecurityGroup
+            | TransformKind::GrowDisk => {}
         }
     }
 }

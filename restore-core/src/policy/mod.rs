@@ -20,7 +20,7 @@ mod veeam;
 pub use crate::units::{HumanBytes, human_bytes};
 pub(crate) use context::Ctx;
 pub use context::{Facts, RuleInput};
-pub(crate) use core_rules::{check_names, unsupported_steps};
+pub(crate) use core_rules::{check_names, grow_small_disks, unsupported_steps};
 pub(crate) use decisions::{Decisions, NsgPlan};
 
 use crate::error::{Error, Result};

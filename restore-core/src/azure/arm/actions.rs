@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::bodies::reattach_body;
 use super::{ArmCloud, api, bad, path};
-use crate::exec::{CallErrorKind, CallResult};
+use crate::exec::CallResult;
 
 impl ArmCloud {
     /// Starts a VM.

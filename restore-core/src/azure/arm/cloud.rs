@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::bodies::{reattach_body, strip_read_only};
+use super::bodies::strip_read_only;
 use super::{ArmCloud, api, bad, path};
 use crate::azure::pageblob::{PageBlobWriter, WriteStats};
 use crate::azure::storage::BlobClient;
