@@ -15,6 +15,7 @@ mod fingerprint;
 mod operate;
 mod ops;
 mod render;
+mod seed;
 mod step_kind;
 mod support;
 pub(crate) mod types;
@@ -109,7 +110,7 @@ impl<'c> Planner<'c> {
                 )
             })?;
 
-        let target = build::initial_target(rp, req, &self.index);
+        let target = seed::initial_target(rp, req, &self.index);
         let exists = self
             .index
             .existing_vm(
