@@ -9,55 +9,21 @@
 //! back, the finalizing interpreter kills it (SIGSEGV, SIGABRT) or pyo3
 //! panics with "The Python interpreter is not initialized". Here every
 //! entry of a non-Python thread into the interpreter goes through
-//! [`with_python`], which an `atexit` hook closes and then waits on: no
+//! [`with_python`] (`gate.rs`), which an `atexit` hook closes and then waits on: no
 //! worker is inside Python, or will enter it, once finalization starts.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-/// Calls into Python from Rust threads, and whether they may still start.
-struct Gate {
-    closing: bool,
-    inside: usize,
-}
-
-static GATE: Mutex<Gate> = Mutex::new(Gate {
-    closing: false,
-    inside: 0,
-});
-static GATE_LEFT: Condvar = Condvar::new();
-
-fn gate() -> MutexGuard<'static, Gate> {
-    GATE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` attached to the interpreter, unless the interpreter is exiting
-/// (then `None`: the call is skipped). Every call into Python from a thread
-/// Python did not start goes through here.
-pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
-    {
-        let mut g = gate();
-        if g.closing {
-            return None;
-        }
-        g.inside += 1;
-    }
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            gate().inside -= 1;
-            GATE_LEFT.notify_all();
-        }
-    }
-    let _leave = Leave;
-    Python::try_attach(f)
-}
+use crate::gate;
+pub use crate::gate::with_python;
 
 /// Runs that have not ended, so that the exit can cancel them and wait for
 /// their clean-up.
@@ -102,7 +68,7 @@ const CALLS_AT_EXIT: Duration = Duration::from_secs(10);
 #[pyfunction]
 pub fn _at_exit(py: Python<'_>) {
     crate::logs::flush(py);
-    gate().closing = true;
+    gate::close();
     py.detach(|| {
         let deadline = Instant::now() + CLEANUP_AT_EXIT;
         let mut g = live();
@@ -126,17 +92,7 @@ pub fn _at_exit(py: Python<'_>) {
                 .0;
         }
         drop(g);
-        let deadline = Instant::now() + CALLS_AT_EXIT;
-        let mut g = gate();
-        while g.inside > 0 {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                break;
-            };
-            g = GATE_LEFT
-                .wait_timeout(g, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        gate::wait_calls(Instant::now() + CALLS_AT_EXIT);
     });
 }
 

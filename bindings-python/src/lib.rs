@@ -6,6 +6,7 @@ mod azure;
 mod convert;
 mod errors;
 mod executor;
+mod gate;
 mod logs;
 mod plan;
 mod report;

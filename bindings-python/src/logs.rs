@@ -34,7 +34,7 @@ use tracing::{Event, Level, Metadata};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-use crate::aio::with_python;
+use crate::gate::with_python;
 
 /// At most this many records wait; beyond, they are counted and dropped.
 const QUEUE_LIMIT: usize = 10_000;

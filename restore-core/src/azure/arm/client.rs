@@ -358,7 +358,7 @@ async fn arm_error(op: &str, resp: reqwest::Response) -> CallError {
 
 fn lro_failure(op: &str, v: &Value) -> CallError {
     let status = v.get("status").and_then(Value::as_str).unwrap_or("Failed");
-    let (code, msg) = error_code_message(&v);
+    let (code, msg) = error_code_message(v);
     CallError::new(
         CallErrorKind::Fatal,
         op,
