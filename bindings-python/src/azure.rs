@@ -10,7 +10,7 @@ use restore_core::facade;
 
 use crate::convert::to_py;
 use crate::errors::to_py_err;
-use crate::executor::Repository;
+use crate::repository::Repository;
 use crate::runtime::{blocking, runtime};
 
 pub(crate) fn cloud_err(e: restore_core::error::CallError) -> PyErr {

@@ -10,6 +10,7 @@ mod gate;
 mod logs;
 mod plan;
 mod report;
+mod repository;
 mod runtime;
 
 use pyo3::prelude::*;
@@ -37,7 +38,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<plan::Step>()?;
     m.add_class::<plan::PostAction>()?;
     m.add_class::<plan::Estimates>()?;
-    m.add_class::<executor::Repository>()?;
+    m.add_class::<repository::Repository>()?;
     m.add_class::<executor::SimCloud>()?;
     m.add_class::<azure::ArmCloud>()?;
     m.add_class::<azure::ObjectStoreRepository>()?;
