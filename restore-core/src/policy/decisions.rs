@@ -778,14 +778,8 @@ impl Decisions {
                 }
             }
             // These need an argument a custom rule cannot give; the loader
-            // rejects them (TransformKind::needs_argument).
-            TransformKind::ChangeZone
-            | TransformKind::NewKeyVault
-            | TransformKind::OmitDisk
-            | TransformKind::ChangeVmSize
-            | TransformKind::ChangeGeneration
-            | TransformKind::NewNetworkSecurityGroup
-            | TransformKind::GrowDisk => {}
+            // rejects them.
+            other => debug_assert!(other.needs_argument(), "{other:?}"),
         }
     }
 }
