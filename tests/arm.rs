@@ -20,28 +20,17 @@ use axum::Json;
 use axum::Router;
 use axum::http::{HeaderMap, Uri};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use vmrestore::azure::{ArmCloud, ArmConfig};
-use vmrestore::demo::{self, DemoRestore};
-use vmrestore::exec::{Cloud, ExecOptions, Executor, Outcome, Resource};
+use vmrestore::demo;
+use vmrestore::exec::{Cloud, ExecOptions, Outcome, Resource};
 use vmrestore::model::Catalog;
 use vmrestore::plan::{Plan, Planner, StepKind};
 
 mod common;
 use common::arm_server::*;
 use common::azurite::Azurite;
+use common::restore::*;
 use vmrestore::policy::Profile;
-
-fn plan_for(r: &DemoRestore, profile: &str) -> Plan {
-    Planner::new(&Catalog::builtin())
-        .unwrap()
-        .plan(
-            &r.restore_point,
-            &r.request,
-            &[Profile::builtin(profile).unwrap()],
-        )
-        .unwrap()
-}
 
 /// The Python that has Microsoft's management SDKs
 /// (`tests/arm_spec/requirements.txt`): `VMRESTORE_SPEC_PYTHON`, else the
@@ -93,6 +82,23 @@ fn check_against_spec(python: &std::path::Path, requests: &[Value]) -> (i32, Str
     )
 }
 
+/// The demo repository (in the directory first returned) and web01's
+/// restore planned under `profile`.
+fn web01_plan(profile: &str) -> (tempfile::TempDir, vmrestore::repo::LocalRepository, Plan) {
+    let (dir, repo, restores) = demo_repo();
+    let plan = plan_for(restore_of(&restores, "web01"), profile);
+    (dir, repo, plan)
+}
+
+/// A VMAccess reset of `username`'s credential on `vm`.
+fn vm_access(resource_group: &str, vm: &str, username: &str) -> vmrestore::exec::CloudAction {
+    vmrestore::exec::CloudAction::VmAccessExtension {
+        resource_group: resource_group.into(),
+        vm: vm.into(),
+        username: username.into(),
+    }
+}
+
 fn options() -> ExecOptions {
     common::arm_server::exec_options()
 }
@@ -100,13 +106,11 @@ fn options() -> ExecOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_restore_runs_through_arm_with_lros_throttling_and_disk_uploads() {
     let (st, cloud) = serve(false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
-    let plan = plan_for(web01, "azure-backup");
+    let (dir, repo, plan) = web01_plan("azure-backup");
     assert!(plan.is_ready());
-    let ex = Executor::new(Arc::new(cloud), Arc::new(repo)).with_options(options());
-    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    let report = run_plan(Arc::new(cloud), Arc::new(repo), &plan, options(), None)
+        .await
+        .unwrap();
     let f = st.lock().unwrap();
     assert_eq!(
         report.outcome,
@@ -126,9 +130,13 @@ async fn a_full_restore_runs_through_arm_with_lros_throttling_and_disk_uploads()
     for d in &plan.target.disks {
         let (size, data, _) = &f.blobs[&d.name.to_ascii_lowercase()];
         assert_eq!(*size, d.size_bytes + 512);
-        let mut want =
-            std::fs::read(demo::image_path(dir.path(), "web01", &d.source_disk, None)).unwrap();
-        want.resize(d.size_bytes as usize, 0);
+        let want = source_image(
+            dir.path(),
+            "web01",
+            &d.source_disk,
+            None,
+            d.size_bytes as usize,
+        );
         assert!(
             data[..d.size_bytes as usize] == want[..],
             "{} differs",
@@ -185,12 +193,10 @@ async fn a_full_restore_runs_through_arm_with_lros_throttling_and_disk_uploads()
 async fn the_published_definitions_refuse_bodies_that_break_them() {
     let Some(python) = spec_python() else { return };
     let (st, cloud) = serve(false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
-    let plan = plan_for(web01, "azure-backup");
-    let ex = Executor::new(Arc::new(cloud), Arc::new(repo)).with_options(options());
-    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    let (_dir, repo, plan) = web01_plan("azure-backup");
+    let report = run_plan(Arc::new(cloud), Arc::new(repo), &plan, options(), None)
+        .await
+        .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded);
     let bodies = st.lock().unwrap().bodies.clone();
     let find = |part: &str| {
@@ -272,12 +278,10 @@ async fn the_published_definitions_refuse_bodies_that_break_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_operation_surfaces_arms_error_and_everything_created_is_deleted() {
     let (st, cloud) = serve(true).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
-    let plan = plan_for(web01, "azure-backup");
-    let ex = Executor::new(Arc::new(cloud), Arc::new(repo)).with_options(options());
-    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    let (_dir, repo, plan) = web01_plan("azure-backup");
+    let report = run_plan(Arc::new(cloud), Arc::new(repo), &plan, options(), None)
+        .await
+        .unwrap();
     assert_eq!(report.outcome, Outcome::Failed);
     let e = report.error.clone().unwrap();
     assert_eq!(e.step, "vm");
@@ -296,11 +300,8 @@ async fn a_failed_operation_surfaces_arms_error_and_everything_created_is_delete
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_was_there_before_is_neither_overwritten_nor_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let (_dir, repo, plan) = web01_plan("azure-backup");
     let repo = Arc::new(repo);
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
-    let plan = plan_for(web01, "azure-backup");
     let t = &plan.target;
     let rg = format!(
         "/subscriptions/{}/resourceGroups/{}",
@@ -318,9 +319,7 @@ async fn what_was_there_before_is_neither_overwritten_nor_deleted() {
         f.resources
             .insert(theirs.to_ascii_lowercase(), json!({"id": theirs}));
     }
-    let report = Executor::new(Arc::new(cloud), repo.clone())
-        .with_options(options())
-        .run(&plan, CancellationToken::new(), None)
+    let report = run_plan(Arc::new(cloud), repo.clone(), &plan, options(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Failed);
@@ -358,9 +357,7 @@ async fn what_was_there_before_is_neither_overwritten_nor_deleted() {
         .unwrap()
         .resources
         .insert(nic.to_ascii_lowercase(), nic_body.clone());
-    let report = Executor::new(Arc::new(cloud), repo)
-        .with_options(options())
-        .run(&plan, CancellationToken::new(), None)
+    let report = run_plan(Arc::new(cloud), repo, &plan, options(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
@@ -497,9 +494,8 @@ async fn trusted_launch_and_vm_access_reach_arm_as_published() {
         assert_eq!((vm, user), ("web01-dr", "azureadmin"));
         Ok(vmrestore::azure::VmCredential::Password(PASSWORD.into()))
     }));
-    let dir = tempfile::tempdir().unwrap();
-    let (_, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let (dir, _, restores) = demo_repo();
+    let web01 = restore_of(&restores, "web01");
     let mut rp = serde_json::to_value(&web01.restore_point).unwrap();
     rp["vm"]["generation"] = json!("gen2");
     rp["vm"]["firmware"] = json!("uefi");
@@ -532,19 +528,13 @@ async fn trusted_launch_and_vm_access_reach_arm_as_published() {
         .unwrap();
     assert!(plan.is_ready(), "{:?}", plan.findings);
     let cloud = Arc::new(cloud);
-    let ex = Executor::new(cloud.clone(), Arc::new(repo)).with_options(options());
-    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    let report = run_plan(cloud.clone(), Arc::new(repo), &plan, options(), None)
+        .await
+        .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
     let rg = plan.target.resource_group.clone();
     cloud
-        .act(
-            "k",
-            &vmrestore::exec::CloudAction::VmAccessExtension {
-                resource_group: rg.clone(),
-                vm: "web01-dr".into(),
-                username: "azureadmin".into(),
-            },
-        )
+        .act("k", &vm_access(&rg, "web01-dr", "azureadmin"))
         .await
         .unwrap();
     let f = st.lock().unwrap();
@@ -603,14 +593,7 @@ async fn trusted_launch_and_vm_access_reach_arm_as_published() {
 async fn vm_access_without_a_credential_source_is_refused() {
     let (st, cloud) = serve(false).await;
     let e = cloud
-        .act(
-            "k",
-            &vmrestore::exec::CloudAction::VmAccessExtension {
-                resource_group: "rg".into(),
-                vm: "vm1".into(),
-                username: "admin".into(),
-            },
-        )
+        .act("k", &vm_access("rg", "vm1", "admin"))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("no VM credential source"), "{e}");
@@ -627,8 +610,7 @@ async fn a_staged_restore_imports_page_blobs_from_a_storage_account() {
     let az = Azurite::start();
     let (st, cloud) = serve(false).await;
     st.lock().unwrap().staging_blob = format!("{}/", az.endpoint());
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let (dir, repo, restores) = demo_repo();
     // The first ready plan, over every demo VM and profile, that stages its
     // disks and makes a key vault.
     let (source, plan) = restores
@@ -644,8 +626,9 @@ async fn a_staged_restore_imports_page_blobs_from_a_storage_account() {
                 && p.steps.iter().any(|s| s.kind == StepKind::KeyVault)
         })
         .expect("a ready staged plan with a key vault");
-    let ex = Executor::new(Arc::new(cloud), Arc::new(repo)).with_options(options());
-    let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
+    let report = run_plan(Arc::new(cloud), Arc::new(repo), &plan, options(), None)
+        .await
+        .unwrap();
     let f = std::mem::take(&mut *st.lock().unwrap());
     assert_eq!(
         report.outcome,
@@ -675,14 +658,9 @@ async fn a_staged_restore_imports_page_blobs_from_a_storage_account() {
         let blob = vmrestore::azure::BlobClient::new(http.clone(), uri, az.auth()).unwrap();
         let data = blob.get().await.unwrap().expect("the staged blob");
         assert_eq!(data.len() as u64, d.size_bytes + 512);
-        let mut want = std::fs::read(demo::image_path(
-            dir.path(),
-            source.name,
-            &d.source_disk,
-            d.volume_group.as_deref(),
-        ))
-        .unwrap();
-        want.resize(d.size_bytes as usize, 0);
+        let size = d.size_bytes as usize;
+        let vg = d.volume_group.as_deref();
+        let want = source_image(dir.path(), source.name, &d.source_disk, vg, size);
         assert!(
             data[..d.size_bytes as usize] == want[..],
             "{} differs",
@@ -777,8 +755,7 @@ async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
     let cloud = Arc::new(cloud.with_vm_credentials(Arc::new(|_: &str, _: &str| {
         Ok(vmrestore::azure::VmCredential::Password(PASSWORD.into()))
     })));
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let (_dir, repo, restores) = demo_repo();
     let repo = Arc::new(repo);
     let mut seen = String::new();
     // A direct upload and a staged restore.
@@ -791,19 +768,14 @@ async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
         })
         .find(|p| p.is_ready() && p.steps.iter().any(|s| s.kind == StepKind::ConvertToManaged))
         .unwrap();
-    let direct = plan_for(
-        restores.iter().find(|r| r.name == "web01").unwrap(),
-        "azure-backup",
-    );
+    let direct = plan_for(restore_of(&restores, "web01"), "azure-backup");
     for (i, plan) in [&direct, &staged].into_iter().enumerate() {
         if i > 0 {
             // Another restore of the same VM: into an empty subscription,
             // or its NIC (made by the first plan) is not this plan's to reuse.
             st.lock().unwrap().resources.clear();
         }
-        let report = Executor::new(cloud.clone(), repo.clone())
-            .with_options(options())
-            .run(plan, CancellationToken::new(), None)
+        let report = run_plan(cloud.clone(), repo.clone(), plan, options(), None)
             .await
             .unwrap();
         assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -811,11 +783,7 @@ async fn secrets_never_reach_logs_errors_debug_plans_or_reports() {
         seen += &format!("{plan:?}{}", serde_json::to_string(plan).unwrap());
     }
     // A VMAccess reset, then calls that fail.
-    let reset = |vm: &str| vmrestore::exec::CloudAction::VmAccessExtension {
-        resource_group: direct.target.resource_group.clone(),
-        vm: vm.into(),
-        username: "azureadmin".into(),
-    };
+    let reset = |vm: &str| vm_access(&direct.target.resource_group, vm, "azureadmin");
     cloud.act("k", &reset("web01-dr")).await.unwrap();
     let e = cloud.act("k", &reset("no-such-vm")).await.unwrap_err();
     seen += &format!("{e}{e:?}");
@@ -877,13 +845,8 @@ async fn the_token_never_follows_a_poll_url_to_another_host() {
 
     let (st, cloud) = serve(false).await;
     st.lock().unwrap().base = other.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
-    let plan = plan_for(web01, "azure-backup");
-    let report = Executor::new(Arc::new(cloud), Arc::new(repo))
-        .with_options(options())
-        .run(&plan, CancellationToken::new(), None)
+    let (_dir, repo, plan) = web01_plan("azure-backup");
+    let report = run_plan(Arc::new(cloud), Arc::new(repo), &plan, options(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
@@ -921,10 +884,7 @@ fn userinfo_in_the_endpoint_is_redacted() {
 /// line would claim it) without this step's tag is refused, not deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_up_deletes_only_what_arm_shows_this_run_made() {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
-    let plan = plan_for(web01, "azure-backup");
+    let (_dir, repo, plan) = web01_plan("azure-backup");
     let t = &plan.target;
     let rg = format!(
         "/subscriptions/{}/resourceGroups/{}",
@@ -932,9 +892,7 @@ async fn clean_up_deletes_only_what_arm_shows_this_run_made() {
     );
     let (st, cloud) = serve(false).await;
     st.lock().unwrap().hidden_rg = Some(rg.to_ascii_lowercase());
-    let report = Executor::new(Arc::new(cloud), Arc::new(repo))
-        .with_options(options())
-        .run(&plan, CancellationToken::new(), None)
+    let report = run_plan(Arc::new(cloud), Arc::new(repo), &plan, options(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
@@ -994,10 +952,9 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
         "rg-finance/providers/Microsoft.Compute/virtualMachines/web01".to_string(),
         "rg%2F..%2Fx".to_string(),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let (_dir, repo, restores) = demo_repo();
     let repo = Arc::new(repo);
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let web01 = restore_of(&restores, "web01");
 
     // 1. Planned in place under Commvault with the overwrite confirmed: refused.
     let catalog = Catalog::builtin();
@@ -1035,30 +992,28 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
             .unwrap_err();
         assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
         assert!(e.message.contains("cannot be part of an ARM path"), "{e}");
-        let e = cloud
-            .create(
+        let specs = [
+            (
                 "k:rg",
-                &ResourceSpec::ResourceGroup {
+                ResourceSpec::ResourceGroup {
                     subscription_id: SUB.into(),
                     name: bad.clone(),
                     region: "westeurope".into(),
                 },
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
-        let e = cloud
-            .create(
+            ),
+            (
                 "k:pip",
-                &ResourceSpec::PublicIp {
+                ResourceSpec::PublicIp {
                     resource_group: "rg-restore".into(),
                     name: bad.clone(),
                     region: "westeurope".into(),
                 },
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
+            ),
+        ];
+        for (key, spec) in &specs {
+            let e = cloud.create(key, spec).await.unwrap_err();
+            assert_eq!(e.kind, CallErrorKind::Invalid, "{e}");
+        }
         // A resource ID is a path already: `a/b` in it is two segments, so
         // only what no segment may hold is refused there.
         if !bad.contains(['?', '#', '%']) && !bad.contains("..") {
@@ -1116,9 +1071,7 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
         assert_ne!(edited, json);
         let plan: Plan = serde_json::from_str(&edited).unwrap();
         let (st, cloud) = serve(false).await;
-        let e = Executor::new(Arc::new(cloud), repo.clone())
-            .with_options(options())
-            .run(&plan, CancellationToken::new(), None)
+        let e = run_plan(Arc::new(cloud), repo.clone(), &plan, options(), None)
             .await
             .expect_err(&to);
         assert!(
@@ -1140,16 +1093,13 @@ async fn hostile_names_never_leave_the_target_resource_groups_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_with_steps_arm_cannot_run_is_refused_before_any_request() {
     let (st, cloud) = serve(false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let (_dir, repo, restores) = demo_repo();
+    let web01 = restore_of(&restores, "web01");
     let plan = plan_for(web01, "veeam");
     assert!(plan.is_ready(), "{:?}", plan.findings);
     let caps = vmrestore::exec::Cloud::capabilities(&cloud);
     assert_eq!(caps.cloud, "arm");
-    let err = Executor::new(Arc::new(cloud), Arc::new(repo))
-        .with_options(options())
-        .run(&plan, CancellationToken::new(), None)
+    let err = run_plan(Arc::new(cloud), Arc::new(repo), &plan, options(), None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), "E_UNSUPPORTED", "{err}");
@@ -1165,15 +1115,7 @@ async fn a_plan_with_steps_arm_cannot_run_is_refused_before_any_request() {
     let f = st.lock().unwrap();
     assert!(f.calls.is_empty(), "requests were sent: {:?}", f.calls);
 
-    let for_arm = Planner::new(&Catalog::builtin())
-        .unwrap()
-        .for_cloud(caps)
-        .plan(
-            &web01.restore_point,
-            &web01.request,
-            &[Profile::builtin("veeam").unwrap()],
-        )
-        .unwrap();
+    let for_arm = plan_with(web01, "veeam", &Catalog::builtin(), Some(caps));
     assert!(for_arm.blocking().any(|f| f.rule_id == "VMR-07"
         && f.message.contains("boot_fix")
         && f.message.contains("arm")));

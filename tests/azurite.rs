@@ -5,40 +5,21 @@
 //! blob in Azurite → read back byte-identical; a rerun writes only what
 //! differs.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use vmrestore::azure::storage::{BlobClient, EMULATOR_ACCOUNT, EMULATOR_KEY, http_client};
 use vmrestore::azure::{PageBlobSink, StorageAuth};
-use vmrestore::demo::{self, DemoRestore};
+use vmrestore::demo;
 use vmrestore::exec::{Executor, Outcome, SimCloud, SimConfig};
-use vmrestore::model::Catalog;
-use vmrestore::plan::{Plan, Planner};
-use vmrestore::policy::Profile;
+use vmrestore::plan::Plan;
 use vmrestore::repo::ObjectStoreRepository;
 use vmrestore::vhd::parse_footer;
 
 mod common;
 use common::azurite::Azurite;
-
-fn plan_for(r: &DemoRestore, profile: &str) -> Plan {
-    Planner::new(&Catalog::builtin())
-        .unwrap()
-        .plan(
-            &r.restore_point,
-            &r.request,
-            &[Profile::builtin(profile).unwrap()],
-        )
-        .unwrap()
-}
-
-fn source(dir: &Path, vm: &str, disk: &str, vg: Option<&str>, size: usize) -> Vec<u8> {
-    let mut b = std::fs::read(demo::image_path(dir, vm, disk, vg)).unwrap();
-    b.resize(size, 0);
-    b
-}
+use common::restore::*;
 
 async fn restore(
     plan: &Plan,
@@ -59,7 +40,7 @@ async fn a_repository_in_azurite_restores_to_page_blobs_byte_identical_and_rerun
     let az = Azurite::start();
     let dir = tempfile::tempdir().unwrap();
     let (local, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
+    let web01 = restore_of(&restores, "web01");
 
     // The backup lives in an Azurite container, in the repository format.
     let http = http_client().unwrap();
@@ -102,7 +83,7 @@ async fn a_repository_in_azurite_restores_to_page_blobs_byte_identical_and_rerun
         let blob = sink.disk_blob(&disk.name).unwrap();
         let got = blob.get().await.unwrap().expect("the disk's blob");
         assert_eq!(got.len(), size + 512, "{}: blob length", disk.name);
-        let want = source(dir.path(), "web01", &disk.source_disk, None, size);
+        let want = source_image(dir.path(), "web01", &disk.source_disk, None, size);
         assert!(
             got[..size] == want[..],
             "{} differs from its source",
@@ -174,7 +155,7 @@ async fn a_repository_in_azurite_restores_to_page_blobs_byte_identical_and_rerun
     assert_eq!(s.bytes_cleared, 1024, "{s:?}");
     let got = blob.get().await.unwrap().unwrap();
     let size = disk.size_bytes as usize;
-    assert!(got[..size] == source(dir.path(), "web01", &disk.source_disk, None, size)[..]);
+    assert!(got[..size] == source_image(dir.path(), "web01", &disk.source_disk, None, size)[..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

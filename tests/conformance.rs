@@ -10,19 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 use vmrestore::azure::ArmCloud;
-use vmrestore::demo;
 use vmrestore::exec::{
-    CallErrorKind, CallResult, Cloud, CloudAction, ExecOptions, Executor, Resource, ResourceSpec,
-    SimCloud, SimConfig,
+    CallErrorKind, CallResult, Cloud, CloudAction, ExecOptions, Resource, ResourceSpec, SimCloud,
+    SimConfig,
 };
 use vmrestore::model::{Catalog, OsFamily};
-use vmrestore::plan::{Planner, StepKind};
-use vmrestore::policy::Profile;
+use vmrestore::plan::StepKind;
 
 mod common;
 use common::arm_server::{LOCATIONS, SUB, Shared, serve};
+use common::restore::{demo_repo, plan_with, restore_of, run_plan};
 
 const MIB: u64 = 1 << 20;
 const SIZE: &str = "Standard_D4s_v5";
@@ -261,40 +259,32 @@ async fn the_same_calls_end_the_same_way_on_simcloud_and_armcloud() {
     )
     .await;
 
-    // A VM name already taken in the resource group (by another step).
-    b.create(
-        "q:vm",
-        &vm("vm1", "os1", "nic1"),
-        Err(CallErrorKind::Conflict),
-    )
-    .await;
-    // An unknown region.
-    b.create(
-        "p:rg2",
-        &rg("rg-elsewhere", "atlantis"),
-        Err(CallErrorKind::Invalid),
-    )
-    .await;
-    // Disk sizes: not a whole MiB, under Azure's 20 MiB upload minimum.
-    b.create(
-        "p:odd",
-        &disk("odd", 20 * MIB + 512, false),
-        Err(CallErrorKind::Invalid),
-    )
-    .await;
-    b.create(
-        "p:tiny",
-        &disk("tiny", MIB, false),
-        Err(CallErrorKind::Invalid),
-    )
-    .await;
-    // A VM on a disk that does not exist, or is still open for upload.
-    b.create(
-        "p:vm2",
-        &vm("vm2", "nowhere", "nic1"),
-        Err(CallErrorKind::NotFound),
-    )
-    .await;
+    let refused = [
+        // A VM name already taken in the resource group (by another step).
+        ("q:vm", vm("vm1", "os1", "nic1"), CallErrorKind::Conflict),
+        // An unknown region.
+        (
+            "p:rg2",
+            rg("rg-elsewhere", "atlantis"),
+            CallErrorKind::Invalid,
+        ),
+        // Disk sizes: not a whole MiB, under Azure's 20 MiB upload minimum.
+        (
+            "p:odd",
+            disk("odd", 20 * MIB + 512, false),
+            CallErrorKind::Invalid,
+        ),
+        ("p:tiny", disk("tiny", MIB, false), CallErrorKind::Invalid),
+        // A VM on a disk that does not exist, or is still open for upload.
+        (
+            "p:vm2",
+            vm("vm2", "nowhere", "nic1"),
+            CallErrorKind::NotFound,
+        ),
+    ];
+    for (key, spec, want) in refused {
+        b.create(key, &spec, Err(want)).await;
+    }
     if let Some(open) = b
         .create("p:open", &disk("open1", 20 * MIB, true), Ok(()))
         .await
@@ -331,30 +321,16 @@ fn options() -> ExecOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_ends_with_the_same_outcome_on_both_clouds() {
     let b = Both::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    let web01 = restores.iter().find(|r| r.name == "web01").unwrap();
-    let plan = Planner::new(&Catalog::builtin())
-        .unwrap()
-        .for_cloud(ArmCloud::declared_capabilities())
-        .plan(
-            &web01.restore_point,
-            &web01.request,
-            &[Profile::builtin("azure-backup").unwrap()],
-        )
-        .unwrap();
+    let (_dir, repo, restores) = demo_repo();
+    let web01 = restore_of(&restores, "web01");
+    let arm = ArmCloud::declared_capabilities();
+    let plan = plan_with(web01, "azure-backup", &Catalog::builtin(), Some(arm));
     assert!(plan.is_ready(), "{:?}", plan.findings);
     let repo = Arc::new(repo);
     let run = |cloud: Arc<dyn Cloud>| {
         let repo = repo.clone();
         let plan = plan.clone();
-        async move {
-            Executor::new(cloud, repo)
-                .with_options(options())
-                .run(&plan, CancellationToken::new(), None)
-                .await
-                .unwrap()
-        }
+        async move { run_plan(cloud, repo, &plan, options(), None).await.unwrap() }
     };
     let s = run(Arc::new(b.sim.clone())).await;
     let a = run(b.arm.clone()).await;

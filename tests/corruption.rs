@@ -5,59 +5,37 @@
 //! offset; no VM is created and nothing the run made is left; an in-place
 //! restore leaves the existing VM in place.
 
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-use vmrestore::demo::{self, DemoRestore};
+use vmrestore::demo::DemoRestore;
 use vmrestore::exec::*;
-use vmrestore::model::{Catalog, ExistingVm, Placement};
-use vmrestore::plan::{Plan, Planner};
-use vmrestore::policy::Profile;
+use vmrestore::plan::Plan;
 use vmrestore::repo::{LocalRepository, Manifest, disk_digest};
 
-fn plan_for(r: &DemoRestore) -> Plan {
-    let plan = Planner::new(&Catalog::builtin())
-        .unwrap()
-        .plan(
-            &r.restore_point,
-            &r.request,
-            &[Profile::builtin("commvault").unwrap()],
-        )
-        .unwrap();
+mod common;
+use common::restore::*;
+
+fn ready_plan(r: &DemoRestore) -> Plan {
+    let plan = plan_for(r, "commvault");
     assert!(plan.is_ready(), "{:?}", plan.findings);
     plan
 }
 
-fn existing() -> ExistingVm {
-    ExistingVm {
-        subscription_id: demo::SUBSCRIPTION.into(),
-        resource_group: "rg-prod".into(),
-        name: "web01".into(),
-        region: "westeurope".into(),
-        managed: true,
-        encrypted: false,
-        generalized: false,
-    }
-}
-
 /// The two restores of web01: to a new VM, and in place over the running one.
 fn plans(r: &DemoRestore) -> (Plan, Plan) {
-    let mut in_place = r.clone();
-    in_place.request.placement = Placement::InPlace;
-    in_place.request.overwrite_confirmed = true;
-    (plan_for(r), plan_for(&in_place))
+    (ready_plan(r), ready_plan(&in_place(r)))
 }
 
 /// How a run that met bad data ended: the error's code and message (from
 /// the report, or from `run` refusing to start), and the cloud it left.
 async fn run(repo: &LocalRepository, plan: &Plan, in_place: bool) -> (String, String, SimCloud) {
     let sim = SimCloud::new(SimConfig {
-        existing_vms: if in_place { vec![existing()] } else { vec![] },
+        existing_vms: if in_place {
+            vec![existing_web01()]
+        } else {
+            vec![]
+        },
         ..Default::default()
     });
-    let r = Executor::new(Arc::new(sim.clone()), Arc::new(repo.clone()))
-        .run(plan, CancellationToken::new(), None)
-        .await;
+    let r = run_sim(&sim, repo, plan, ExecOptions::default(), None).await;
     let (code, message) = match r {
         Ok(report) => {
             assert_eq!(report.outcome, Outcome::Failed, "bad data went unnoticed");
@@ -80,14 +58,9 @@ async fn run(repo: &LocalRepository, plan: &Plan, in_place: bool) -> (String, St
     (code, message, sim)
 }
 
-fn chunk_path(repo: &LocalRepository, sha: &str) -> std::path::PathBuf {
-    repo.root().join("chunks").join(&sha[..2]).join(sha)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_chunk_flipped_truncated_or_missing_is_caught_with_its_disk_and_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let (_dir, repo, restores) = demo_repo();
     let r = &restores[0];
     let (new_vm, in_place) = plans(r);
     let m = repo.manifest(&r.restore_point.id).unwrap();
@@ -149,8 +122,7 @@ async fn every_chunk_flipped_truncated_or_missing_is_caught_with_its_disk_and_of
     assert!(runs >= 36, "{runs} runs");
     // Repaired, the restore goes through: the sweep put every chunk back.
     let sim = SimCloud::new(SimConfig::default());
-    let report = Executor::new(Arc::new(sim), Arc::new(repo))
-        .run(&new_vm, CancellationToken::new(), None)
+    let report = run_sim(&sim, &repo, &new_vm, ExecOptions::default(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -159,8 +131,7 @@ async fn every_chunk_flipped_truncated_or_missing_is_caught_with_its_disk_and_of
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_that_lies_about_sizes_or_digests_is_caught() {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let (_dir, repo, restores) = demo_repo();
     let r = &restores[0];
     let (new_vm, in_place) = plans(r);
     let path = repo

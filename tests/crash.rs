@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vmrestore::demo;
 use vmrestore::exec::*;
-use vmrestore::model::Catalog;
-use vmrestore::plan::{Action as PlanAction, Plan, Planner};
-use vmrestore::policy::Profile;
+use vmrestore::plan::Plan;
 use vmrestore::repo::LocalRepository;
+
+mod common;
+use common::restore::*;
 
 const CHILD_ENV: &str = "VMRESTORE_CRASH_CHILD";
 const REPO_ENV: &str = "VMRESTORE_CRASH_REPO";
@@ -238,19 +239,10 @@ fn sigkill_at_random_points_then_resume() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0xc7a5);
     let t_setup = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
+    let (dir, repo, restores) = demo_repo();
     let repo_root = repo.root().to_path_buf();
     let r = &restores[0];
-    let catalog = Catalog::builtin();
-    let plan = Planner::new(&catalog)
-        .unwrap()
-        .plan(
-            &r.restore_point,
-            &r.request,
-            &[Profile::builtin("commvault").unwrap()],
-        )
-        .unwrap();
+    let plan = plan_for(r, "commvault");
     assert!(plan.is_ready(), "{:?}", plan.findings);
     let manifest = repo.manifest(&r.restore_point.id).unwrap();
     // Chunks are written in one page write each, so write offsets are chunk offsets.
@@ -277,11 +269,7 @@ fn sigkill_at_random_points_then_resume() {
             (d.name.clone(), b)
         })
         .collect();
-    let create_steps = plan
-        .steps
-        .iter()
-        .filter(|s| s.action == PlanAction::Create)
-        .count();
+    let create_steps = create_step_count(&plan);
 
     // A run nobody kills: how many events, and how long.
     let calib = dir.path().join("calibration");

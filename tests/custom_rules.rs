@@ -14,18 +14,23 @@ fn acme() -> Profile {
     .unwrap()
 }
 
+/// Plans the `windows` base of `bases` with `profiles`.
+fn plan_windows(
+    bases: &serde_json::Value,
+    profiles: &[Profile],
+) -> vmrestore::Result<vmrestore::plan::Plan> {
+    let rp: RestorePoint = from_value(bases["windows"]["restore_point"].clone()).unwrap();
+    let req: RestoreRequest = from_value(bases["windows"]["request"].clone()).unwrap();
+    let cat = Catalog::builtin();
+    Planner::new(&cat).unwrap().plan(&rp, &req, profiles)
+}
+
 fn plan(set: &[(&str, serde_json::Value)], profiles: &[Profile]) -> vmrestore::plan::Plan {
     let mut bases = common::load("bases.json");
     for (p, v) in set {
         common::set_pointer(&mut bases["windows"], p, v.clone());
     }
-    let rp: RestorePoint = from_value(bases["windows"]["restore_point"].clone()).unwrap();
-    let req: RestoreRequest = from_value(bases["windows"]["request"].clone()).unwrap();
-    let cat = Catalog::builtin();
-    Planner::new(&cat)
-        .unwrap()
-        .plan(&rp, &req, profiles)
-        .unwrap()
+    plan_windows(&bases, profiles).unwrap()
 }
 
 #[test]
@@ -125,14 +130,7 @@ fn a_rule_that_does_not_give_a_boolean_is_an_evaluation_error() {
         "t",
     )
     .unwrap();
-    let bases = common::load("bases.json");
-    let rp: RestorePoint = from_value(bases["windows"]["restore_point"].clone()).unwrap();
-    let req: RestoreRequest = from_value(bases["windows"]["request"].clone()).unwrap();
-    let cat = Catalog::builtin();
-    let err = Planner::new(&cat)
-        .unwrap()
-        .plan(&rp, &req, &[p])
-        .unwrap_err();
+    let err = plan_windows(&common::load("bases.json"), &[p]).unwrap_err();
     assert_eq!(err.code(), "E_RULE_EVAL");
     assert!(err.to_string().contains("T-1"));
 }
@@ -205,13 +203,7 @@ fn a_rule_over_inputs_larger_than_assumed_is_stopped_at_run_time() {
 
     let mut bases = common::load("bases.json");
     common::set_pointer(&mut bases["windows"], "/restore_point/vm/tags", tags.into());
-    let rp: RestorePoint = from_value(bases["windows"]["restore_point"].clone()).unwrap();
-    let req: RestoreRequest = from_value(bases["windows"]["request"].clone()).unwrap();
-    let cat = Catalog::builtin();
-    let err = Planner::new(&cat)
-        .unwrap()
-        .plan(&rp, &req, &[p])
-        .unwrap_err();
+    let err = plan_windows(&bases, &[p]).unwrap_err();
     assert_eq!(err.code(), "E_RULE", "{err}");
     assert!(err.to_string().contains("RUN-1"), "{err}");
     assert!(err.to_string().contains("budget"), "{err}");

@@ -6,35 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use vmrestore::demo::{self, DemoRestore};
+use vmrestore::demo;
 use vmrestore::exec::*;
 use vmrestore::model::Catalog;
-use vmrestore::plan::{Plan, Planner, StepKind};
-use vmrestore::policy::Profile;
+use vmrestore::plan::{Plan, StepKind};
 use vmrestore::repo::LocalRepository;
 
-fn plan_for(r: &DemoRestore, profile: &str, catalog: &Catalog) -> Plan {
-    Planner::new(catalog)
-        .unwrap()
-        .plan(
-            &r.restore_point,
-            &r.request,
-            &[Profile::builtin(profile).unwrap()],
-        )
-        .unwrap()
-}
-
-fn setup() -> (tempfile::TempDir, LocalRepository, Vec<DemoRestore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    (dir, repo, restores)
-}
-
-fn image(dir: &Path, vm: &str, disk: &str, vg: Option<&str>, size: usize) -> Vec<u8> {
-    let mut b = std::fs::read(demo::image_path(dir, vm, disk, vg)).unwrap();
-    b.resize(size, 0);
-    b
-}
+mod common;
+use common::restore::*;
 
 fn events() -> (ProgressFn, Arc<Mutex<Vec<Event>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -47,21 +26,19 @@ fn events() -> (ProgressFn, Arc<Mutex<Vec<Event>>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_a_windows_vm_end_to_end_byte_identical() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let sim = SimCloud::new(SimConfig::default());
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let plan = plan_for(&restores[0], "commvault");
     assert!(plan.is_ready(), "{:?}", plan.findings);
     let (progress, log) = events();
-    let ex = Executor::new(Arc::new(sim.clone()), Arc::new(repo));
-    let report = ex
-        .run(&plan, CancellationToken::new(), Some(progress))
+    let report = run_sim(&sim, &repo, &plan, ExecOptions::default(), Some(progress))
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
     assert!(report.steps.iter().all(|s| s.status == StepStatus::Done));
     for d in &plan.target.disks {
         let got = sim.disk_bytes(&d.name).unwrap();
-        let want = image(dir.path(), "web01", &d.source_disk, None, got.len());
+        let want = source_image(dir.path(), "web01", &d.source_disk, None, got.len());
         assert!(got == want, "disk {} differs from its source", d.name);
         let dr = report.disks.iter().find(|r| r.name == d.name).unwrap();
         assert!(dr.verified && dr.digest.is_some());
@@ -92,15 +69,14 @@ async fn restores_a_windows_vm_end_to_end_byte_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_start_only_after_their_dependencies_and_stages() {
-    let (_dir, repo, restores) = setup();
+    let (_dir, repo, restores) = demo_repo();
     let sim = SimCloud::new(SimConfig {
         latency: Duration::from_millis(2),
         ..Default::default()
     });
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let plan = plan_for(&restores[0], "commvault");
     let (progress, log) = events();
-    let report = Executor::new(Arc::new(sim), Arc::new(repo))
-        .run(&plan, CancellationToken::new(), Some(progress))
+    let report = run_sim(&sim, &repo, &plan, ExecOptions::default(), Some(progress))
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded);
@@ -130,12 +106,9 @@ async fn steps_start_only_after_their_dependencies_and_stages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_streams_respect_the_concurrency_limit() {
-    let (_dir, repo, restores) = setup();
-    let sim = SimCloud::new(SimConfig {
-        write_latency: Duration::from_millis(3),
-        ..Default::default()
-    });
-    let plan = plan_for(&restores[1], "veeam", &Catalog::builtin());
+    let (_dir, repo, restores) = demo_repo();
+    let sim = slow_writes(3);
+    let plan = plan_for(&restores[1], "veeam");
     assert!(plan.is_ready(), "{:?}", plan.findings);
     assert_eq!(
         plan.steps
@@ -149,9 +122,7 @@ async fn data_streams_respect_the_concurrency_limit() {
         data_concurrency: 1,
         ..Default::default()
     };
-    let report = Executor::new(Arc::new(sim), Arc::new(repo))
-        .with_options(opts)
-        .run(&plan, CancellationToken::new(), Some(progress))
+    let report = run_sim(&sim, &repo, &plan, opts, Some(progress))
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -171,8 +142,32 @@ async fn data_streams_respect_the_concurrency_limit() {
     assert_eq!(max, 1);
 }
 
+/// How many writes `sim` took to the disks of `plan`.
+fn disk_writes(sim: &SimCloud, plan: &Plan) -> u64 {
+    plan.target
+        .disks
+        .iter()
+        .filter_map(|d| sim.disk_writes(&d.name))
+        .map(|w| w.1)
+        .sum()
+}
+
+/// Options that retry each call up to `max_attempts` times, backing off
+/// from 1 ms to at most `max_delay_ms`.
+fn retrying(max_attempts: u32, max_delay_ms: u64) -> ExecOptions {
+    ExecOptions {
+        retry: RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(max_delay_ms),
+            seed: 1,
+        },
+        ..Default::default()
+    }
+}
+
 fn flip_byte_in_chunk(repo: &LocalRepository, sha: &str) {
-    let p = repo.root().join("chunks").join(&sha[..2]).join(sha);
+    let p = chunk_path(repo, sha);
     let mut b = std::fs::read(&p).unwrap();
     b[1234] ^= 0x40;
     std::fs::write(&p, b).unwrap();
@@ -180,7 +175,7 @@ fn flip_byte_in_chunk(repo: &LocalRepository, sha: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_are_retried_honouring_retry_after() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let faults = Faults {
         control: 0.3,
         data: 0.2,
@@ -192,20 +187,10 @@ async fn transient_faults_are_retried_honouring_retry_after() {
         faults,
         ..Default::default()
     });
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let plan = plan_for(&restores[0], "commvault");
     let (progress, log) = events();
-    let opts = ExecOptions {
-        retry: RetryPolicy {
-            max_attempts: 12,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-            seed: 1,
-        },
-        ..Default::default()
-    };
-    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
-        .with_options(opts)
-        .run(&plan, CancellationToken::new(), Some(progress))
+    let opts = retrying(12, 5);
+    let report = run_sim(&sim, &repo, &plan, opts, Some(progress))
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -238,20 +223,16 @@ async fn transient_faults_are_retried_honouring_retry_after() {
     assert!(report.steps.iter().any(|s| !s.attempts.is_empty()));
     for d in &plan.target.disks {
         let got = sim.disk_bytes(&d.name).unwrap();
-        assert!(got == image(dir.path(), "web01", &d.source_disk, None, got.len()));
+        assert!(got == source_image(dir.path(), "web01", &d.source_disk, None, got.len()));
     }
     // No duplicates: one resource per create step.
-    let creates = plan
-        .steps
-        .iter()
-        .filter(|s| s.action == vmrestore::plan::Action::Create)
-        .count() as u64;
+    let creates = create_step_count(&plan) as u64;
     assert_eq!(sim.creates(), creates);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_fault_fails_the_run_names_the_step_and_cleans_up() {
-    let (_dir, repo, restores) = setup();
+    let (_dir, repo, restores) = demo_repo();
     let faults = Faults {
         always_fail: vec!["act".into()],
         ..Default::default()
@@ -260,21 +241,9 @@ async fn a_persistent_fault_fails_the_run_names_the_step_and_cleans_up() {
         faults,
         ..Default::default()
     });
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
-    let opts = ExecOptions {
-        retry: RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-            seed: 1,
-        },
-        ..Default::default()
-    };
-    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
-        .with_options(opts)
-        .run(&plan, CancellationToken::new(), None)
-        .await
-        .unwrap();
+    let plan = plan_for(&restores[0], "commvault");
+    let opts = retrying(3, 2);
+    let report = run_sim(&sim, &repo, &plan, opts, None).await.unwrap();
     assert_eq!(report.outcome, Outcome::Failed);
     let err = report.error.as_ref().unwrap();
     assert_eq!(err.step, "convert", "the first action of the plan fails");
@@ -291,31 +260,15 @@ async fn a_persistent_fault_fails_the_run_names_the_step_and_cleans_up() {
         serde_json::json!([]),
         "everything the run created is deleted"
     );
-    assert!(
-        report
-            .steps
-            .iter()
-            .all(|s| s.kind != StepKind::VirtualMachine || s.status == StepStatus::NotRun)
-    );
+    assert!(no_vm_step_ran(&report.steps));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellation_stops_and_cleans_up() {
-    let (_dir, repo, restores) = setup();
-    let sim = SimCloud::new(SimConfig {
-        write_latency: Duration::from_millis(5),
-        ..Default::default()
-    });
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let progress: ProgressFn = Arc::new(move |e: &Event| {
-        if let Event::Bytes { done, .. } = e
-            && *done >= 8 << 20
-        {
-            t.cancel();
-        }
-    });
+    let (_dir, repo, restores) = demo_repo();
+    let sim = slow_writes(5);
+    let plan = plan_for(&restores[0], "commvault");
+    let (token, progress) = cancel_after(8 << 20);
     let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
         .run(&plan, token, Some(progress))
         .await
@@ -327,50 +280,22 @@ async fn cancellation_stops_and_cleans_up() {
             .iter()
             .any(|s| s.status == StepStatus::Cancelled)
     );
-    assert!(
-        report
-            .steps
-            .iter()
-            .all(|s| s.kind != StepKind::VirtualMachine || s.status == StepStatus::NotRun)
-    );
+    assert!(no_vm_step_ran(&report.steps));
     assert_eq!(sim.dump()["resources"], serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_run_resumes_from_its_journal_without_redoing_work() {
-    let (dir, repo, restores) = setup();
-    let sim = SimCloud::new(SimConfig {
-        write_latency: Duration::from_millis(3),
-        ..Default::default()
-    });
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
-    let journal = dir.path().join("run.journal");
-    let opts = ExecOptions {
-        journal: Some(journal.clone()),
-        keep_on_cancel: true,
-        data_concurrency: 1,
-        ..Default::default()
-    };
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let progress: ProgressFn = Arc::new(move |e: &Event| {
-        if let Event::Bytes { done, .. } = e
-            && *done >= 40 << 20
-        {
-            t.cancel();
-        }
-    });
+    let (dir, repo, restores) = demo_repo();
+    let sim = slow_writes(3);
+    let plan = plan_for(&restores[0], "commvault");
+    let opts = resumable(&dir.path().join("run.journal"));
+    let (token, progress) = cancel_after(40 << 20);
     let ex = Executor::new(Arc::new(sim.clone()), Arc::new(repo)).with_options(opts);
     let first = ex.run(&plan, token, Some(progress)).await.unwrap();
     assert_eq!(first.outcome, Outcome::Cancelled);
     let creates_before = sim.creates();
-    let writes_before: u64 = plan
-        .target
-        .disks
-        .iter()
-        .filter_map(|d| sim.disk_writes(&d.name))
-        .map(|w| w.1)
-        .sum();
+    let writes_before = disk_writes(&sim, &plan);
     assert!(writes_before > 0);
 
     let second = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
@@ -382,11 +307,7 @@ async fn a_cancelled_run_resumes_from_its_journal_without_redoing_work() {
         "chunks written before the cancel are not written again"
     );
     // No step created anything twice.
-    let creates = plan
-        .steps
-        .iter()
-        .filter(|s| s.action == vmrestore::plan::Action::Create)
-        .count() as u64;
+    let creates = create_step_count(&plan) as u64;
     assert_eq!(sim.creates(), creates);
     assert!(creates_before <= creates);
     // Total writes: each chunk once (plus at most the ones in flight at the cancel).
@@ -395,34 +316,27 @@ async fn a_cancelled_run_resumes_from_its_journal_without_redoing_work() {
         .iter()
         .map(|d| d.chunks_written + d.chunks_resumed)
         .sum();
-    let writes_after: u64 = plan
-        .target
-        .disks
-        .iter()
-        .filter_map(|d| sim.disk_writes(&d.name))
-        .map(|w| w.1)
-        .sum();
+    let writes_after = disk_writes(&sim, &plan);
     assert!(
         writes_after <= chunks + 1,
         "{writes_after} writes for {chunks} chunks"
     );
     for d in &plan.target.disks {
         let got = sim.disk_bytes(&d.name).unwrap();
-        assert!(got == image(dir.path(), "web01", &d.source_disk, None, got.len()));
+        assert!(got == source_image(dir.path(), "web01", &d.source_disk, None, got.len()));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_chunk_fails_the_disk_with_its_offset_and_no_vm_is_created() {
-    let (_dir, repo, restores) = setup();
+    let (_dir, repo, restores) = demo_repo();
     let m = repo.manifest(&restores[0].restore_point.id).unwrap();
     let data1 = m.disks.iter().find(|d| d.name == "data1").unwrap();
     let victim = data1.chunks[data1.chunks.len() / 2].clone();
     flip_byte_in_chunk(&repo, &victim.sha256);
     let sim = SimCloud::new(SimConfig::default());
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
-    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
-        .run(&plan, CancellationToken::new(), None)
+    let plan = plan_for(&restores[0], "commvault");
+    let report = run_sim(&sim, &repo, &plan, ExecOptions::default(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Failed);
@@ -436,34 +350,19 @@ async fn a_corrupted_chunk_fails_the_disk_with_its_offset_and_no_vm_is_created()
     );
     assert_eq!(err.step, "write:web01-dr-data1");
     assert!(sim.names("virtual_machine").is_empty());
-    assert!(
-        report
-            .steps
-            .iter()
-            .all(|s| s.kind != StepKind::VirtualMachine || s.status == StepStatus::NotRun)
-    );
+    assert!(no_vm_step_ran(&report.steps));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_restores_delete_the_vm_only_after_verifying_and_survive_corruption() {
-    let (_dir, repo, restores) = setup();
-    let mut r = restores[0].clone();
-    r.request.placement = vmrestore::model::Placement::InPlace;
-    r.request.overwrite_confirmed = true;
-    let existing = vmrestore::model::ExistingVm {
-        subscription_id: demo::SUBSCRIPTION.into(),
-        resource_group: "rg-prod".into(),
-        name: "web01".into(),
-        region: "westeurope".into(),
-        managed: true,
-        encrypted: false,
-        generalized: false,
-    };
+    let (_dir, repo, restores) = demo_repo();
+    let r = in_place(&restores[0]);
+    let existing = existing_web01();
     let cfg = || SimConfig {
         existing_vms: vec![existing.clone()],
         ..Default::default()
     };
-    let plan = plan_for(&r, "commvault", &Catalog::builtin());
+    let plan = plan_for(&r, "commvault");
     assert!(plan.is_ready(), "{:?}", plan.findings);
     // The point of no return: the existing VM is deleted only after every
     // new disk is written and verified.
@@ -486,16 +385,11 @@ async fn in_place_restores_delete_the_vm_only_after_verifying_and_survive_corrup
     // A corrupted chunk: verification fails, the existing VM is untouched.
     let m = repo.manifest(&r.restore_point.id).unwrap();
     let victim = m.disks[0].chunks[3].clone();
-    let p = repo
-        .root()
-        .join("chunks")
-        .join(&victim.sha256[..2])
-        .join(&victim.sha256);
+    let p = chunk_path(&repo, &victim.sha256);
     let good = std::fs::read(&p).unwrap();
     flip_byte_in_chunk(&repo, &victim.sha256);
     let sim = SimCloud::new(cfg());
-    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo.clone()))
-        .run(&plan, CancellationToken::new(), None)
+    let report = run_sim(&sim, &repo, &plan, ExecOptions::default(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Failed);
@@ -515,8 +409,7 @@ async fn in_place_restores_delete_the_vm_only_after_verifying_and_survive_corrup
     std::fs::write(&p, good).unwrap();
     let sim = SimCloud::new(cfg());
     let (progress, log) = events();
-    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
-        .run(&plan, CancellationToken::new(), Some(progress))
+    let report = run_sim(&sim, &repo, &plan, ExecOptions::default(), Some(progress))
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -531,18 +424,22 @@ async fn in_place_restores_delete_the_vm_only_after_verifying_and_survive_corrup
     assert!(at("power-on") < at("delete-old-disks"));
 }
 
+/// The error with which `ex` refuses to run `plan`.
+async fn refusal(ex: &Executor, plan: &Plan) -> vmrestore::Error {
+    ex.run(plan, CancellationToken::new(), None)
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_and_stale_plans_are_refused() {
-    let (_dir, repo, restores) = setup();
+    let (_dir, repo, restores) = demo_repo();
     let sim = Arc::new(SimCloud::new(SimConfig::default()));
     let ex = Executor::new(sim.clone(), Arc::new(repo));
     let mut r = restores[0].clone();
     r.request.placement = vmrestore::model::Placement::InPlace; // no overwrite confirmed: CV-12 blocks
-    let blocked = plan_for(&r, "commvault", &Catalog::builtin());
-    let e = ex
-        .run(&blocked, CancellationToken::new(), None)
-        .await
-        .unwrap_err();
+    let blocked = plan_for(&r, "commvault");
+    let e = refusal(&ex, &blocked).await;
     assert_eq!(e.code(), "E_PLAN_BLOCKED");
     assert!(e.to_string().contains("CV-12"));
 
@@ -552,20 +449,14 @@ async fn blocked_and_stale_plans_are_refused() {
         .vm
         .tags
         .insert("edited".into(), "after backup".into());
-    let stale = plan_for(&changed, "commvault", &Catalog::builtin());
-    let e = ex
-        .run(&stale, CancellationToken::new(), None)
-        .await
-        .unwrap_err();
+    let stale = plan_for(&changed, "commvault");
+    let e = refusal(&ex, &stale).await;
     assert_eq!(e.code(), "E_STALE_PLAN");
 
     let mut cat = Catalog::builtin();
     cat.vm_sizes.pop();
-    let other_catalog = plan_for(&restores[0], "commvault", &cat);
-    let e = ex
-        .run(&other_catalog, CancellationToken::new(), None)
-        .await
-        .unwrap_err();
+    let other_catalog = plan_with(&restores[0], "commvault", &cat, None);
+    let e = refusal(&ex, &other_catalog).await;
     assert_eq!(e.code(), "E_STALE_PLAN");
     assert!(e.to_string().contains("catalog"));
     assert_eq!(
@@ -577,14 +468,12 @@ async fn blocked_and_stale_plans_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_vhd_destination_writes_disks_qemu_reads_as_identical() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let out = dir.path().join("out");
     let sink = Arc::new(LocalVhdSink::new(&out).unwrap());
     let sim = SimCloud::new(SimConfig::default());
-    let plan = plan_for(&restores[1], "veeam", &Catalog::builtin());
-    let report = Executor::new(Arc::new(sim), Arc::new(repo))
-        .with_sink(sink.clone())
-        .run(&plan, CancellationToken::new(), None)
+    let plan = plan_for(&restores[1], "veeam");
+    let report = run_to_sink(&sim, &repo, &plan, sink.clone(), ExecOptions::default())
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -602,13 +491,7 @@ async fn local_vhd_destination_writes_disks_qemu_reads_as_identical() {
             d.volume_group.as_deref(),
         );
         let padded = dir.path().join(format!("{}.padded", d.name));
-        std::fs::copy(&raw, &padded).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&padded)
-            .unwrap()
-            .set_len(d.size_bytes)
-            .unwrap();
+        padded_copy(&raw, &padded, d.size_bytes);
         let out = std::process::Command::new("qemu-img")
             .args(["compare", "-f", "raw", "-F", "vpc"])
             .arg(&padded)
@@ -645,23 +528,21 @@ async fn local_vhd_destination_writes_disks_qemu_reads_as_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_steps_respect_their_concurrency_limit() {
-    let (_dir, repo, restores) = setup();
+    let (_dir, repo, restores) = demo_repo();
     let mut op_latency = std::collections::HashMap::new();
     op_latency.insert("create".to_string(), Duration::from_millis(4));
     let sim = SimCloud::new(SimConfig {
         op_latency,
         ..Default::default()
     });
-    let plan = plan_for(&restores[1], "veeam", &Catalog::builtin());
+    let plan = plan_for(&restores[1], "veeam");
     let (progress, log) = events();
     let opts = ExecOptions {
         control_concurrency: 1,
         data_concurrency: 4,
         ..Default::default()
     };
-    let report = Executor::new(Arc::new(sim), Arc::new(repo))
-        .with_options(opts)
-        .run(&plan, CancellationToken::new(), Some(progress))
+    let report = run_sim(&sim, &repo, &plan, opts, Some(progress))
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -681,8 +562,8 @@ async fn control_steps_respect_their_concurrency_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_can_be_spawned_on_the_runtime() {
-    let (_dir, repo, restores) = setup();
-    let plan = plan_for(&restores[2], "commvault", &Catalog::builtin());
+    let (_dir, repo, restores) = demo_repo();
+    let plan = plan_for(&restores[2], "commvault");
     let ex = Arc::new(Executor::new(
         Arc::new(SimCloud::new(SimConfig::default())),
         Arc::new(repo),
@@ -702,32 +583,13 @@ async fn a_run_can_be_spawned_on_the_runtime() {
 /// before it leaves the existing VM and cleans up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_failures_after_the_point_of_no_return_always_leave_a_vm() {
-    let (_dir, repo, restores) = setup();
-    let repo = Arc::new(repo);
-    let mut r = restores[0].clone();
-    r.request.placement = vmrestore::model::Placement::InPlace;
-    r.request.overwrite_confirmed = true;
-    let existing = vmrestore::model::ExistingVm {
-        subscription_id: demo::SUBSCRIPTION.into(),
-        resource_group: "rg-prod".into(),
-        name: "web01".into(),
-        region: "westeurope".into(),
-        managed: true,
-        encrypted: false,
-        generalized: false,
-    };
-    let plan = plan_for(&r, "commvault", &Catalog::builtin());
+    let (_dir, repo, restores) = demo_repo();
+    let r = in_place(&restores[0]);
+    let existing = existing_web01();
+    let plan = plan_for(&r, "commvault");
     assert!(plan.is_ready(), "{:?}", plan.findings);
-    let ponr = plan
-        .steps
-        .iter()
-        .position(|s| s.kind == StepKind::DeleteExistingVm)
-        .unwrap();
-    let vm_at = plan
-        .steps
-        .iter()
-        .position(|s| s.kind == StepKind::VirtualMachine)
-        .unwrap();
+    let ponr = step_index(&plan, StepKind::DeleteExistingVm);
+    let vm_at = step_index(&plan, StepKind::VirtualMachine);
     let retry = RetryPolicy {
         max_attempts: 2,
         base_delay: Duration::from_millis(1),
@@ -749,14 +611,11 @@ async fn in_place_failures_after_the_point_of_no_return_always_leave_a_vm() {
             },
             ..Default::default()
         });
-        let report = Executor::new(Arc::new(sim.clone()), repo.clone())
-            .with_options(ExecOptions {
-                retry: retry.clone(),
-                ..Default::default()
-            })
-            .run(&plan, CancellationToken::new(), None)
-            .await
-            .unwrap();
+        let opts = ExecOptions {
+            retry: retry.clone(),
+            ..Default::default()
+        };
+        let report = run_sim(&sim, &repo, &plan, opts, None).await.unwrap();
         let dump = sim.dump();
         let vms: Vec<&serde_json::Value> = dump["resources"]
             .as_array()
@@ -848,19 +707,14 @@ async fn in_place_failures_after_the_point_of_no_return_always_leave_a_vm() {
 /// VM, is refused before the first cloud change, naming what differs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edited_plans_are_refused_before_any_cloud_change() {
-    let (_dir, repo, restores) = setup();
-    let repo = Arc::new(repo);
-    let good = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let (_dir, repo, restores) = demo_repo();
+    let good = plan_for(&restores[0], "commvault");
     assert!(good.is_ready());
     let run = |plan: Plan, opts: ExecOptions| {
         let repo = repo.clone();
         async move {
             let sim = SimCloud::new(SimConfig::default());
-            let r = Executor::new(Arc::new(sim.clone()), repo)
-                .with_options(opts)
-                .run(&plan, CancellationToken::new(), None)
-                .await;
-            (r, sim)
+            (run_sim(&sim, &repo, &plan, opts, None).await, sim)
         }
     };
     let refused = |r: &vmrestore::Result<Report>, sim: &SimCloud, code: &str, path: &str| {
@@ -880,7 +734,7 @@ async fn edited_plans_are_refused_before_any_cloud_change() {
     // with the steps of a ready plan grafted in.
     let mut r = restores[0].clone();
     r.request.placement = vmrestore::model::Placement::InPlace;
-    let mut blocked = plan_for(&r, "commvault", &Catalog::builtin());
+    let mut blocked = plan_for(&r, "commvault");
     assert!(!blocked.is_ready());
     blocked.verdict = vmrestore::plan::Verdict::Ready;
     blocked
@@ -984,15 +838,7 @@ async fn simcloud_deletes_only_what_was_made_under_the_key() {
 
 /// Cancels `plan` (kept, with a journal) once 40 MiB are written.
 async fn cancel_midway(ex: &Executor, plan: &Plan) -> Report {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let progress: ProgressFn = Arc::new(move |e: &Event| {
-        if let Event::Bytes { done, .. } = e
-            && *done >= 40 << 20
-        {
-            t.cancel();
-        }
-    });
+    let (token, progress) = cancel_after(40 << 20);
     let r = ex.run(plan, token, Some(progress)).await.unwrap();
     assert_eq!(r.outcome, Outcome::Cancelled);
     r
@@ -1001,7 +847,7 @@ async fn cancel_midway(ex: &Executor, plan: &Plan) -> Report {
 fn vhd_matches(dir: &Path, sink: &LocalVhdSink, d: &vmrestore::plan::TargetDisk, vm: &str) -> bool {
     let vhd = std::fs::read(sink.vhd_path(&d.name)).unwrap();
     let data = &vhd[..vhd.len() - 512];
-    data == image(
+    data == source_image(
         dir,
         vm,
         &d.source_disk,
@@ -1018,26 +864,16 @@ fn vhd_matches(dir: &Path, sink: &LocalVhdSink, d: &vmrestore::plan::TargetDisk,
 /// byte-identical wherever the report says `verified`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let repo = Arc::new(repo);
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
-    let opts = |j: &Path| ExecOptions {
-        journal: Some(j.to_path_buf()),
-        keep_on_cancel: true,
-        data_concurrency: 1,
-        ..Default::default()
-    };
-    let slow = || SimConfig {
-        write_latency: Duration::from_millis(3),
-        ..Default::default()
-    };
+    let plan = plan_for(&restores[0], "commvault");
     for case in ["emptied", "elsewhere"] {
         let out = dir.path().join(format!("out-{case}"));
         let journal = dir.path().join(format!("{case}.journal"));
         let sink = Arc::new(LocalVhdSink::new(&out).unwrap());
-        let ex = Executor::new(Arc::new(SimCloud::new(slow())), repo.clone())
+        let ex = Executor::new(Arc::new(slow_writes(3)), repo.clone())
             .with_sink(sink.clone())
-            .with_options(opts(&journal));
+            .with_options(resumable(&journal));
         cancel_midway(&ex, &plan).await;
         let sink = if case == "emptied" {
             for e in std::fs::read_dir(&out).unwrap() {
@@ -1047,10 +883,8 @@ async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
         } else {
             Arc::new(LocalVhdSink::new(dir.path().join("out-other")).unwrap())
         };
-        let report = Executor::new(Arc::new(SimCloud::new(SimConfig::default())), repo.clone())
-            .with_sink(sink.clone())
-            .with_options(opts(&journal))
-            .run(&plan, CancellationToken::new(), None)
+        let sim = SimCloud::new(SimConfig::default());
+        let report = run_to_sink(&sim, &repo, &plan, sink.clone(), resumable(&journal))
             .await
             .unwrap();
         assert_eq!(
@@ -1078,12 +912,10 @@ async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
     // Against another cloud (a new SimCloud: the disks are new and empty).
     let journal = dir.path().join("cloud.journal");
     let ex =
-        Executor::new(Arc::new(SimCloud::new(slow())), repo.clone()).with_options(opts(&journal));
+        Executor::new(Arc::new(slow_writes(3)), repo.clone()).with_options(resumable(&journal));
     cancel_midway(&ex, &plan).await;
     let other = SimCloud::new(SimConfig::default());
-    let report = Executor::new(Arc::new(other.clone()), repo.clone())
-        .with_options(opts(&journal))
-        .run(&plan, CancellationToken::new(), None)
+    let report = run_sim(&other, &repo, &plan, resumable(&journal), None)
         .await
         .unwrap();
     // The journal's disks are not in this cloud: the run fails (or, were
@@ -1092,7 +924,7 @@ async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
         let got = other.disk_bytes(&r.name).unwrap();
         let d = plan.target.disks.iter().find(|d| d.name == r.name).unwrap();
         assert!(
-            got == image(dir.path(), "web01", &d.source_disk, None, got.len()),
+            got == source_image(dir.path(), "web01", &d.source_disk, None, got.len()),
             "{} is reported verified and differs from the source",
             d.name
         );
@@ -1106,9 +938,9 @@ async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
     let out = dir.path().join("out-same");
     let journal = dir.path().join("same.journal");
     let sink = Arc::new(LocalVhdSink::new(&out).unwrap());
-    let ex = Executor::new(Arc::new(SimCloud::new(slow())), repo.clone())
+    let ex = Executor::new(Arc::new(slow_writes(3)), repo.clone())
         .with_sink(sink.clone())
-        .with_options(opts(&journal));
+        .with_options(resumable(&journal));
     cancel_midway(&ex, &plan).await;
     let report = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -1132,13 +964,11 @@ async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
 /// VM on blank disks; the report says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_disks_go_to_a_sink_creates_no_cloud_disk_and_no_vm() {
-    let (dir, repo, restores) = setup();
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let (dir, repo, restores) = demo_repo();
+    let plan = plan_for(&restores[0], "commvault");
     let sink = Arc::new(LocalVhdSink::new(dir.path().join("out")).unwrap());
     let sim = SimCloud::new(SimConfig::default());
-    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
-        .with_sink(sink.clone())
-        .run(&plan, CancellationToken::new(), None)
+    let report = run_to_sink(&sim, &repo, &plan, sink.clone(), ExecOptions::default())
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -1183,13 +1013,13 @@ async fn a_run_whose_disks_go_to_a_sink_creates_no_cloud_disk_and_no_vm() {
 /// one finding per step instead of `ready`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cloud_that_cannot_run_a_step_refuses_the_plan_before_any_change() {
-    let (_dir, repo, restores) = setup();
+    let (_dir, repo, restores) = demo_repo();
     let arm = vmrestore::azure::ArmCloud::declared_capabilities();
     let sim = SimCloud::new(SimConfig {
         capabilities: arm.clone(),
         ..Default::default()
     });
-    let plan = plan_for(&restores[0], "veeam", &Catalog::builtin());
+    let plan = plan_for(&restores[0], "veeam");
     assert!(plan.is_ready(), "{:?}", plan.findings);
     let cannot: Vec<&str> = plan
         .steps
@@ -1201,8 +1031,7 @@ async fn a_cloud_that_cannot_run_a_step_refuses_the_plan_before_any_change() {
         plan.steps.iter().any(|s| s.kind == StepKind::BootFix),
         "the Veeam plan has a boot fix"
     );
-    let err = Executor::new(Arc::new(sim.clone()), Arc::new(repo))
-        .run(&plan, CancellationToken::new(), None)
+    let err = run_sim(&sim, &repo, &plan, ExecOptions::default(), None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), "E_UNSUPPORTED", "{err}");
@@ -1215,15 +1044,12 @@ async fn a_cloud_that_cannot_run_a_step_refuses_the_plan_before_any_change() {
     assert!(sim.names("disk").is_empty());
 
     // Planned for that cloud: blocked, one VMR-07 finding per step.
-    let for_arm = Planner::new(&Catalog::builtin())
-        .unwrap()
-        .for_cloud(arm.clone())
-        .plan(
-            &restores[0].restore_point,
-            &restores[0].request,
-            &[Profile::builtin("veeam").unwrap()],
-        )
-        .unwrap();
+    let for_arm = plan_with(
+        &restores[0],
+        "veeam",
+        &Catalog::builtin(),
+        Some(arm.clone()),
+    );
     assert!(!for_arm.is_ready());
     let vmr07: Vec<_> = for_arm
         .blocking()
@@ -1240,19 +1066,10 @@ async fn a_cloud_that_cannot_run_a_step_refuses_the_plan_before_any_change() {
     );
     // A Commvault restore of the same VM runs on such a cloud, and a plan
     // made for it re-plans identically (the capabilities are an input).
-    let cv = Planner::new(&Catalog::builtin())
-        .unwrap()
-        .for_cloud(arm)
-        .plan(
-            &restores[0].restore_point,
-            &restores[0].request,
-            &[Profile::builtin("commvault").unwrap()],
-        )
-        .unwrap();
+    let cv = plan_with(&restores[0], "commvault", &Catalog::builtin(), Some(arm));
     assert!(cv.is_ready(), "{:?}", cv.findings);
-    let (_dir2, repo2, _) = setup();
-    let report = Executor::new(Arc::new(sim.clone()), Arc::new(repo2))
-        .run(&cv, CancellationToken::new(), None)
+    let (_dir2, repo2, _) = demo_repo();
+    let report = run_sim(&sim, &repo2, &cv, ExecOptions::default(), None)
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
@@ -1265,9 +1082,8 @@ async fn a_cloud_that_cannot_run_a_step_refuses_the_plan_before_any_change() {
 /// is refused naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_carries_the_staging_and_nsg_decisions() {
-    let (_dir, repo, restores) = setup();
-    let repo = Arc::new(repo);
-    let plan = plan_for(&restores[0], "commvault", &Catalog::builtin());
+    let (_dir, repo, restores) = demo_repo();
+    let plan = plan_for(&restores[0], "commvault");
     assert!(plan.is_ready());
     let json = serde_json::to_value(&plan).unwrap();
     assert_eq!(json["format_version"], "2.0");
@@ -1313,8 +1129,7 @@ async fn the_plan_carries_the_staging_and_nsg_decisions() {
         }
         let edited: Plan = serde_json::from_value(v).unwrap();
         let sim = SimCloud::new(SimConfig::default());
-        let err = Executor::new(Arc::new(sim.clone()), repo.clone())
-            .run(&edited, CancellationToken::new(), None)
+        let err = run_sim(&sim, &repo, &edited, ExecOptions::default(), None)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "E_PLAN_MISMATCH", "{err}");

@@ -11,34 +11,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vmrestore::demo::{self, DemoRestore};
 use vmrestore::exec::*;
-use vmrestore::model::Catalog;
-use vmrestore::plan::{Plan, Planner};
-use vmrestore::policy::Profile;
-use vmrestore::repo::{ChunkRef, LocalRepository, Manifest};
+use vmrestore::plan::Plan;
+use vmrestore::repo::{ChunkRef, LocalRepository};
 use vmrestore::vhd::parse_footer;
 
-fn plan_for(r: &DemoRestore, profile: &str) -> Plan {
-    Planner::new(&Catalog::builtin())
-        .unwrap()
-        .plan(
-            &r.restore_point,
-            &r.request,
-            &[Profile::builtin(profile).unwrap()],
-        )
-        .unwrap()
-}
-
-fn setup() -> (tempfile::TempDir, LocalRepository, Vec<DemoRestore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, restores) = demo::build(dir.path()).unwrap();
-    (dir, repo, restores)
-}
+mod common;
+use common::restore::*;
 
 fn chunk_file(repo: &LocalRepository, c: &ChunkRef) -> PathBuf {
-    repo.root()
-        .join("chunks")
-        .join(&c.sha256[..2])
-        .join(&c.sha256)
+    chunk_path(repo, &c.sha256)
 }
 
 fn mkfifo(p: &Path) {
@@ -60,19 +41,20 @@ fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         .expect("the call hung (blocked on a FIFO?)")
 }
 
-fn first_chunk(repo: &LocalRepository, id: &str) -> (Manifest, String, ChunkRef) {
-    let m = repo.manifest(id).unwrap();
+/// The first chunk of the first restore point's first disk that has one:
+/// the disk's name, the chunk, and the chunk's file.
+fn first_chunk(repo: &LocalRepository, restores: &[DemoRestore]) -> (String, ChunkRef, PathBuf) {
+    let m = repo.manifest(&restores[0].restore_point.id).unwrap();
     let d = m.disks.iter().find(|d| !d.chunks.is_empty()).unwrap();
     let (name, c) = (d.name.clone(), d.chunks[0].clone());
-    (m, name, c)
+    let path = chunk_file(repo, &c);
+    (name, c, path)
 }
 
 #[test]
 fn a_chunk_symlinked_outside_the_root_is_refused_without_reading_it() {
-    let (dir, repo, restores) = setup();
-    let id = &restores[0].restore_point.id;
-    let (_, disk, c) = first_chunk(&repo, id);
-    let path = chunk_file(&repo, &c);
+    let (dir, repo, restores) = demo_repo();
+    let (disk, c, path) = first_chunk(&repo, &restores);
     // An outside file with exactly the chunk's bytes: following the link
     // would even verify. It must not be read at all.
     let outside = dir.path().join("outside.bin");
@@ -110,10 +92,8 @@ fn a_chunk_symlinked_outside_the_root_is_refused_without_reading_it() {
 
 #[test]
 fn dev_zero_and_a_fifo_as_a_chunk_neither_hang_nor_read_unbounded() {
-    let (_dir, repo, restores) = setup();
-    let id = &restores[0].restore_point.id;
-    let (_, disk, c) = first_chunk(&repo, id);
-    let path = chunk_file(&repo, &c);
+    let (_dir, repo, restores) = demo_repo();
+    let (disk, c, path) = first_chunk(&repo, &restores);
     std::fs::remove_file(&path).unwrap();
     symlink("/dev/zero", &path).unwrap();
     let e = repo.read_chunk(&disk, &c).unwrap_err();
@@ -129,10 +109,8 @@ fn dev_zero_and_a_fifo_as_a_chunk_neither_hang_nor_read_unbounded() {
 
 #[test]
 fn a_chunk_longer_than_declared_is_read_only_up_to_its_length() {
-    let (_dir, repo, restores) = setup();
-    let id = &restores[0].restore_point.id;
-    let (_, disk, c) = first_chunk(&repo, id);
-    let path = chunk_file(&repo, &c);
+    let (_dir, repo, restores) = demo_repo();
+    let (disk, c, path) = first_chunk(&repo, &restores);
     // Grow the chunk file to 1 GiB (sparse): a read of it all would
     // allocate 1 GiB; the bounded read stops one byte past the length.
     std::fs::OpenOptions::new()
@@ -148,7 +126,7 @@ fn a_chunk_longer_than_declared_is_read_only_up_to_its_length() {
 
 #[test]
 fn a_manifest_that_is_a_symlink_fifo_or_huge_is_refused() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let id = restores[0].restore_point.id.clone();
     let mpath = repo
         .root()
@@ -204,7 +182,7 @@ fn a_manifest_that_is_a_symlink_fifo_or_huge_is_refused() {
 
 #[test]
 fn a_16_gib_chunk_size_is_refused_at_parse_with_its_field() {
-    let (_dir, repo, restores) = setup();
+    let (_dir, repo, restores) = demo_repo();
     let id = &restores[0].restore_point.id;
     let mut m = repo.manifest(id).unwrap();
     m.chunk_size = 16 << 30;
@@ -228,7 +206,7 @@ fn a_device_or_fifo_as_repository_root_or_import_image_is_refused() {
     mkfifo(&fifo);
     assert!(LocalRepository::open(&fifo).is_err());
 
-    let (_d, repo, restores) = setup();
+    let (_d, repo, restores) = demo_repo();
     let rp = restores[0].restore_point.clone();
     let names: Vec<String> = rp.vm.disks.iter().map(|d| d.name.clone()).collect();
     for image in [PathBuf::from("/dev/zero"), fifo.clone()] {
@@ -259,25 +237,17 @@ fn a_device_or_fifo_as_repository_root_or_import_image_is_refused() {
 
 // ---- the output directory ------------------------------------------------
 
-async fn run_sink(
-    repo: &LocalRepository,
-    plan: &Plan,
-    sink: LocalVhdSink,
-    opts: ExecOptions,
-) -> vmrestore::Result<Report> {
-    Executor::new(
-        Arc::new(SimCloud::new(SimConfig::default())),
-        Arc::new(repo.clone()),
-    )
-    .with_options(opts)
-    .with_sink(Arc::new(sink))
-    .run(plan, CancellationToken::new(), None)
-    .await
+/// Runs `plan` on a new SimCloud, the disks' bytes going to `sink`.
+async fn run_sink(repo: &LocalRepository, plan: &Plan, sink: LocalVhdSink) -> Report {
+    let sim = SimCloud::new(SimConfig::default());
+    run_to_sink(&sim, repo, plan, Arc::new(sink), ExecOptions::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symlinks_in_the_output_directory_are_never_written_through() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let plan = plan_for(&restores[1], "veeam");
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -292,9 +262,7 @@ async fn symlinks_in_the_output_directory_are_never_written_through() {
     symlink(&victim, out.join(format!("{vm}.report.json"))).unwrap();
 
     let sink = LocalVhdSink::new(&out).unwrap();
-    let report = run_sink(&repo, &plan, sink, ExecOptions::default())
-        .await
-        .unwrap();
+    let report = run_sink(&repo, &plan, sink).await;
     assert_eq!(
         report.outcome,
         Outcome::Failed,
@@ -310,9 +278,7 @@ async fn symlinks_in_the_output_directory_are_never_written_through() {
 
     // With overwrite the links are replaced, still not written through.
     let sink = LocalVhdSink::new(&out).unwrap().overwrite(true);
-    let report = run_sink(&repo, &plan, sink, ExecOptions::default())
-        .await
-        .unwrap();
+    let report = run_sink(&repo, &plan, sink).await;
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     let vhd = out.join(format!("{disk}.vhd"));
@@ -325,21 +291,14 @@ async fn symlinks_in_the_output_directory_are_never_written_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_vhd_or_template_is_kept_unless_overwrite() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let plan = plan_for(&restores[1], "veeam");
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let last = plan.target.disks.last().unwrap().name.clone();
     let existing = out.join(format!("{last}.vhd"));
     std::fs::write(&existing, b"someone else's disk").unwrap();
-    let report = run_sink(
-        &repo,
-        &plan,
-        LocalVhdSink::new(&out).unwrap(),
-        ExecOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = run_sink(&repo, &plan, LocalVhdSink::new(&out).unwrap()).await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert_eq!(std::fs::read(&existing).unwrap(), b"someone else's disk");
 
@@ -349,24 +308,15 @@ async fn an_existing_vhd_or_template_is_kept_unless_overwrite() {
     std::fs::create_dir_all(&out2).unwrap();
     let tpl = out2.join(format!("{}.template.json", plan.target.vm_name));
     std::fs::write(&tpl, b"{}").unwrap();
-    let report = run_sink(
-        &repo,
-        &plan,
-        LocalVhdSink::new(&out2).unwrap(),
-        ExecOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = run_sink(&repo, &plan, LocalVhdSink::new(&out2).unwrap()).await;
     assert_eq!(std::fs::read(&tpl).unwrap(), b"{}", "{:?}", report.outcome);
     // With overwrite, both are replaced.
     let report = run_sink(
         &repo,
         &plan,
         LocalVhdSink::new(&out).unwrap().overwrite(true),
-        ExecOptions::default(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
     let bytes = std::fs::read(&existing).unwrap();
     parse_footer(&bytes[bytes.len() - 512..]).unwrap();
@@ -374,7 +324,7 @@ async fn an_existing_vhd_or_template_is_kept_unless_overwrite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_disk_leaves_no_complete_looking_vhd() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let plan = plan_for(&restores[1], "veeam");
     let id = &restores[1].restore_point.id;
     let m = repo.manifest(id).unwrap();
@@ -387,14 +337,7 @@ async fn a_failed_disk_leaves_no_complete_looking_vhd() {
     b[0] ^= 0xff;
     std::fs::write(&path, b).unwrap();
     let out = dir.path().join("out");
-    let report = run_sink(
-        &repo,
-        &plan,
-        LocalVhdSink::new(&out).unwrap(),
-        ExecOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = run_sink(&repo, &plan, LocalVhdSink::new(&out).unwrap()).await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert!(!out.join(format!("{}.vhd", d0.name)).exists());
     let partial = out.join(format!("{}.vhd.partial", d0.name));
@@ -405,34 +348,14 @@ async fn a_failed_disk_leaves_no_complete_looking_vhd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_local_restore_resumes_from_the_journal_into_the_same_vhds() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let plan = plan_for(&restores[1], "veeam");
     let out = dir.path().join("out");
-    let journal = dir.path().join("run.journal");
-    let opts = ExecOptions {
-        journal: Some(journal.clone()),
-        keep_on_cancel: true,
-        data_concurrency: 1,
-        ..Default::default()
-    };
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let progress: ProgressFn = Arc::new(move |e: &Event| {
-        if let Event::Bytes { done, .. } = e
-            && *done >= 8 << 20
-        {
-            t.cancel();
-        }
-    });
-    let ex = Executor::new(
-        Arc::new(SimCloud::new(SimConfig {
-            write_latency: Duration::from_millis(2),
-            ..Default::default()
-        })),
-        Arc::new(repo.clone()),
-    )
-    .with_options(opts)
-    .with_sink(Arc::new(LocalVhdSink::new(&out).unwrap()));
+    let opts = resumable(&dir.path().join("run.journal"));
+    let (token, progress) = cancel_after(8 << 20);
+    let ex = Executor::new(Arc::new(slow_writes(2)), Arc::new(repo.clone()))
+        .with_options(opts)
+        .with_sink(Arc::new(LocalVhdSink::new(&out).unwrap()));
     let first = ex.run(&plan, token, Some(progress)).await.unwrap();
     assert_eq!(first.outcome, Outcome::Cancelled);
     let second = ex.run(&plan, CancellationToken::new(), None).await.unwrap();
@@ -458,12 +381,9 @@ async fn a_cancelled_local_restore_resumes_from_the_journal_into_the_same_vhds()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_executors_on_one_journal_the_second_is_locked_out() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let plan = plan_for(&restores[0], "commvault");
-    let sim = SimCloud::new(SimConfig {
-        write_latency: Duration::from_millis(3),
-        ..Default::default()
-    });
+    let sim = slow_writes(3);
     let journal = dir.path().join("run.journal");
     let opts = ExecOptions {
         journal: Some(journal.clone()),
@@ -518,7 +438,7 @@ async fn two_executors_on_one_journal_the_second_is_locked_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_with_a_foreign_line_is_refused_before_any_cloud_call() {
-    let (dir, repo, restores) = setup();
+    let (dir, repo, restores) = demo_repo();
     let plan = plan_for(&restores[0], "commvault");
     let other_plan = plan_for(&restores[1], "veeam");
     let (ja, jb) = (dir.path().join("a.journal"), dir.path().join("b.journal"));

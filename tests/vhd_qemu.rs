@@ -9,6 +9,9 @@ use vmrestore::model::RestorePoint;
 use vmrestore::repo::LocalRepository;
 use vmrestore::vhd::{parse_footer, restore_disk_to_vhd};
 
+mod common;
+use common::restore::padded_copy;
+
 /// The windows base restore point with its disks resized to the images'.
 fn restore_point_sized(sizes: &[(&str, u64)]) -> RestorePoint {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bases.json");
@@ -95,13 +98,7 @@ fn restored_vhds_are_identical_to_their_sources_for_qemu() {
 
         // Compare against the source padded to the VHD's size.
         let padded = dir.path().join(format!("{name}.padded.raw"));
-        std::fs::copy(raw, &padded).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&padded)
-            .unwrap()
-            .set_len(len - 512)
-            .unwrap();
+        padded_copy(raw, &padded, len - 512);
         let out = qemu_img()
             .args(["compare", "-f", "raw", "-F", "vpc"])
             .arg(&padded)

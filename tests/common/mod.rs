@@ -1,8 +1,11 @@
-//! Shared helpers for the top-level tests: the JSON test vectors.
+//! Shared helpers for the top-level tests: the JSON test vectors here; the
+//! server that behaves like ARM, Azurite, and the set-up of restores (the
+//! demo repository, plans, runs) in the modules below.
 #![allow(dead_code)]
 
 pub mod arm_server;
 pub mod azurite;
+pub mod restore;
 
 use serde_json::{Value, json};
 use vmrestore::model::{Catalog, RestorePoint, RestoreRequest, from_value};
