@@ -11,8 +11,7 @@ use vmrestore::azure::ArmCloud;
 use vmrestore::demo;
 use vmrestore::exec::{Cloud, Executor, Outcome, SimCloud, SimConfig};
 use vmrestore::model::Catalog;
-use vmrestore::plan::{Planner, TransformKind};
-use vmrestore::policy::Profile;
+use vmrestore::plan::TransformKind;
 use vmrestore::repo::LocalRepository;
 
 mod common;
@@ -44,15 +43,16 @@ async fn a_one_mib_disk_is_restored_as_a_twenty_mib_managed_disk_on_both_clouds(
     catalog
         .regions
         .retain(|r| LOCATIONS.contains(&r.name.as_str()));
-    let plan = Planner::new(&Catalog::builtin())
-        .unwrap()
-        .for_cloud(ArmCloud::declared_capabilities())
-        .plan(
-            &rp,
-            &web01.request,
-            &[Profile::builtin("azure-backup").unwrap()],
-        )
-        .unwrap();
+    let small = demo::DemoRestore {
+        restore_point: rp.clone(),
+        ..web01.clone()
+    };
+    let plan = common::restore::plan_with(
+        &small,
+        "azure-backup",
+        &Catalog::builtin(),
+        Some(ArmCloud::declared_capabilities()),
+    );
     assert!(plan.is_ready(), "{:?}", plan.findings);
     assert!(
         !plan.target.disks_staged,
