@@ -1,5 +1,6 @@
 'use strict';
 // Shared helpers of the Node tests.
+const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -34,6 +35,16 @@ function setPointer(doc, ptr, value) {
   });
 }
 
+/** For `assert.throws` / `assert.rejects`: the error is an Error with `code` (and a message matching `pattern`). */
+function coded(code, pattern) {
+  return (e) => {
+    assert.ok(e instanceof Error, 'not an Error');
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  };
+}
+
 // Temporary directories of this test process, removed when it exits (demo
 // repositories hold gigabytes of sparse images).
 const made = [];
@@ -47,4 +58,4 @@ function tmpdir(prefix = 'vmrestore-node-') {
   return d;
 }
 
-module.exports = { ROOT, load, setPointer, tmpdir };
+module.exports = { ROOT, coded, load, setPointer, tmpdir };

@@ -6,20 +6,10 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const vmrestore = require('..');
-const { ROOT, load } = require('./helpers');
+const { ROOT, coded, load } = require('./helpers');
 
 const BASES = load('bases.json');
 const win = BASES.windows;
-
-/** Asserts that `fn` throws (or a promise rejects with) an Error with `code`. */
-function coded(code, pattern) {
-  return (e) => {
-    assert.ok(e instanceof Error, 'not an Error');
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return true;
-  };
-}
 
 test('a plan is a plain object that survives JSON as it is', () => {
   const plan = vmrestore.plan(win.restore_point, win.request, { profiles: ['commvault'] });

@@ -8,21 +8,11 @@ const http = require('node:http');
 const util = require('node:util');
 const { spawnSync } = require('node:child_process');
 const vmrestore = require('..');
-const { load } = require('./helpers');
+const { coded, load } = require('./helpers');
 
 const win = load('bases.json').windows;
 const clone = (v) => JSON.parse(JSON.stringify(v));
 const P = { profiles: ['commvault'] };
-
-/** Asserts that `fn` throws (or a promise rejects with) an Error with `code`. */
-function coded(code, pattern) {
-  return (e) => {
-    assert.ok(e instanceof Error, 'not an Error');
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return true;
-  };
-}
 
 function inputs() {
   return { rp: clone(win.restore_point), req: clone(win.request), cat: vmrestore.builtinCatalog() };

@@ -45,3 +45,8 @@ pub(crate) fn enum_str<T: Serialize>(v: &T) -> String {
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
 }
+
+/// The typed parts of a core list: `f` of each (a getter's `Vec` of classes).
+pub(crate) fn all<T, U>(items: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+    items.iter().map(f).collect()
+}

@@ -10,8 +10,17 @@ use restore_core::model::Catalog;
 use restore_core::plan as core_plan;
 use restore_core::policy::{BUILTIN_PROFILES, Profile};
 
-use crate::convert::{capabilities_of, enum_str, input_json, to_py};
+use crate::convert::{all, capabilities_of, enum_str, input_json, to_py};
 use crate::errors::to_py_err;
+
+/// `to_dict()`'s dict: each named field of `$obj` under its name, in order.
+macro_rules! fields_dict {
+    ($py:expr, $obj:expr, $($field:ident),+ $(,)?) => {{
+        let d = PyDict::new($py);
+        $(d.set_item(stringify!($field), &$obj.$field)?;)+
+        Ok(d.into_any().unbind())
+    }};
+}
 
 /// A finding of a rule.
 #[pyclass(module = "vmrestore._native", frozen, get_all)]
@@ -116,7 +125,7 @@ impl Plan {
     }
     #[getter]
     fn findings(&self) -> Vec<Finding> {
-        self.inner.findings.iter().map(Finding::from_core).collect()
+        all(&self.inner.findings, Finding::from_core)
     }
     /// The findings that block the plan.
     #[getter]
@@ -128,47 +137,16 @@ impl Plan {
     }
     #[getter]
     fn transformations(&self, py: Python<'_>) -> PyResult<Vec<Transformation>> {
-        self.inner
-            .transformations
-            .iter()
-            .map(|t| {
-                Ok(Transformation {
-                    rule_id: t.rule_id.clone(),
-                    kind: enum_str(&t.kind),
-                    path: t.path.clone(),
-                    before: to_py(py, &t.before)?,
-                    after: to_py(py, &t.after)?,
-                    message: t.message.clone(),
-                })
-            })
-            .collect()
+        let ts = self.inner.transformations.iter();
+        ts.map(|t| Transformation::from_core(py, t)).collect()
     }
     #[getter]
     fn steps(&self) -> Vec<Step> {
-        self.inner
-            .steps
-            .iter()
-            .map(|s| Step {
-                id: s.id.to_string(),
-                kind: enum_str(&s.kind),
-                action: enum_str(&s.action),
-                resource: s.resource.to_string(),
-                stage: s.stage.to_string(),
-                depends_on: s.depends_on.iter().map(|d| d.to_string()).collect(),
-                rule_ids: s.rule_ids.iter().map(|d| d.to_string()).collect(),
-                disk: s.disk.as_ref().map(|d| d.to_string()),
-                bytes: s.bytes,
-                detail: s.detail.clone(),
-            })
-            .collect()
+        all(&self.inner.steps, Step::from_core)
     }
     #[getter]
     fn post_actions(&self) -> Vec<PostAction> {
-        self.inner
-            .post_actions
-            .iter()
-            .map(PostAction::from_core)
-            .collect()
+        all(&self.inner.post_actions, PostAction::from_core)
     }
     #[getter]
     fn estimates(&self) -> Estimates {
@@ -239,21 +217,40 @@ impl PostAction {
     }
 }
 
+impl Transformation {
+    fn from_core(py: Python<'_>, t: &core_plan::Transformation) -> PyResult<Self> {
+        Ok(Transformation {
+            rule_id: t.rule_id.clone(),
+            kind: enum_str(&t.kind),
+            path: t.path.clone(),
+            before: to_py(py, &t.before)?,
+            after: to_py(py, &t.after)?,
+            message: t.message.clone(),
+        })
+    }
+}
+
+impl Step {
+    fn from_core(s: &core_plan::Step) -> Self {
+        Step {
+            bytes: s.bytes,
+            id: s.id.to_string(),
+            kind: enum_str(&s.kind),
+            action: enum_str(&s.action),
+            resource: s.resource.to_string(),
+            stage: s.stage.to_string(),
+            depends_on: s.depends_on.iter().map(|d| d.to_string()).collect(),
+            rule_ids: s.rule_ids.iter().map(|d| d.to_string()).collect(),
+            disk: s.disk.as_ref().map(|d| d.to_string()),
+            detail: s.detail.clone(),
+        }
+    }
+}
+
 #[pymethods]
 impl Finding {
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let d = PyDict::new(py);
-        for (k, v) in [
-            ("rule_id", &self.rule_id),
-            ("severity", &self.severity),
-            ("kind", &self.kind),
-            ("message", &self.message),
-            ("source", &self.source),
-            ("path", &self.path),
-        ] {
-            d.set_item(k, v)?;
-        }
-        Ok(d.into_any().unbind())
+        fields_dict!(py, self, rule_id, severity, kind, message, source, path)
     }
     fn __repr__(&self) -> String {
         format!(
@@ -266,11 +263,7 @@ impl Finding {
 #[pymethods]
 impl PostAction {
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let d = PyDict::new(py);
-        d.set_item("rule_id", &self.rule_id)?;
-        d.set_item("message", &self.message)?;
-        d.set_item("source", &self.source)?;
-        Ok(d.into_any().unbind())
+        fields_dict!(py, self, rule_id, message, source)
     }
     fn __repr__(&self) -> String {
         format!("PostAction({}: {})", self.rule_id, self.message)
@@ -280,47 +273,33 @@ impl PostAction {
 #[pymethods]
 impl Transformation {
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let d = PyDict::new(py);
-        d.set_item("rule_id", &self.rule_id)?;
-        d.set_item("kind", &self.kind)?;
-        d.set_item("path", &self.path)?;
-        d.set_item("before", self.before.bind(py))?;
-        d.set_item("after", self.after.bind(py))?;
-        d.set_item("message", &self.message)?;
-        Ok(d.into_any().unbind())
+        fields_dict!(py, self, rule_id, kind, path, before, after, message)
     }
 }
 
 #[pymethods]
 impl Step {
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let d = PyDict::new(py);
-        d.set_item("id", &self.id)?;
-        d.set_item("kind", &self.kind)?;
-        d.set_item("action", &self.action)?;
-        d.set_item("resource", &self.resource)?;
-        d.set_item("stage", &self.stage)?;
-        d.set_item("depends_on", PyList::new(py, &self.depends_on)?)?;
-        d.set_item("rule_ids", PyList::new(py, &self.rule_ids)?)?;
-        d.set_item("disk", &self.disk)?;
-        d.set_item("bytes", self.bytes)?;
-        d.set_item("detail", &self.detail)?;
-        Ok(d.into_any().unbind())
+        fields_dict!(
+            py, self, id, kind, action, resource, stage, depends_on, rule_ids, disk, bytes, detail
+        )
     }
 }
 
 #[pymethods]
 impl Estimates {
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let d = PyDict::new(py);
-        d.set_item("bytes_to_move", self.bytes_to_move)?;
-        d.set_item("storage_bytes", self.storage_bytes)?;
-        d.set_item("disks", self.disks)?;
-        d.set_item("to_create", self.to_create)?;
-        d.set_item("to_change", self.to_change)?;
-        d.set_item("to_delete", self.to_delete)?;
-        d.set_item("transfer_seconds", self.transfer_seconds)?;
-        Ok(d.into_any().unbind())
+        fields_dict!(
+            py,
+            self,
+            bytes_to_move,
+            storage_bytes,
+            disks,
+            to_create,
+            to_change,
+            to_delete,
+            transfer_seconds
+        )
     }
 }
 

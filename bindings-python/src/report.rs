@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use restore_core::cloud::Resource;
 use restore_core::exec;
 
-use crate::convert::{enum_str, to_py};
+use crate::convert::{all, enum_str, to_py};
 use crate::plan::{Finding, PostAction};
 
 /// `to_dict()`, `obj["field"]` and `__repr__` for a class that keeps the
@@ -97,6 +97,21 @@ pub(crate) struct StepReport {
 }
 dict_like!(StepReport, |s| format!("StepReport({} {})", s.id, s.status));
 
+impl StepReport {
+    fn from_core(s: &exec::StepReport) -> Self {
+        StepReport {
+            id: s.id.clone(),
+            kind: enum_str(&s.kind),
+            status: enum_str(&s.status),
+            started_ms: s.started_ms,
+            elapsed_ms: s.elapsed_ms,
+            attempts: Attempt::all(&s.attempts),
+            resource: s.resource.clone(),
+            core: s.clone(),
+        }
+    }
+}
+
 /// One disk of the run.
 #[pyclass(module = "vmrestore._native", frozen)]
 #[derive(Clone)]
@@ -125,6 +140,22 @@ dict_like!(DiskReport, |d| format!(
     d.name, d.verified
 ));
 
+impl DiskReport {
+    fn from_core(d: &exec::DiskReport) -> Self {
+        DiskReport {
+            name: d.name.clone(),
+            source: d.source.clone(),
+            bytes_written: d.bytes_written,
+            chunks_written: d.chunks_written,
+            chunks_held: d.chunks_held,
+            chunks_resumed: d.chunks_resumed,
+            digest: d.digest.clone(),
+            verified: d.verified,
+            core: d.clone(),
+        }
+    }
+}
+
 /// The error that ended a failed run.
 #[pyclass(module = "vmrestore._native", frozen)]
 #[derive(Clone)]
@@ -145,6 +176,18 @@ dict_like!(ReportError, |e| format!(
     "ReportError({} at {})",
     e.code, e.step
 ));
+
+impl ReportError {
+    fn from_core(e: &exec::ReportError) -> Self {
+        ReportError {
+            code: e.code.clone(),
+            step: e.step.clone(),
+            message: e.message.clone(),
+            attempts: Attempt::all(&e.attempts),
+            core: e.clone(),
+        }
+    }
+}
 
 /// A resource the run created (and kept).
 #[pyclass(module = "vmrestore._native", frozen)]
@@ -171,6 +214,19 @@ dict_like!(CreatedResource, |r| format!(
     r.kind, r.id
 ));
 
+impl CreatedResource {
+    fn from_core(r: &Resource) -> Self {
+        CreatedResource {
+            id: r.id.clone(),
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            key: r.key.clone(),
+            existed: r.existed,
+            core: r.clone(),
+        }
+    }
+}
+
 /// Which VM exists at the end of the run.
 #[pyclass(module = "vmrestore._native", frozen)]
 #[derive(Clone)]
@@ -183,6 +239,16 @@ pub(crate) struct VmReport {
     core: exec::VmReport,
 }
 dict_like!(VmReport, |v| format!("VmReport({} {})", v.name, v.state));
+
+impl VmReport {
+    fn from_core(v: &exec::VmReport) -> Self {
+        VmReport {
+            name: v.name.clone(),
+            state: enum_str(&v.state),
+            core: v.clone(),
+        }
+    }
+}
 
 /// The executor's outcome.
 #[pyclass(module = "vmrestore._native", frozen)]
@@ -214,77 +280,29 @@ impl Report {
     /// The error that ended a failed run.
     #[getter]
     fn error(&self) -> Option<ReportError> {
-        self.inner.error.as_ref().map(|e| ReportError {
-            code: e.code.clone(),
-            step: e.step.clone(),
-            message: e.message.clone(),
-            attempts: Attempt::all(&e.attempts),
-            core: e.clone(),
-        })
+        self.inner.error.as_ref().map(ReportError::from_core)
     }
     #[getter]
     fn steps(&self) -> Vec<StepReport> {
-        self.inner
-            .steps
-            .iter()
-            .map(|s| StepReport {
-                id: s.id.clone(),
-                kind: enum_str(&s.kind),
-                status: enum_str(&s.status),
-                started_ms: s.started_ms,
-                elapsed_ms: s.elapsed_ms,
-                attempts: Attempt::all(&s.attempts),
-                resource: s.resource.clone(),
-                core: s.clone(),
-            })
-            .collect()
+        all(&self.inner.steps, StepReport::from_core)
     }
     #[getter]
     fn disks(&self) -> Vec<DiskReport> {
-        self.inner
-            .disks
-            .iter()
-            .map(|d| DiskReport {
-                name: d.name.clone(),
-                source: d.source.clone(),
-                bytes_written: d.bytes_written,
-                chunks_written: d.chunks_written,
-                chunks_held: d.chunks_held,
-                chunks_resumed: d.chunks_resumed,
-                digest: d.digest.clone(),
-                verified: d.verified,
-                core: d.clone(),
-            })
-            .collect()
+        all(&self.inner.disks, DiskReport::from_core)
     }
     #[getter]
     fn created(&self) -> Vec<CreatedResource> {
-        self.inner
-            .created
-            .iter()
-            .map(|r| CreatedResource {
-                id: r.id.clone(),
-                kind: r.kind.clone(),
-                name: r.name.clone(),
-                key: r.key.clone(),
-                existed: r.existed,
-                core: r.clone(),
-            })
-            .collect()
+        all(&self.inner.created, CreatedResource::from_core)
     }
     /// The plan's findings.
     #[getter]
     fn findings(&self) -> Vec<Finding> {
-        self.inner.findings.iter().map(Finding::from_core).collect()
+        all(&self.inner.findings, Finding::from_core)
     }
     /// What to do now.
     #[getter]
     fn post_actions(&self) -> Vec<PostAction> {
-        self.inner
-            .post_actions
-            .iter()
-            .map(PostAction::from_core)
-            .collect()
+        all(&self.inner.post_actions, PostAction::from_core)
     }
     #[getter]
     fn cleaned_up(&self) -> Vec<String> {
@@ -298,11 +316,7 @@ impl Report {
     /// Which VM exists at the end (plans that create or replace one).
     #[getter]
     fn vm(&self) -> Option<VmReport> {
-        self.inner.vm.as_ref().map(|v| VmReport {
-            name: v.name.clone(),
-            state: enum_str(&v.state),
-            core: v.clone(),
-        })
+        self.inner.vm.as_ref().map(VmReport::from_core)
     }
     #[getter]
     fn elapsed_ms(&self) -> u64 {

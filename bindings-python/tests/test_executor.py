@@ -13,18 +13,26 @@ def restore(restores, name):
     return next(r for r in restores if r["name"] == name)
 
 
+def web01(demo, sim_options=None, **executor_options):
+    """The demo's web01 planned with the commvault profile, a SimCloud made
+    with `sim_options` and an executor of it over the demo repository."""
+    d, restores = demo
+    r = restore(restores, "web01")
+    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
+    sim = vmrestore.SimCloud(**(sim_options or {}))
+    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"), **executor_options)
+    return plan, sim, ex
+
+
 def image(dir, vm, disk, size):
     data = (dir / "images" / f"{vm}-{disk}.raw").read_bytes()
     return data + b"\0" * (size - len(data))
 
 
 def test_run_sync_end_to_end_byte_identical(demo):
-    d, restores = demo
-    r = restore(restores, "web01")
-    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
-    sim = vmrestore.SimCloud()
+    d, _ = demo
+    plan, sim, ex = web01(demo)
     events = []
-    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"))
     report = ex.run_sync(plan, progress=events.append)
     assert report.succeeded, report.error
     assert report.outcome == "succeeded"
@@ -55,11 +63,7 @@ async def test_async_run_with_progress_stream_to_local_vhds(demo, tmp_path):
 
 
 async def test_cancelling_the_task_cancels_the_restore_and_gives_the_report_after_clean_up(demo):
-    d, restores = demo
-    r = restore(restores, "web01")
-    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
-    sim = vmrestore.SimCloud(write_latency_ms=20)
-    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"))
+    plan, sim, ex = web01(demo, {"write_latency_ms": 20})
     started = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -80,11 +84,7 @@ async def test_cancelling_the_task_cancels_the_restore_and_gives_the_report_afte
 
 
 async def test_a_timeout_around_run_gives_the_cancelled_report(demo):
-    d, restores = demo
-    r = restore(restores, "web01")
-    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
-    sim = vmrestore.SimCloud(write_latency_ms=50)
-    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"))
+    plan, sim, ex = web01(demo, {"write_latency_ms": 50})
     stream = vmrestore.ProgressStream()
 
     async def consume():
@@ -99,11 +99,7 @@ async def test_a_timeout_around_run_gives_the_cancelled_report(demo):
 
 
 def test_a_failing_run_returns_a_report_naming_the_step(demo):
-    d, restores = demo
-    r = restore(restores, "web01")
-    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
-    sim = vmrestore.SimCloud(always_fail=["act"])
-    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"), max_attempts=2, base_delay_ms=1)
+    plan, sim, ex = web01(demo, {"always_fail": ["act"]}, max_attempts=2, base_delay_ms=1)
     report = ex.run_sync(plan)
     assert report.outcome == "failed"
     assert report.error is not None
@@ -113,11 +109,8 @@ def test_a_failing_run_returns_a_report_naming_the_step(demo):
 
 
 def test_the_report_is_typed_like_the_plan(demo):
-    d, restores = demo
-    r = restore(restores, "web01")
-    plan = vmrestore.plan(r["restore_point"], r["request"], profiles=["commvault"])
-    sim = vmrestore.SimCloud(always_fail=["act"])
-    ex = vmrestore.RestoreExecutor(sim, vmrestore.Repository(d / "repository"), max_attempts=2, base_delay_ms=1)
+    d, _ = demo
+    plan, sim, ex = web01(demo, {"always_fail": ["act"]}, max_attempts=2, base_delay_ms=1)
     failed = ex.run_sync(plan)
     err = failed.error
     assert isinstance(err, vmrestore.ReportError)
