@@ -51,7 +51,7 @@ impl Run<'_> {
         deep: bool,
     ) -> std::result::Result<(), StepFailure> {
         for d in disks {
-            let (src, m) = self.source(d)?;
+            let (src, m, _) = self.source(d, 0)?;
             if deep {
                 // Each read owns what it uses: the run's future stays `Send`
                 // for any lifetime (it can be spawned).
@@ -127,10 +127,15 @@ impl Run<'_> {
     pub(super) fn source(
         &self,
         d: &DiskSource,
-    ) -> std::result::Result<(String, &crate::repo::DiskManifest), StepFailure> {
+        size_bytes: u64,
+    ) -> std::result::Result<(String, &crate::repo::DiskManifest, Named), StepFailure> {
         let src = d.source.clone();
+        let named = Named {
+            name: d.disk.clone(),
+            size_bytes,
+        };
         match self.manifest.disks.iter().find(|m| m.name == src) {
-            Some(m) => Ok((src, m)),
+            Some(m) => Ok((src, m, named)),
             None => Err(StepFailure::from_error(Error::Repository(format!(
                 "no data for '{src}'"
             )))),
@@ -195,12 +200,8 @@ impl Run<'_> {
         disk: &DiskSource,
         size_bytes: u64,
     ) -> std::result::Result<(), StepFailure> {
-        let (src, m) = self.source(disk)?;
+        let (src, m, d) = self.source(disk, size_bytes)?;
         let writer = self.writer(s, disk, size_bytes).await?;
-        let d = Named {
-            name: disk.disk.clone(),
-            size_bytes,
-        };
         let already = self.prove_journaled(&writer, m, &d.name).await;
         let total = m.allocated();
         let mut done: u64 = m
@@ -309,11 +310,7 @@ impl Run<'_> {
         disk: &DiskSource,
         size_bytes: u64,
     ) -> std::result::Result<(), StepFailure> {
-        let (src, m) = self.source(disk)?;
-        let d = Named {
-            name: disk.disk.clone(),
-            size_bytes,
-        };
+        let (src, m, d) = self.source(disk, size_bytes)?;
         // Every chunk was verified before it was written; the disk digest
         // over their digests, in order, must be the repository's.
         let written = lock(&self.written)

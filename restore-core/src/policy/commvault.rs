@@ -15,6 +15,14 @@ pub(crate) const MAX_MANAGED_DISK: u64 = 8 * TIB;
 
 /// The restore stages of seed 000, in order.
 pub(super) fn restore_stages() -> Vec<Stage> {
+    // What seed 000 does once the data is written, and the steps it does
+    // not name, up to the NSG it configures last.
+    let create_vm: Vec<StepKind> = [HelperAppliance, SnapshotExistingDisks]
+        .iter()
+        .chain(StepKind::through(BootFix, ConvertToManaged))
+        .chain(StepKind::through(PublicIp, DeleteExistingDisks))
+        .copied()
+        .collect();
     stages(&[
         (
             "engage the Virtual Server file system driver",
@@ -35,22 +43,7 @@ pub(super) fn restore_stages() -> Vec<Stage> {
         // the new disks are written and verified (the point of no
         // return), so a failed transfer leaves the VM as it was.
         ("delete the existing VM", &[DeleteExistingVm]),
-        (
-            "create the VM",
-            &[
-                ConvertToManaged,
-                SnapshotExistingDisks,
-                HelperAppliance,
-                BootFix,
-                PublicIp,
-                NetworkInterface,
-                VirtualMachine,
-                Template,
-                SwapDisks,
-                PowerOn,
-                DeleteExistingDisks,
-            ],
-        ),
+        ("create the VM", &create_vm),
         (
             "configure the network security group",
             &[NetworkSecurityGroup],

@@ -419,14 +419,20 @@ mod tests {
         p
     }
 
-    #[test]
-    fn import_skips_zero_chunks_and_reads_back_verified() {
+    /// A repository with `image` imported as disk `osdisk` of `rp()`.
+    fn imported() -> (tempfile::TempDir, LocalRepository, Manifest) {
         let dir = tempfile::tempdir().unwrap();
         let repo = LocalRepository::create(dir.path().join("repo")).unwrap();
         let img = image(dir.path());
         let m = repo
             .import_raw(&rp(), &[("osdisk", &img)], 1 << 20)
             .unwrap();
+        (dir, repo, m)
+    }
+
+    #[test]
+    fn import_skips_zero_chunks_and_reads_back_verified() {
+        let (_dir, repo, m) = imported();
         assert_eq!(
             m.disks[0].chunks.len(),
             2,
@@ -441,12 +447,7 @@ mod tests {
 
     #[test]
     fn corruption_missing_chunks_and_traversal_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = LocalRepository::create(dir.path().join("repo")).unwrap();
-        let img = image(dir.path());
-        let m = repo
-            .import_raw(&rp(), &[("osdisk", &img)], 1 << 20)
-            .unwrap();
+        let (_dir, repo, m) = imported();
         let c = m.disks[0].chunks[1].clone();
         let path = repo.chunk_path(&c.sha256);
         let mut bytes = std::fs::read(&path).unwrap();
