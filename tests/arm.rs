@@ -91,6 +91,18 @@ fn web01_plan(profile: &str) -> (tempfile::TempDir, vmrestore::repo::LocalReposi
 }
 
 /// A VMAccess reset of `username`'s credential on `vm`.
+/// The run succeeded and the server refused none of its requests.
+fn assert_succeeded_unrejected(report: &vmrestore::exec::Report, rejected: &[String]) {
+    assert_eq!(
+        report.outcome,
+        Outcome::Succeeded,
+        "{:?}\nrejected: {:?}",
+        report.error,
+        rejected
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+}
+
 fn vm_access(resource_group: &str, vm: &str, username: &str) -> vmrestore::exec::CloudAction {
     vmrestore::exec::CloudAction::VmAccessExtension {
         resource_group: resource_group.into(),
@@ -112,14 +124,7 @@ async fn a_full_restore_runs_through_arm_with_lros_throttling_and_disk_uploads()
         .await
         .unwrap();
     let f = st.lock().unwrap();
-    assert_eq!(
-        report.outcome,
-        Outcome::Succeeded,
-        "{:?}\nrejected: {:?}",
-        report.error,
-        f.rejected
-    );
-    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+    assert_succeeded_unrejected(&report, &f.rejected);
     assert_eq!(f.unauthorised, 0);
     assert_eq!(f.throttled, 1, "the 429 was met");
     assert!(
@@ -630,14 +635,7 @@ async fn a_staged_restore_imports_page_blobs_from_a_storage_account() {
         .await
         .unwrap();
     let f = std::mem::take(&mut *st.lock().unwrap());
-    assert_eq!(
-        report.outcome,
-        Outcome::Succeeded,
-        "{:?}\nrejected: {:?}",
-        report.error,
-        f.rejected
-    );
-    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+    assert_succeeded_unrejected(&report, &f.rejected);
     // Each disk: imported from its blob, which holds the source and a footer.
     let http = vmrestore::azure::storage::http_client().unwrap();
     for d in &plan.target.disks {

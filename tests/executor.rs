@@ -122,10 +122,7 @@ async fn data_streams_respect_the_concurrency_limit() {
         data_concurrency: 1,
         ..Default::default()
     };
-    let report = run_sim(&sim, &repo, &plan, opts, Some(progress))
-        .await
-        .unwrap();
-    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    run_succeeded(&sim, &repo, &plan, opts, Some(progress)).await;
     // With one data stream, write steps never overlap.
     let mut open = 0;
     let mut max = 0;
@@ -190,10 +187,7 @@ async fn transient_faults_are_retried_honouring_retry_after() {
     let plan = plan_for(&restores[0], "commvault");
     let (progress, log) = events();
     let opts = retrying(12, 5);
-    let report = run_sim(&sim, &repo, &plan, opts, Some(progress))
-        .await
-        .unwrap();
-    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    let report = run_succeeded(&sim, &repo, &plan, opts, Some(progress)).await;
     assert!(
         sim.faults_injected() > 5,
         "only {} faults",
@@ -542,10 +536,7 @@ async fn control_steps_respect_their_concurrency_limit() {
         data_concurrency: 4,
         ..Default::default()
     };
-    let report = run_sim(&sim, &repo, &plan, opts, Some(progress))
-        .await
-        .unwrap();
-    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    run_succeeded(&sim, &repo, &plan, opts, Some(progress)).await;
     let (mut open, mut max) = (0, 0);
     for e in log.lock().unwrap().iter() {
         match e {
@@ -894,7 +885,7 @@ async fn resume_proves_journaled_chunks_at_the_destination_or_rewrites_them() {
             report.error
         );
         assert!(
-            report.notes.iter().any(|n| n.contains("written again")),
+            has_note(&report, "written again"),
             "{case}: {:?}",
             report.notes
         );
@@ -995,11 +986,7 @@ async fn a_run_whose_disks_go_to_a_sink_creates_no_cloud_disk_and_no_vm() {
             s.status
         );
     }
-    assert!(
-        report.notes.iter().any(|n| n.contains("no VM was created")),
-        "{:?}",
-        report.notes
-    );
+    assert!(has_note(&report, "no VM was created"), "{:?}", report.notes);
     for d in &plan.target.disks {
         assert!(report.disks.iter().any(|r| r.name == d.name && r.verified));
         assert!(vhd_matches(dir.path(), &sink, d, "web01"));
@@ -1136,4 +1123,22 @@ async fn the_plan_carries_the_staging_and_nsg_decisions() {
         assert!(err.to_string().contains(path), "{path}: {err}");
         assert!(sim.names("resource_group").is_empty());
     }
+}
+
+/// Whether one of the report's notes says `text`.
+fn has_note(report: &vmrestore::exec::Report, text: &str) -> bool {
+    report.notes.iter().any(|n| n.contains(text))
+}
+
+/// Runs `plan` on `sim` and asserts that it succeeded.
+async fn run_succeeded(
+    sim: &SimCloud,
+    repo: &vmrestore::repo::LocalRepository,
+    plan: &vmrestore::plan::Plan,
+    opts: ExecOptions,
+    progress: Option<vmrestore::exec::ProgressFn>,
+) -> vmrestore::exec::Report {
+    let report = run_sim(sim, repo, plan, opts, progress).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    report
 }

@@ -498,11 +498,11 @@ fn ab04(r: &Rule, c: &Ctx, d: &mut Decisions) {
     }
 }
 
-/// Blocks with each `(applies, path, why)` that applies.
-fn block_each(r: &Rule, d: &mut Decisions, checks: &[(bool, &str, &str)]) {
+/// Blocks with each `(applies, path, why)` that applies: "`what` `why`".
+fn block_each(r: &Rule, d: &mut Decisions, what: &str, checks: &[(bool, &str, &str)]) {
     for (applies, path, why) in checks {
         if *applies {
-            d.block(r, path, *why);
+            d.block(r, path, format!("{what} {why}"));
         }
     }
 }
@@ -519,31 +519,24 @@ fn ab05(r: &Rule, c: &Ctx, d: &mut Decisions) {
     block_each(
         r,
         d,
+        "cross-subscription restore",
         &[
-            (
-                vault_off,
-                p,
-                "cross-subscription restore is disabled on the vault",
-            ),
+            (vault_off, p, "is disabled on the vault"),
             (
                 c.vm.disks.iter().any(|x| !x.is_managed()),
                 p,
-                "cross-subscription restore is not supported for unmanaged disks",
+                "is not supported for unmanaged disks",
             ),
-            (
-                c.facts.ade,
-                p,
-                "cross-subscription restore is not supported for ADE-encrypted VMs",
-            ),
+            (c.facts.ade, p, "is not supported for ADE-encrypted VMs"),
             (
                 c.rp.tier == Tier::Snapshot,
                 "$.restore_point.tier",
-                "cross-subscription restore needs a vault-tier recovery point, not a snapshot",
+                "needs a vault-tier recovery point, not a snapshot",
             ),
             (
                 c.facts.cross_tenant,
                 "$.request.destination.tenant_id",
-                "cross-subscription restore to another tenant is not supported",
+                "to another tenant is not supported",
             ),
         ],
     );
@@ -564,26 +557,23 @@ fn ab06(r: &Rule, c: &Ctx, d: &mut Decisions) {
     block_each(
         r,
         d,
+        "cross-zonal restore",
         &[
             (
                 c.vm.disks.iter().any(|x| !x.is_managed()),
                 p,
-                "cross-zonal restore is not supported for unmanaged disks",
+                "is not supported for unmanaged disks",
             ),
-            (
-                c.facts.encrypted,
-                p,
-                "cross-zonal restore is not supported for encrypted VMs",
-            ),
+            (c.facts.encrypted, p, "is not supported for encrypted VMs"),
             (
                 c.rp.tier == Tier::Snapshot,
                 "$.restore_point.tier",
-                "cross-zonal restore needs a vault-tier recovery point, not a snapshot only",
+                "needs a vault-tier recovery point, not a snapshot only",
             ),
             (
                 grs_same_region,
                 "$.restore_point.vault.redundancy",
-                "cross-zonal restore is not supported from a GRS vault in the same region (use a ZRS vault or cross-region restore)",
+                "is not supported from a GRS vault in the same region (use a ZRS vault or cross-region restore)",
             ),
         ],
     );

@@ -41,16 +41,21 @@ pub(super) fn rules() -> Vec<Rule> {
     ]
 }
 
+/// The catalog's entry for the region the target is in now (a rule may
+/// have moved it), else the destination's.
+fn target_region<'c>(c: &Ctx<'c>, d: &Decisions) -> &'c crate::model::Region {
+    c.cat
+        .regions
+        .get(d.target().region.as_str())
+        .copied()
+        .unwrap_or(c.dst_region)
+}
+
 fn vmr01(r: &Rule, c: &Ctx, d: &mut Decisions) {
     if d.zone_decided() {
         return;
     }
-    let region = c
-        .cat
-        .regions
-        .get(d.target().region.as_str())
-        .copied()
-        .unwrap_or(c.dst_region);
+    let region = target_region(c, d);
     match c.dest.zone {
         ZoneChoice::Zone(z) if !region.zones.contains(&z) => {
             d.block(
@@ -99,12 +104,7 @@ fn vmr03(r: &Rule, c: &Ctx, d: &mut Decisions) {
 }
 
 fn vmr04(r: &Rule, c: &Ctx, d: &mut Decisions) {
-    let region = c
-        .cat
-        .regions
-        .get(d.target().region.as_str())
-        .copied()
-        .unwrap_or(c.dst_region);
+    let region = target_region(c, d);
     if region.access_restricted {
         d.warn(
             r,
@@ -224,10 +224,24 @@ fn vmr06(r: &Rule, c: &Ctx, d: &mut Decisions) {
     }
 }
 
-/// Where a name came from: the request's path when the request gave it,
-/// the restore point's otherwise.
-fn request_or_source(given: bool, request: &'static str, source: &'static str) -> &'static str {
-    if given { request } else { source }
+/// Where the names a request may override came from, for the findings'
+/// paths: the request's field when it gave one, the restore point's else.
+struct Origin {
+    nsg: &'static str,
+    des: &'static str,
+}
+
+fn origin(c: &Ctx) -> Origin {
+    Origin {
+        nsg: match c.dest.network_security_group {
+            Some(_) => "$.request.destination.network_security_group",
+            None => "$.restore_point.vm.network_security_group",
+        },
+        des: match c.dest.disk_encryption_set {
+            Some(_) => "$.request.destination.disk_encryption_set",
+            None => "$.restore_point.vm.disks",
+        },
+    }
 }
 
 /// The resource group, VM, subscription, availability set, staging
@@ -277,12 +291,7 @@ fn resource_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
         bad.check("$.restore_point.key_vaults", NameKind::KeyVault, k);
     }
     if let Some(n) = &t.network_security_group {
-        let path = request_or_source(
-            c.dest.network_security_group.is_some(),
-            "$.request.destination.network_security_group",
-            "$.restore_point.vm.network_security_group",
-        );
-        bad.check(path, NameKind::NetworkSecurityGroup, n);
+        bad.check(origin(c).nsg, NameKind::NetworkSecurityGroup, n);
     }
 }
 
@@ -350,12 +359,7 @@ fn disk_names(c: &Ctx, t: &crate::plan::types::Target, bad: &mut BadNames) {
     for (i, disk) in t.disks.iter().enumerate() {
         bad.check(source_path(disk), NameKind::Disk, &disk.name);
         if let Some(des) = &disk.disk_encryption_set {
-            let path = request_or_source(
-                c.dest.disk_encryption_set.is_some(),
-                "$.request.destination.disk_encryption_set",
-                "$.restore_point.vm.disks",
-            );
-            bad.check(path, NameKind::DiskEncryptionSet, des);
+            bad.check(origin(c).des, NameKind::DiskEncryptionSet, des);
         }
         if let Some(first) = t.disks[..i]
             .iter()

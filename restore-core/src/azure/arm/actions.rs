@@ -73,16 +73,10 @@ impl ArmCloud {
 
     /// Deletes an existing VM, keeping its disks and its definition (so a
     /// failed restore can put it back).
-    pub(super) async fn delete_existing_vm(
-        &self,
-        subscription_id: &str,
-        resource_group: &str,
-        vm: &str,
-    ) -> CallResult<()> {
-        let id = self.vm_id_in(subscription_id, resource_group, vm)?;
+    pub(super) async fn delete_existing_vm(&self, id: &str, vm: &str) -> CallResult<()> {
         let op = format!("delete VM '{vm}'");
         // Gone already: a retried or resumed step.
-        let Some(v) = self.call_found(Method::GET, &id, api::VM, &op).await? else {
+        let Some(v) = self.call_found(Method::GET, id, api::VM, &op).await? else {
             return Ok(());
         };
         // Its disks must outlive it: they are what a failed restore
@@ -110,22 +104,16 @@ impl ArmCloud {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_ascii_lowercase(), v);
-        self.call(Method::DELETE, &id, api::VM, None, &op)
+        self.call(Method::DELETE, id, api::VM, None, &op)
             .await
             .map(drop)
     }
 
     /// Puts back a VM this cloud deleted, on its kept disks.
-    pub(super) async fn restore_existing_vm(
-        &self,
-        subscription_id: &str,
-        resource_group: &str,
-        vm: &str,
-    ) -> CallResult<()> {
-        let id = self.vm_id_in(subscription_id, resource_group, vm)?;
+    pub(super) async fn restore_existing_vm(&self, id: &str, vm: &str) -> CallResult<()> {
         let op = format!("put back VM '{vm}' on its kept disks");
         if self
-            .call_found(Method::GET, &id, api::VM, &op)
+            .call_found(Method::GET, id, api::VM, &op)
             .await?
             .is_some()
         {
@@ -144,7 +132,7 @@ impl ArmCloud {
                 )
             })?;
         let body = reattach_body(saved);
-        self.call(Method::PUT, &id, api::VM, Some(&body), &op)
+        self.call(Method::PUT, id, api::VM, Some(&body), &op)
             .await
             .map(drop)
     }

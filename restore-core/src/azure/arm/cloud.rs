@@ -138,16 +138,16 @@ impl crate::exec::Cloud for ArmCloud {
                 resource_group,
                 vm,
             } => {
-                self.delete_existing_vm(subscription_id, resource_group, vm)
-                    .await
+                let id = self.vm_id_in(subscription_id, resource_group, vm)?;
+                self.delete_existing_vm(&id, vm).await
             }
             CloudAction::RestoreExistingVm {
                 subscription_id,
                 resource_group,
                 vm,
             } => {
-                self.restore_existing_vm(subscription_id, resource_group, vm)
-                    .await
+                let id = self.vm_id_in(subscription_id, resource_group, vm)?;
+                self.restore_existing_vm(&id, vm).await
             }
             CloudAction::VmAccessExtension {
                 resource_group,
