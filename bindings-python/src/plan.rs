@@ -47,7 +47,6 @@ pub(crate) struct Transformation {
 
 /// A step of the plan.
 #[pyclass(module = "vmrestore._native", frozen, get_all)]
-#[derive(Clone)]
 pub(crate) struct Step {
     id: String,
     kind: String,
@@ -59,6 +58,9 @@ pub(crate) struct Step {
     disk: Option<String>,
     bytes: u64,
     detail: String,
+    /// The whole operation the step performs, as the planner decided it
+    /// (`op` names it: create, act, write_disk, ...), as a dict.
+    operation: Py<PyAny>,
 }
 
 /// Something to do after the restore.
@@ -141,8 +143,9 @@ impl Plan {
         ts.map(|t| Transformation::from_core(py, t)).collect()
     }
     #[getter]
-    fn steps(&self) -> Vec<Step> {
-        all(&self.inner.steps, Step::from_core)
+    fn steps(&self, py: Python<'_>) -> PyResult<Vec<Step>> {
+        let steps = self.inner.steps.iter();
+        steps.map(|s| Step::from_core(py, s)).collect()
     }
     #[getter]
     fn post_actions(&self) -> Vec<PostAction> {
@@ -231,8 +234,9 @@ impl Transformation {
 }
 
 impl Step {
-    fn from_core(s: &core_plan::Step) -> Self {
-        Step {
+    fn from_core(py: Python<'_>, s: &core_plan::Step) -> PyResult<Self> {
+        Ok(Step {
+            operation: to_py(py, &s.operation)?,
             bytes: s.bytes,
             id: s.id.to_string(),
             kind: enum_str(&s.kind),
@@ -243,7 +247,7 @@ impl Step {
             rule_ids: s.rule_ids.iter().map(|d| d.to_string()).collect(),
             disk: s.disk.as_ref().map(|d| d.to_string()),
             detail: s.detail.clone(),
-        }
+        })
     }
 }
 
@@ -281,7 +285,8 @@ impl Transformation {
 impl Step {
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         fields_dict!(
-            py, self, id, kind, action, resource, stage, depends_on, rule_ids, disk, bytes, detail
+            py, self, id, kind, action, resource, stage, depends_on, rule_ids, disk, bytes, detail,
+            operation
         )
     }
 }

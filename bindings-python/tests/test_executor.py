@@ -235,3 +235,24 @@ def test_options_are_validated_as_node_validates_them(demo):
         with pytest.raises(vmrestore.InvalidInputError, match=f"at {name}: 1.5 is not a probability"):
             vmrestore.SimCloud(**{name: 1.5})
     assert vmrestore.SimCloud(fault_probability=1.0).faults_injected() == 0
+
+
+def test_each_step_carries_its_whole_operation(demo):
+    plan, _, _ = web01(demo)
+    by_id = {s.id: s for s in plan.steps}
+    assert {s.operation["op"] for s in plan.steps} >= {"create", "write_disk", "finalize_disk", "act"}
+    vm = by_id["vm"].operation
+    assert vm["op"] == "create" and vm["spec"]["type"] == "virtual_machine"
+    assert vm["spec"]["name"] == plan.target["vm_name"]
+    assert vm["spec"]["resource_group"] == plan.target["resource_group"]
+    disk = plan.target["disks"][0]
+    write = by_id[f"write:{disk['name']}"].operation
+    assert write == {
+        "op": "write_disk",
+        "disk": disk["name"],
+        "source": disk["source_disk"],
+        "size_bytes": disk["size_bytes"],
+    }
+    # The step's dict holds the same operation, as the plan's JSON does.
+    assert by_id["vm"].to_dict()["operation"] == vm
+    assert plan.to_dict()["steps"][[s.id for s in plan.steps].index("vm")]["operation"] == vm
