@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::convert::*;
 use crate::errors::*;
-use crate::executor::Repository;
 use crate::json::{self};
+use crate::repository::Repository;
 use crate::runtime::*;
 
 pub(crate) fn cloud_err(e: restore_core::error::CallError) -> CoreError {

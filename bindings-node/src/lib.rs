@@ -13,10 +13,12 @@ pub mod executor;
 mod json;
 mod log;
 pub mod plan;
+pub mod repository;
 mod runtime;
 
 pub use azure::{ArmCloud, ObjectStoreRepository, PageBlobSink};
 pub use errors::Code;
-pub use executor::{ProgressStream, Repository, RestoreExecutor, SimCloud};
+pub use executor::{ProgressStream, RestoreExecutor, SimCloud};
 pub use json::Json;
 pub use log::set_logger;
+pub use repository::Repository;
