@@ -7,6 +7,10 @@ use sha2::{Digest, Sha256};
 
 use crate::model::Disk;
 
+/// Smallest managed disk Azure takes for direct upload (AZURE.md: 20 MiB;
+/// a page blob takes any whole number of MiB).
+pub(crate) const MIN_UPLOAD_DISK: u64 = 20 << 20;
+
 /// Rounds a size up to a whole MiB, as Azure requires of disk sizes.
 pub(crate) fn round_up_mib(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20).saturating_mul(1 << 20)

@@ -135,9 +135,6 @@ pub(crate) fn names_rule() -> &'static Rule {
     })
 }
 
-/// Smallest managed disk Azure takes for upload (AZURE.md: 20 MiB).
-pub(crate) const MIN_UPLOAD_DISK: u64 = 20 << 20;
-
 /// VMR-08: a disk uploaded as a managed disk is at least 20 MiB, Azure's
 /// smallest for upload; one smaller grows to it. Runs once the planner knows
 /// where the disks' bytes go (page blobs in a staging account take any
@@ -154,7 +151,7 @@ pub(crate) fn grow_small_disks(c: &Ctx, d: &mut Decisions) {
         )
     });
     if !d.target().disks_staged {
-        d.grow_disks_to(rule, c, MIN_UPLOAD_DISK);
+        d.grow_disks_to(rule, c, crate::units::MIN_UPLOAD_DISK);
     }
 }
 

@@ -2,10 +2,9 @@
 
 use super::*;
 use crate::model::names::{NameKind, check_name_or_id};
+use crate::units::MIN_UPLOAD_DISK;
 use state::{SimDisk, State};
 
-/// Smallest managed disk Azure takes for upload.
-const MIN_UPLOAD_DISK: u64 = 20 << 20;
 /// Largest disk.
 const MAX_DISK: u64 = 32 << 40;
 
